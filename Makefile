@@ -1,0 +1,48 @@
+# Every target is one command; CI runs `make test` exactly as people do.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIND   ?= 127.0.0.1:8080
+CONFIG ?= crabllm.toml
+
+.PHONY: install install-test run serve test lint fmt bench lock clean
+
+$(VENV)/.run: requirements.lock setup.cfg pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+$(VENV)/.test: requirements-test.lock setup.cfg pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --require-hashes -r requirements-test.lock
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@ $(VENV)/.run
+
+install: $(VENV)/.run
+
+install-test: $(VENV)/.test
+	scripts/system-deps
+
+run: install
+	$(VENV)/bin/crabllm-sync serve --config $(CONFIG) --bind $(BIND)
+
+serve: run
+
+test: install-test
+	$(PY) -m pytest
+
+lint: install-test
+	$(VENV)/bin/ruff check crabllm_sync tests bench && $(VENV)/bin/ruff format --check crabllm_sync tests bench
+
+fmt: install-test
+	$(VENV)/bin/ruff format crabllm_sync tests bench && $(VENV)/bin/ruff check --fix crabllm_sync tests bench
+
+bench: install-test
+	$(PY) -m bench.run
+
+lock:
+	$(VENV)/bin/uv pip compile setup.cfg requirements-build.in --generate-hashes --python-version 3.11 -o requirements.lock -q
+	$(VENV)/bin/uv pip compile setup.cfg requirements-build.in --extra test --generate-hashes --python-version 3.11 -o requirements-test.lock -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,52 @@
+"""create_app(config): build the Gateway, register blueprints and error handlers."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from crabllm_sync import errors
+from crabllm_sync.config import Config
+from crabllm_sync.errors import GatewayError
+from crabllm_sync.gateway import Gateway
+from crabllm_sync.storage import Storage, open_storage
+from crabllm_sync.views import error_response
+from crabllm_sync.views import openai as openai_views
+from crabllm_sync.views import ops as ops_views
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
+    """A Flask app serving `config`; the Gateway is at app.extensions['crabllm']."""
+    app = Flask("crabllm_sync")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_size
+    gw = Gateway(config, storage if storage is not None else open_storage(config))
+    app.extensions["crabllm"] = gw
+
+    app.register_blueprint(openai_views.make_blueprint(gw))
+    app.register_blueprint(ops_views.make_blueprint(gw))
+
+    @app.errorhandler(GatewayError)
+    def gateway_error(err: GatewayError) -> Response:
+        return error_response(err, errors.to_openai)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        err = errors.from_http_status(exc.code or 500, exc.description or exc.name)
+        return error_response(err, errors.to_openai)
+
+    @app.errorhandler(Exception)
+    def internal_error(exc: Exception) -> Response:
+        log.exception("internal error")
+        return error_response(
+            GatewayError("internal server error; see the gateway log"), errors.to_openai
+        )
+
+    for warning in config.warnings():
+        log.warning(warning)
+    if not gw.auth.is_enabled:
+        log.warning("AUTH IS OFF: no keys are configured, anyone can call this gateway")
+    return app

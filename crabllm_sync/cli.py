@@ -1,0 +1,134 @@
+"""The `crabllm-sync` command: serve, check, keys, usage.
+
+Commands stay thin; `serve` never imports the app in the master process, so
+each gevent worker monkey-patches before requests/ssl are imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from crabllm_sync.config import Config, ConfigError, load_config
+from crabllm_sync.serving import default_workers, gunicorn_settings
+
+DEFAULT_CONFIG = "crabllm.toml"
+
+config_option = click.option(
+    "--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
+    envvar="CRABLLM_CONFIG", metavar="PATH", type=click.Path(dir_okay=False),
+    help="Path of crabllm.toml.",
+)
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.version_option(package_name="crabllm-sync")
+def main() -> None:
+    """crabllm-sync: one OpenAI-compatible endpoint for every LLM provider."""
+
+
+@main.command()
+@config_option
+@click.option("--bind", metavar="HOST:PORT", help="Listen address (default: config `listen`).")
+@click.option("--workers", type=int, metavar="N", help="Gevent worker processes.")
+def serve(config_path: str, bind: str | None, workers: int | None) -> None:
+    """Run the gateway under gunicorn with gevent workers."""
+    path = Path(config_path)
+    if not path.exists():
+        from crabllm_sync.starter import write_starter
+
+        listen = bind or "127.0.0.1:8080"
+        key = write_starter(path, listen=listen)
+        host, _, port = listen.rpartition(":")
+        host = "127.0.0.1" if host in ("0.0.0.0", "", "[::]") else host
+        click.echo(f"Wrote a starter config to {path.resolve()}")
+        click.echo(f"Your virtual key: {key}")
+        click.echo("Try it:")
+        click.echo(
+            f"  curl http://{host}:{port}/v1/chat/completions \\\n"
+            f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
+            "    -d '{\"model\": \"mock\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'"
+        )
+    config = _load(str(path))
+    settings = gunicorn_settings(
+        listen=config.listen,
+        bind=bind,
+        workers=workers or default_workers(env_value=os.environ.get("WEB_CONCURRENCY")),
+        shutdown_timeout=config.shutdown_timeout,
+    )
+    os.environ["CRABLLM_CONFIG"] = str(path.resolve())
+    _GatewayApplication(settings).run()
+
+
+@main.command()
+@config_option
+def check(config_path: str) -> None:
+    """Validate a config: exit 0 when usable, 1 with the reason otherwise."""
+    config = _load(config_path)
+    for warning in _config_warnings(config, Path(config_path)):
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(
+        f"{config_path}: ok ({len(config.providers)} providers, "
+        f"{sum(len(p.models) for p in config.providers.values())} models, "
+        f"{len(config.keys)} keys)"
+    )
+
+
+def _config_warnings(config: Config, path: Path) -> list[str]:
+    out = list(config.warnings())
+    if config.admin_token is not None and len(config.admin_token) < 32:
+        out.append("admin_token is shorter than 32 characters")
+    if config.admin_token == "":
+        out.append("admin_token is empty: admin routes are off")
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            out.append(f"{path} is readable by other users; it holds secrets (chmod 600)")
+    except OSError:
+        pass
+    return out
+
+
+class _GatewayApplication:
+    """gunicorn's BaseApplication serving crabllm_sync.wsgi with our settings."""
+
+    def __new__(cls, settings: dict[str, Any]) -> Any:
+        from gunicorn.app.base import BaseApplication
+
+        class App(BaseApplication):
+            def load_config(self) -> None:
+                for key, value in settings.items():
+                    self.cfg.set(key, value)
+
+            def load(self) -> Any:
+                # Imported in the worker, after gevent has patched the stdlib.
+                from crabllm_sync.wsgi import application
+
+                return application
+
+        return App()
+
+
+def _setup_logging() -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,289 @@
+"""crabllm.toml: pydantic models, `${VAR}` expansion and load_config().
+
+The only reader of `${VAR}`; everything else gets a validated `Config`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+_VAR = re.compile(r"\$\{([^}]*)\}")
+
+# Kinds with their own adapter; any other string is an OpenAI-compatible server.
+NATIVE_KINDS = ("openai", "anthropic", "google", "azure", "bedrock", "ollama", "mock")
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message names the field and file line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RateLimitConfig(_Strict):
+    requests_per_minute: int | None = Field(
+        None, ge=1, validation_alias=AliasChoices("requests_per_minute", "rpm")
+    )
+    tokens_per_minute: int | None = Field(
+        None, ge=1, validation_alias=AliasChoices("tokens_per_minute", "tpm")
+    )
+
+
+class ProviderConfig(_Strict):
+    kind: str = "openai"
+    api_key: str = ""
+    base_url: str | None = None
+    models: list[str] = Field(default_factory=list)
+    weight: float = Field(1, ge=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    timeout: float = Field(30, gt=0)
+    api_version: str | None = None
+    region: str | None = None
+    access_key: str | None = None
+    secret_key: str | None = None
+
+
+class KeyConfig(_Strict):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._@:-]+$")
+    key: str = Field(min_length=8)
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    rate_limit: RateLimitConfig | None = None
+    budget: float | None = Field(None, ge=0)
+    max_parallel_requests: int | None = Field(None, ge=1)
+    expires_at: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class PricingConfig(_Strict):
+    prompt_cost_per_million: float = Field(0.0, ge=0)
+    completion_cost_per_million: float = Field(0.0, ge=0)
+    cache_read_cost_per_million: float | None = Field(None, ge=0)
+    cache_write_cost_per_million: float | None = Field(None, ge=0)
+    cost_per_image: float | None = Field(None, ge=0)
+    cost_per_million_characters: float | None = Field(None, ge=0)
+    cost_per_second: float | None = Field(None, ge=0)
+
+
+class RateLimitExtension(RateLimitConfig):
+    fail_open: bool = False
+
+
+class CacheExtension(_Strict):
+    ttl_seconds: int = Field(300, ge=1, validation_alias=AliasChoices("ttl_seconds", "ttl"))
+    shared: bool = False
+    fail_open: bool = True
+
+
+class UsageExtension(_Strict):
+    flush_interval: float = Field(1.0, gt=0)
+    batch_size: int = Field(200, ge=1)
+
+
+class BudgetKey(_Strict):
+    budget: float = Field(ge=0)
+
+
+class BudgetExtension(_Strict):
+    default_budget: float | None = Field(None, ge=0)
+    # crabllm's field; its unit is not USD, so it is accepted and ignored (warned).
+    default_limit: float | None = None
+    period: Literal["daily", "weekly", "monthly", "never"] = "never"
+    keys: dict[str, BudgetKey] = Field(default_factory=dict)
+    fail_open: bool = False
+
+
+class LoggingExtension(_Strict):
+    level: str = "info"
+    json_format: bool = Field(False, validation_alias=AliasChoices("json_format", "json"))
+    log_prompts: bool = False
+
+
+class ExtensionsConfig(_Strict):
+    rate_limit: RateLimitExtension | None = None
+    cache: CacheExtension | None = None
+    usage: UsageExtension | None = None
+    budget: BudgetExtension | None = None
+    logging: LoggingExtension | None = None
+
+
+class StorageConfig(_Strict):
+    kind: Literal["memory", "sqlite", "redis"] = "memory"
+    path: str | None = None
+    database: str | None = None
+
+
+class RoutingConfig(_Strict):
+    cooldown_seconds: float = Field(30, ge=0)
+    failure_threshold: int = Field(3, ge=1)
+    keepalive_seconds: float = Field(15, gt=0)
+    request_deadline: float = Field(300, gt=0)
+
+
+class Config(_Strict):
+    listen: str = "0.0.0.0:8080"
+    admin_token: str | None = None
+    shutdown_timeout: int = Field(30, ge=0)
+    max_body_size: int = Field(10 * 1024 * 1024, ge=1024)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict)
+    keys: list[KeyConfig] = Field(default_factory=list)
+    pricing: dict[str, PricingConfig] = Field(default_factory=dict)
+    extensions: ExtensionsConfig = Field(default_factory=ExtensionsConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    # crabllm fields accepted so a crabllm.toml loads unchanged; no effect yet.
+    models: Any = None
+    cloud_models: Any = None
+    openapi: Any = None
+
+    def warnings(self) -> list[str]:
+        """Accepted settings that have no effect here, for the start-up log."""
+        out = [
+            f"config field '{name}' is accepted for crabllm compatibility "
+            "and has no effect"
+            for name in ("models", "cloud_models", "openapi")
+            if getattr(self, name) is not None
+        ]
+        budget = self.extensions.budget
+        if budget is not None and budget.default_limit is not None:
+            out.append(
+                "extensions.budget.default_limit (crabllm) has no effect; "
+                "use default_budget (USD)"
+            )
+        return out
+
+
+def expand_env(value: Any, env: Mapping[str, str]) -> Any:
+    """Replace `${VAR}` in every string of a parsed TOML tree; unknown -> ''."""
+    if isinstance(value, str):
+        if "${" not in value:
+            return value
+        return _VAR.sub(lambda m: env.get(m.group(1), ""), value)
+    if isinstance(value, dict):
+        return {k: expand_env(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v, env) for v in value]
+    return value
+
+
+def _check(config: Config) -> list[tuple[tuple[Any, ...], str]]:
+    """Cross-field rules pydantic cannot see on one field."""
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    for name, p in config.providers.items():
+        if p.kind not in NATIVE_KINDS and not p.base_url:
+            problems.append(
+                (("providers", name, "base_url"),
+                 f"kind '{p.kind}' is OpenAI-compatible and needs base_url")
+            )
+        if p.kind == "azure" and not p.base_url:
+            problems.append(
+                (("providers", name, "base_url"),
+                 "azure needs base_url (https://RESOURCE.openai.azure.com)")
+            )
+    seen_names: set[str] = set()
+    seen_keys: set[str] = set()
+    for i, k in enumerate(config.keys):
+        if k.name in seen_names:
+            problems.append((("keys", i, "name"), f"duplicate key name '{k.name}'"))
+        if k.key in seen_keys:
+            problems.append((("keys", i, "key"), "the same key secret is listed twice"))
+        seen_names.add(k.name)
+        seen_keys.add(k.key)
+    models = {m for p in config.providers.values() for m in p.models}
+    for alias, target in config.aliases.items():
+        if target not in models:
+            problems.append(
+                (("aliases", alias),
+                 f"alias '{alias}' points at '{target}', which no provider serves")
+            )
+    return problems
+
+
+def parse_config(
+    data: dict[str, Any], env: Mapping[str, str] | None = None, *, source: str = ""
+) -> Config:
+    """Validate an already-parsed TOML tree (env expansion included)."""
+    expanded = expand_env(data, os.environ if env is None else env)
+    try:
+        config = Config.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from None
+    problems = _check(config)
+    if problems:
+        raise ConfigError(
+            "\n".join(_format(loc, msg, source) for loc, msg in problems)
+        )
+    return config
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read, expand and validate a crabllm.toml; ConfigError says what is wrong."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    return parse_config(data, env, source=f"{p}\n{text}")
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(_format(loc, msg, source))
+    return "\n".join(lines)
+
+
+def _format(loc: tuple[Any, ...], msg: str, source: str) -> str:
+    dotted = ".".join(str(x) for x in loc)
+    path, _, text = source.partition("\n")
+    where = path or "config"
+    line = _find_line(text, loc) if text else None
+    if line is not None:
+        where = f"{where}:{line}"
+    return f"{where}: {dotted}: {msg}"
+
+
+def _find_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """Best-effort line of the field `loc` in the TOML text (1-based)."""
+    keys = [str(x) for x in loc if not isinstance(x, int)]
+    if not keys:
+        return None
+    lines = text.splitlines()
+    # Start after the innermost table header that names a prefix of loc.
+    start = 0
+    for depth in range(len(keys), 0, -1):
+        header = ".".join(keys[:depth])
+        pat = re.compile(r"^\s*\[\[?\s*" + re.escape(header) + r"\s*\]\]?\s*$")
+        for i, ln in enumerate(lines):
+            if pat.match(ln):
+                start = i
+                if depth == len(keys):
+                    return i + 1
+                break
+        else:
+            continue
+        break
+    last = re.compile(r"^\s*\"?" + re.escape(keys[-1]) + r"\"?\s*=")
+    for i in range(start, len(lines)):
+        if last.match(lines[i]):
+            return i + 1
+    return start + 1 if start else None

@@ -1,0 +1,29 @@
+"""RequestContext: what one request carries through the pipeline and extensions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from crabllm_sync.auth import Principal
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    endpoint: str  # chat | embeddings | messages | images | speech | transcription
+    principal: Principal
+    started: float  # monotonic seconds
+    timestamp: float  # wall-clock seconds
+    requested_model: str = ""
+    model: str = ""  # after alias resolution
+    stream: bool = False
+    provider: str | None = None
+    usage: dict[str, Any] | None = None
+    status: int = 200
+    cache_hit: bool = False
+    no_cache: bool = False
+    # Response headers extensions add (rate-limit counters and the like).
+    headers: dict[str, str] = field(default_factory=dict)
+    # Per-extension scratch space, keyed by extension name.
+    state: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,47 @@
+"""Azure OpenAI: deployment URLs, api-version and the api-key header.
+
+The body is OpenAI's; everything else is openai.py with this module's target().
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from crabllm_sync.providers import http, openai
+from crabllm_sync.routing import Deployment
+
+BASE_URL = None  # the resource origin is required
+API_VERSION = "2024-10-21"
+
+
+def target(dep: Deployment, path: str) -> tuple[str, dict[str, str]]:
+    """{base}/openai/deployments/{model}{path}?api-version=..., key in api-key."""
+    version = dep.api_version or API_VERSION
+    url = (
+        f"{dep.base_url}/openai/deployments/{quote(dep.model, safe='')}{path}"
+        f"?api-version={quote(version, safe='')}"
+    )
+    headers = dict(http.JSON_HEADERS)
+    if dep.api_key:
+        headers["api-key"] = dep.api_key
+    return url, headers
+
+
+def chat(dep: Deployment, session: requests.Session, body: dict[str, Any]) -> dict[str, Any]:
+    return openai.chat(dep, session, body, target=target)
+
+
+def chat_stream(
+    dep: Deployment, session: requests.Session, body: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    return openai.chat_stream(dep, session, body, target=target)
+
+
+def embeddings(
+    dep: Deployment, session: requests.Session, body: dict[str, Any]
+) -> dict[str, Any]:
+    return openai.embeddings(dep, session, body, target=target)

@@ -1,0 +1,239 @@
+"""The transport seam: the only module that imports `requests`.
+
+Every upstream HTTP call goes through post_json / post_stream / post_raw, which
+turn requests' and urllib3's exceptions into UpstreamError / UpstreamTimeoutError
+and close responses when their iterator is closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import orjson
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+
+from crabllm_sync.errors import UpstreamError, UpstreamTimeoutError
+
+JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
+# Enough for one gevent worker's concurrent streams to one provider.
+POOL_SIZE = 1000
+
+_TIMEOUTS = (
+    requests.exceptions.Timeout,
+    urllib3.exceptions.TimeoutError,
+)
+_BROKEN = (
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+
+
+def make_session(pool_size: int = POOL_SIZE) -> requests.Session:
+    """A pooled keep-alive session with no hidden retries and no env proxies."""
+    session = requests.Session()
+    # Reading proxy settings from the environment costs time on every call.
+    session.trust_env = False
+    adapter = HTTPAdapter(
+        pool_connections=4, pool_maxsize=pool_size, max_retries=0, pool_block=False
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def timeouts(seconds: float) -> tuple[float, float]:
+    """(connect, read) from a provider's `timeout`: connect is capped at 10 s."""
+    return (min(seconds, 10.0), seconds)
+
+
+def post_json(
+    session: requests.Session,
+    url: str,
+    body: Any,
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    provider: str,
+) -> Any:
+    """POST JSON, return the parsed JSON answer; errors become UpstreamError."""
+    resp = _send(session, url, orjson.dumps(body), headers, timeout, provider, False)
+    try:
+        content = resp.content
+    except _TIMEOUTS as exc:
+        raise UpstreamTimeoutError(f"{provider}: read timed out", provider=provider) from exc
+    except _BROKEN as exc:
+        raise UpstreamError(f"{provider}: connection failed: {_why(exc)}", provider=provider) from exc
+    finally:
+        resp.close()
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(
+            f"{provider}: answered with invalid JSON", provider=provider,
+            upstream_status=502,
+        ) from None
+
+
+def post_stream(
+    session: requests.Session,
+    url: str,
+    body: Any,
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    provider: str,
+) -> Iterator[bytes]:
+    """POST and return an iterator of the answer's lines (no line endings).
+
+    The request is sent and its status checked before this returns, so a failure
+    to start raises here; failures while reading raise from the iterator.
+    """
+    resp = _send(session, url, orjson.dumps(body), headers, timeout, provider, True)
+    return _lines(resp, provider)
+
+
+def post_raw(
+    session: requests.Session,
+    url: str,
+    *,
+    data: Any,
+    headers: Mapping[str, str],
+    timeout: float,
+    provider: str,
+) -> tuple[requests.Response, Iterator[bytes]]:
+    """POST any body (bytes, iterator, multipart); return the response and its chunks."""
+    resp = _send(session, url, data, headers, timeout, provider, True)
+    return resp, _chunks(resp, provider)
+
+
+def _send(
+    session: requests.Session,
+    url: str,
+    data: Any,
+    headers: Mapping[str, str],
+    timeout: float,
+    provider: str,
+    stream: bool,
+) -> requests.Response:
+    try:
+        resp = session.post(
+            url, data=data, headers=headers, timeout=timeouts(timeout), stream=stream
+        )
+    except _TIMEOUTS as exc:
+        raise UpstreamTimeoutError(f"{provider}: timed out", provider=provider) from exc
+    except _BROKEN as exc:
+        raise UpstreamError(
+            f"{provider}: connection failed: {_why(exc)}", provider=provider
+        ) from exc
+    if resp.status_code >= 400:
+        try:
+            raise error_from_response(resp.status_code, resp.content, resp.headers, provider)
+        except _BROKEN as exc:
+            raise UpstreamError(
+                f"{provider}: answered {resp.status_code}", provider=provider,
+                upstream_status=resp.status_code,
+            ) from exc
+        finally:
+            resp.close()
+    return resp
+
+
+def error_from_response(
+    status: int, content: bytes, headers: Mapping[str, str], provider: str
+) -> UpstreamError:
+    """The UpstreamError for a provider's error answer, with its own message."""
+    message = _message(content) or f"HTTP {status}"
+    if status in (401, 403):
+        message = f"authentication with the provider failed: {message}"
+    return UpstreamError(
+        f"{provider}: {message}",
+        upstream_status=status,
+        provider=provider,
+        retry_after=parse_retry_after(headers.get("retry-after")),
+    )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from datetime import UTC, datetime
+
+        when = parsedate_to_datetime(value)
+        return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _message(content: bytes) -> str:
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return content[:300].decode("utf-8", "replace").strip()
+    if isinstance(body, list) and body:
+        body = body[0]
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            msg = err.get("message") or err.get("Message")
+            if isinstance(msg, str):
+                return msg
+        elif isinstance(err, str):
+            return err
+        if isinstance(body.get("message"), str):
+            return body["message"]
+    return content[:300].decode("utf-8", "replace").strip()
+
+
+def _chunks(resp: requests.Response, provider: str) -> Iterator[bytes]:
+    """Body bytes as they arrive; closes the response however iteration ends."""
+    raw = resp.raw
+    try:
+        if raw.chunked and raw.supports_chunked_reads():
+            yield from raw.read_chunked(decode_content=True)
+        else:
+            while True:
+                data = raw.read1(65536)
+                if not data:
+                    break
+                yield data
+    except _TIMEOUTS as exc:
+        raise UpstreamTimeoutError(f"{provider}: stream read timed out", provider=provider) from exc
+    except _BROKEN as exc:
+        raise UpstreamError(
+            f"{provider}: stream broken: {_why(exc)}", provider=provider
+        ) from exc
+    finally:
+        resp.close()
+
+
+def _lines(resp: requests.Response, provider: str) -> Iterator[bytes]:
+    buf = b""
+    chunks = _chunks(resp, provider)
+    try:
+        for chunk in chunks:
+            buf += chunk
+            if b"\n" not in chunk:
+                continue
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                yield line.rstrip(b"\r")
+        if buf:
+            yield buf.rstrip(b"\r")
+    finally:
+        chunks.close()
+
+
+def _why(exc: BaseException) -> str:
+    # Never echo the URL's query string or headers: they may carry keys.
+    return type(exc).__name__

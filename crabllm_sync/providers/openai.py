@@ -1,0 +1,85 @@
+"""OpenAI and every OpenAI-compatible server: the body passes through as given.
+
+Only the URL and auth header are ours; azure.py reuses this with its own target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+import requests
+
+from crabllm_sync import sse
+from crabllm_sync.errors import UpstreamError
+from crabllm_sync.providers import http
+from crabllm_sync.routing import Deployment
+
+BASE_URL = "https://api.openai.com/v1"
+
+Target = Callable[[Deployment, str], tuple[str, dict[str, str]]]
+
+
+def target(dep: Deployment, path: str) -> tuple[str, dict[str, str]]:
+    """URL and headers for `path` (e.g. '/chat/completions') on this deployment."""
+    headers = dict(http.JSON_HEADERS)
+    if dep.api_key:
+        headers["authorization"] = f"Bearer {dep.api_key}"
+    return dep.base_url + path, headers
+
+
+def chat(
+    dep: Deployment, session: requests.Session, body: dict[str, Any],
+    target: Target = target,
+) -> dict[str, Any]:
+    url, headers = target(dep, "/chat/completions")
+    return http.post_json(
+        session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
+    )
+
+
+def chat_stream(
+    dep: Deployment, session: requests.Session, body: dict[str, Any],
+    target: Target = target,
+) -> Iterator[dict[str, Any]]:
+    url, headers = target(dep, "/chat/completions")
+    headers["accept"] = "text/event-stream"
+    lines = http.post_stream(
+        session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
+    )
+    return read_chunks(lines, dep.provider)
+
+
+def embeddings(
+    dep: Deployment, session: requests.Session, body: dict[str, Any],
+    target: Target = target,
+) -> dict[str, Any]:
+    url, headers = target(dep, "/embeddings")
+    return http.post_json(
+        session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
+    )
+
+
+def read_chunks(lines: Iterator[bytes], provider: str) -> Iterator[dict[str, Any]]:
+    """OpenAI SSE lines -> chunk dicts, ending at [DONE]; an error event raises."""
+    try:
+        for event in sse.parse(lines):
+            if event.data == "[DONE]":
+                return
+            try:
+                chunk = orjson.loads(event.data)
+            except orjson.JSONDecodeError:
+                raise UpstreamError(
+                    f"{provider}: malformed stream event", provider=provider,
+                    upstream_status=502,
+                ) from None
+            if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
+                err = chunk["error"]
+                msg = err.get("message") if isinstance(err, dict) else str(err)
+                raise UpstreamError(f"{provider}: {msg}", provider=provider, upstream_status=502)
+            yield chunk
+    finally:
+        close = getattr(lines, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,145 @@
+"""Shared fixtures: configs, apps, real local upstreams and gateway servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from crabllm_sync.app import create_app
+from crabllm_sync.config import Config, parse_config
+from tests.fakes import openai as fake_openai
+from tests.upstream import Upstream, serve_app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def upstream() -> Iterator[Upstream]:
+    """A local OpenAI-compatible upstream."""
+    up = fake_openai.make_upstream().start()
+    yield up
+    up.stop()
+
+
+def make_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
+    return parse_config(data, env or {})
+
+
+def openai_provider(up: Upstream, models: list[str], **over: Any) -> dict[str, Any]:
+    return {"kind": "openai", "base_url": f"{up.url}/v1", "api_key": "sk-upstream",
+            "models": models, "max_retries": 0, "timeout": 5, **over}
+
+
+@pytest.fixture
+def app_factory() -> Callable[[Config], Any]:
+    def make(config: Config) -> Any:
+        app = create_app(config)
+        app.testing = True
+        return app
+    return make
+
+
+def sdk_for_app(app: Any, api_key: str = "sk-none") -> openai.OpenAI:
+    """The official openai SDK talking to the Flask app in-process (WSGI)."""
+    http = httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://gw")
+    return openai.OpenAI(api_key=api_key, base_url="http://gw/v1", http_client=http,
+                         max_retries=0)
+
+
+@pytest.fixture
+def served() -> Iterator[Callable[[Any], str]]:
+    """Serve an app on a real socket (threaded werkzeug); returns its base URL."""
+    servers = []
+
+    def serve(app: Any) -> str:
+        server, url = serve_app(app)
+        servers.append(server)
+        return url
+
+    yield serve
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class GunicornServer:
+    """`gunicorn -k gevent -c gunicorn.conf.py crabllm_sync.wsgi` as a subprocess."""
+
+    def __init__(self, config_path: Path, workers: int = 2, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "CRABLLM_CONFIG": str(config_path),
+                    "WEB_CONCURRENCY": str(workers), **(env or {})}
+        self.log_path = config_path.with_suffix(".log")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
+             "--bind", f"127.0.0.1:{self.port}", "crabllm_sync.wsgi"],
+            cwd=str(config_path.parent), env=full_env, stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"gunicorn did not become ready: {self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
+@pytest.fixture
+def gunicorn() -> Iterator[Callable[..., GunicornServer]]:
+    started: list[GunicornServer] = []
+
+    def start(config_path: Path, workers: int = 2, env: dict[str, str] | None = None):
+        srv = GunicornServer(config_path, workers, env)
+        started.append(srv)
+        return srv
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def write_toml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(0o600)
+    return path

@@ -1,0 +1,1 @@
+"""Default handlers that make an Upstream speak one provider's wire format."""
