@@ -85,8 +85,10 @@ class GunicornServer:
     def __init__(self, config_path: Path, workers: int = 2, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # PYTHONPATH: the code under test is this checkout's, whatever is installed.
         full_env = {**os.environ, "CRABLLM_CONFIG": str(config_path),
-                    "WEB_CONCURRENCY": str(workers), **(env or {})}
+                    "WEB_CONCURRENCY": str(workers), "PYTHONPATH": str(ROOT),
+                    **(env or {})}
         self.log_path = config_path.with_suffix(".log")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(

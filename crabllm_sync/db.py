@@ -1,0 +1,196 @@
+"""Durable records in SQL through peewee: virtual keys and usage records.
+
+One `Database` per gateway, with its own model classes bound to its own
+connection (no module-level binding). Schema versions live in `schema_version`;
+`migrate()` applies what is missing and never drops data.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import peewee
+from playhouse.db_url import connect
+
+from crabllm_sync.config import Config
+
+SCHEMA_VERSION = 1
+
+
+def database_url(config: Config) -> str:
+    """`[storage] database`, else the sqlite file, else ./crabllm.db beside redis."""
+    s = config.storage
+    if s.database:
+        return s.database
+    if s.kind == "sqlite":
+        return f"sqlite:///{s.path or 'crabllm.db'}"
+    return "sqlite:///crabllm.db"
+
+
+@dataclass
+class Models:
+    ApiKey: type[peewee.Model]
+    UsageRecord: type[peewee.Model]
+    SchemaVersion: type[peewee.Model]
+
+
+def _models(db: peewee.Database) -> Models:
+    class Base(peewee.Model):
+        class Meta:
+            database = db
+
+    class SchemaVersion(Base):
+        version = peewee.IntegerField(primary_key=True)
+        applied_at = peewee.FloatField()
+
+        class Meta:
+            table_name = "schema_version"
+
+    class ApiKey(Base):
+        name = peewee.CharField(max_length=128, unique=True)
+        key_hash = peewee.CharField(max_length=64, unique=True)
+        key_prefix = peewee.CharField(max_length=16)
+        models = peewee.TextField(default='["*"]')  # JSON list of patterns
+        requests_per_minute = peewee.IntegerField(null=True)
+        tokens_per_minute = peewee.IntegerField(null=True)
+        budget = peewee.FloatField(null=True)  # USD
+        max_parallel_requests = peewee.IntegerField(null=True)
+        expires_at = peewee.FloatField(null=True)  # epoch seconds
+        created_at = peewee.FloatField()
+        updated_at = peewee.FloatField()
+        revoked_at = peewee.FloatField(null=True)
+        metadata = peewee.TextField(default="{}")  # JSON object
+        source = peewee.CharField(max_length=16, default="api")  # api | config
+
+        class Meta:
+            table_name = "api_keys"
+
+    class UsageRecord(Base):
+        request_id = peewee.CharField(max_length=64, unique=True)
+        ts = peewee.FloatField(index=True)  # epoch seconds
+        key_name = peewee.CharField(max_length=128, null=True, index=True)
+        model = peewee.CharField(max_length=256, index=True)
+        provider = peewee.CharField(max_length=128, null=True)
+        endpoint = peewee.CharField(max_length=32)
+        input_tokens = peewee.IntegerField(default=0)  # uncached input
+        cache_read_tokens = peewee.IntegerField(default=0)
+        cache_write_tokens = peewee.IntegerField(default=0)
+        output_tokens = peewee.IntegerField(default=0)
+        reasoning_tokens = peewee.IntegerField(default=0)
+        estimated = peewee.BooleanField(default=False)
+        cost_nanos = peewee.BigIntegerField(default=0)  # USD x 1e9, exact sums
+        latency_ms = peewee.FloatField(default=0)
+        status = peewee.IntegerField(default=200)
+        stream = peewee.BooleanField(default=False)
+        cache_hit = peewee.BooleanField(default=False)
+
+        class Meta:
+            table_name = "usage"
+
+    return Models(ApiKey=ApiKey, UsageRecord=UsageRecord, SchemaVersion=SchemaVersion)
+
+
+# Each entry migrates from version N-1 to N; append, never edit.
+def _v1(m: Models, db: peewee.Database) -> None:
+    db.create_tables([m.ApiKey, m.UsageRecord])
+
+
+MIGRATIONS = {1: _v1}
+
+
+class Database:
+    """Keys and usage records in one SQL database (sqlite file or a peewee URL)."""
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            path = url[len("sqlite:///"):]
+            self.db: peewee.Database = peewee.SqliteDatabase(
+                path,
+                pragmas={"journal_mode": "wal", "busy_timeout": 5000,
+                         "synchronous": "normal", "foreign_keys": 1},
+                timeout=5,
+            )
+        else:
+            self.db = connect(url)
+        self.m = _models(self.db)
+
+    def migrate(self) -> None:
+        """Create tables and apply pending migrations (idempotent, concurrent-safe)."""
+        with self.db.connection_context():
+            with self.db.atomic():
+                self.db.create_tables([self.m.SchemaVersion], safe=True)
+                done = {r.version for r in self.m.SchemaVersion.select()}
+                for version in sorted(MIGRATIONS):
+                    if version in done:
+                        continue
+                    MIGRATIONS[version](self.m, self.db)
+                    self.m.SchemaVersion.create(version=version, applied_at=time.time())
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+
+    # -- usage -----------------------------------------------------------------
+
+    def insert_usage(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert usage rows; a request_id already stored is skipped (idempotent)."""
+        if not rows:
+            return
+        with self.db.connection_context():
+            with self.db.atomic():
+                for i in range(0, len(rows), 100):
+                    (self.m.UsageRecord.insert_many(rows[i:i + 100])
+                     .on_conflict_ignore().execute())
+
+    def usage_totals(
+        self,
+        *,
+        key_name: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Per key and model: requests, tokens and cost (nanos), filtered."""
+        U = self.m.UsageRecord
+        fn = peewee.fn
+        q = U.select(
+            U.key_name, U.model,
+            fn.COUNT(U.id).alias("requests"),
+            fn.SUM(U.input_tokens).alias("input_tokens"),
+            fn.SUM(U.cache_read_tokens).alias("cache_read_tokens"),
+            fn.SUM(U.cache_write_tokens).alias("cache_write_tokens"),
+            fn.SUM(U.output_tokens).alias("output_tokens"),
+            fn.SUM(U.reasoning_tokens).alias("reasoning_tokens"),
+            fn.SUM(U.cost_nanos).alias("cost_nanos"),
+        )
+        conds = []
+        if key_name is not None:
+            conds.append(U.key_name == key_name)
+        if model is not None:
+            conds.append(U.model == model)
+        if since is not None:
+            conds.append(U.ts >= since)
+        if until is not None:
+            conds.append(U.ts < until)
+        if conds:
+            q = q.where(*conds)
+        q = q.group_by(U.key_name, U.model).order_by(U.key_name, U.model)
+        with self.db.connection_context():
+            return [_ints(row) for row in q.dicts()]
+
+
+def _ints(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (int(v or 0) if k not in ("key_name", "model") else v) for k, v in row.items()}
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def loads(text: str | None, default: Any) -> Any:
+    return orjson.loads(text) if text else default
+
