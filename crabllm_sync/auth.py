@@ -65,7 +65,7 @@ def check_model(principal: Principal, *names: str) -> None:
 
 
 class Authenticator:
-    """Keys from the config, by hash; replaced by the key store when storage has keys."""
+    """Keys from the config, looked up by hash."""
 
     def __init__(self, config: Config) -> None:
         self._by_hash = {

@@ -21,8 +21,13 @@ from crabllm_sync.serving import default_workers, gunicorn_settings
 DEFAULT_CONFIG = "crabllm.toml"
 
 config_option = click.option(
-    "--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
-    envvar="CRABLLM_CONFIG", metavar="PATH", type=click.Path(dir_okay=False),
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
+    envvar="CRABLLM_CONFIG",
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
     help="Path of crabllm.toml.",
 )
 
@@ -42,7 +47,9 @@ def main() -> None:
 
 @main.command()
 @config_option
-@click.option("--bind", metavar="HOST:PORT", help="Listen address (default: config `listen`).")
+@click.option(
+    "--bind", metavar="HOST:PORT", help="Listen address (default: config `listen`)."
+)
 @click.option("--workers", type=int, metavar="N", help="Gevent worker processes.")
 def serve(config_path: str, bind: str | None, workers: int | None) -> None:
     """Run the gateway under gunicorn with gevent workers."""
@@ -59,8 +66,10 @@ def serve(config_path: str, bind: str | None, workers: int | None) -> None:
         click.echo("Try it:")
         click.echo(
             f"  curl http://{host}:{port}/v1/chat/completions \\\n"
-            f"    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n"
-            "    -d '{\"model\": \"mock\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}'"
+            f"    -H 'Authorization: Bearer {key}' \\\n"
+            "    -H 'Content-Type: application/json' \\\n"
+            '    -d \'{"model": "mock", '
+            '"messages": [{"role": "user", "content": "hi"}]}\''
         )
     config = _load(str(path))
     settings = gunicorn_settings(
@@ -96,7 +105,9 @@ def _config_warnings(config: Config, path: Path) -> list[str]:
     try:
         mode = path.stat().st_mode
         if mode & (stat.S_IRGRP | stat.S_IROTH):
-            out.append(f"{path} is readable by other users; it holds secrets (chmod 600)")
+            out.append(
+                f"{path} is readable by other users; it holds secrets (chmod 600)"
+            )
     except OSError:
         pass
     return out
@@ -125,7 +136,8 @@ class _GatewayApplication:
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(
-            level=logging.INFO, stream=sys.stderr,
+            level=logging.INFO,
+            stream=sys.stderr,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
 

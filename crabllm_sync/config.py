@@ -78,7 +78,9 @@ class RateLimitExtension(RateLimitConfig):
 
 
 class CacheExtension(_Strict):
-    ttl_seconds: int = Field(300, ge=1, validation_alias=AliasChoices("ttl_seconds", "ttl"))
+    ttl_seconds: int = Field(
+        300, ge=1, validation_alias=AliasChoices("ttl_seconds", "ttl")
+    )
     shared: bool = False
     fail_open: bool = True
 
@@ -103,7 +105,9 @@ class BudgetExtension(_Strict):
 
 class LoggingExtension(_Strict):
     level: str = "info"
-    json_format: bool = Field(False, validation_alias=AliasChoices("json_format", "json"))
+    json_format: bool = Field(
+        False, validation_alias=AliasChoices("json_format", "json")
+    )
     log_prompts: bool = False
 
 
@@ -181,13 +185,17 @@ def _check(config: Config) -> list[tuple[tuple[Any, ...], str]]:
     for name, p in config.providers.items():
         if p.kind not in NATIVE_KINDS and not p.base_url:
             problems.append(
-                (("providers", name, "base_url"),
-                 f"kind '{p.kind}' is OpenAI-compatible and needs base_url")
+                (
+                    ("providers", name, "base_url"),
+                    f"kind '{p.kind}' is OpenAI-compatible and needs base_url",
+                )
             )
         if p.kind == "azure" and not p.base_url:
             problems.append(
-                (("providers", name, "base_url"),
-                 "azure needs base_url (https://RESOURCE.openai.azure.com)")
+                (
+                    ("providers", name, "base_url"),
+                    "azure needs base_url (https://RESOURCE.openai.azure.com)",
+                )
             )
     seen_names: set[str] = set()
     seen_keys: set[str] = set()
@@ -202,8 +210,10 @@ def _check(config: Config) -> list[tuple[tuple[Any, ...], str]]:
     for alias, target in config.aliases.items():
         if target not in models:
             problems.append(
-                (("aliases", alias),
-                 f"alias '{alias}' points at '{target}', which no provider serves")
+                (
+                    ("aliases", alias),
+                    f"alias '{alias}' points at '{target}', which no provider serves",
+                )
             )
     return problems
 
@@ -219,13 +229,13 @@ def parse_config(
         raise ConfigError(_describe(exc, source)) from None
     problems = _check(config)
     if problems:
-        raise ConfigError(
-            "\n".join(_format(loc, msg, source) for loc, msg in problems)
-        )
+        raise ConfigError("\n".join(_format(loc, msg, source) for loc, msg in problems))
     return config
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+def load_config(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> Config:
     """Read, expand and validate a crabllm.toml; ConfigError says what is wrong."""
     p = Path(path)
     try:

@@ -107,11 +107,15 @@ class Database:
 
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
-            path = url[len("sqlite:///"):]
+            path = url[len("sqlite:///") :]
             self.db: peewee.Database = peewee.SqliteDatabase(
                 path,
-                pragmas={"journal_mode": "wal", "busy_timeout": 5000,
-                         "synchronous": "normal", "foreign_keys": 1},
+                pragmas={
+                    "journal_mode": "wal",
+                    "busy_timeout": 5000,
+                    "synchronous": "normal",
+                    "foreign_keys": 1,
+                },
                 timeout=5,
             )
         else:
@@ -143,8 +147,11 @@ class Database:
         with self.db.connection_context():
             with self.db.atomic():
                 for i in range(0, len(rows), 100):
-                    (self.m.UsageRecord.insert_many(rows[i:i + 100])
-                     .on_conflict_ignore().execute())
+                    (
+                        self.m.UsageRecord.insert_many(rows[i : i + 100])
+                        .on_conflict_ignore()
+                        .execute()
+                    )
 
     def usage_totals(
         self,
@@ -158,7 +165,8 @@ class Database:
         U = self.m.UsageRecord
         fn = peewee.fn
         q = U.select(
-            U.key_name, U.model,
+            U.key_name,
+            U.model,
             fn.COUNT(U.id).alias("requests"),
             fn.SUM(U.input_tokens).alias("input_tokens"),
             fn.SUM(U.cache_read_tokens).alias("cache_read_tokens"),
@@ -184,7 +192,10 @@ class Database:
 
 
 def _ints(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: (int(v or 0) if k not in ("key_name", "model") else v) for k, v in row.items()}
+    return {
+        k: (int(v or 0) if k not in ("key_name", "model") else v)
+        for k, v in row.items()
+    }
 
 
 def dumps(value: Any) -> str:
@@ -193,4 +204,3 @@ def dumps(value: Any) -> str:
 
 def loads(text: str | None, default: Any) -> Any:
     return orjson.loads(text) if text else default
-

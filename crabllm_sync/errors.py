@@ -142,7 +142,9 @@ class UpstreamError(GatewayError):
 
     @property
     def is_transient(self) -> bool:  # type: ignore[override]
-        return self.upstream_status is None or self.upstream_status in TRANSIENT_STATUSES
+        return (
+            self.upstream_status is None or self.upstream_status in TRANSIENT_STATUSES
+        )
 
     @property
     def http_status(self) -> int:

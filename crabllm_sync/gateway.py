@@ -13,8 +13,6 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import requests
-
 from crabllm_sync import providers
 from crabllm_sync.auth import Authenticator, Principal, check_model
 from crabllm_sync.config import Config
@@ -51,15 +49,21 @@ class Gateway:
         self.rng = rng or random.Random()
         self.sleep = sleep
         self.clock = clock
-        self._sessions: dict[str, requests.Session] = {}
+        self._sessions: dict[str, Any] = {}
 
     # -- plumbing shared by every endpoint ---------------------------------
 
-    def session(self, dep: Deployment) -> requests.Session:
-        """One pooled session per provider, made on first use."""
+    def session(self, dep: Deployment) -> Any:
+        """One pooled transport per provider, made on first use.
+
+        A requests.Session unless the adapter defines make_session(dep) (Bedrock
+        builds a boto3 client there).
+        """
         s = self._sessions.get(dep.provider)
         if s is None:
-            s = self._sessions[dep.provider] = http.make_session()
+            make = getattr(providers.adapter_for(dep.kind), "make_session", None)
+            s = make(dep) if make is not None else http.make_session()
+            self._sessions[dep.provider] = s
         return s
 
     def begin(
@@ -95,7 +99,10 @@ class Gateway:
             ext.on_request(ctx, body)
 
     def _route(
-        self, ctx: RequestContext, endpoint: str, body: dict[str, Any],
+        self,
+        ctx: RequestContext,
+        endpoint: str,
+        body: dict[str, Any],
         call: Callable[[Any, Deployment, dict[str, Any]], Any] | None = None,
     ) -> Any:
         """Call `endpoint` on the model's deployments with retries and fallback."""
@@ -132,9 +139,15 @@ class Gateway:
         log.info(
             "request id=%s key=%s endpoint=%s model=%s provider=%s status=%s "
             "ms=%.1f stream=%s cache=%s",
-            ctx.request_id, ctx.principal.name, ctx.endpoint, ctx.model or "-",
-            ctx.provider or "-", ctx.status, (time.monotonic() - ctx.started) * 1000,
-            ctx.stream, "hit" if ctx.cache_hit else "-",
+            ctx.request_id,
+            ctx.principal.name,
+            ctx.endpoint,
+            ctx.model or "-",
+            ctx.provider or "-",
+            ctx.status,
+            (time.monotonic() - ctx.started) * 1000,
+            ctx.stream,
+            "hit" if ctx.cache_hit else "-",
         )
 
     # -- endpoints -----------------------------------------------------------
@@ -146,7 +159,9 @@ class Gateway:
     def embeddings(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         return self._unary(ctx, "embeddings", body)
 
-    def _unary(self, ctx: RequestContext, endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _unary(
+        self, ctx: RequestContext, endpoint: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         try:
             self.prepare(ctx, body)
             for ext in self.extensions:
@@ -164,7 +179,9 @@ class Gateway:
         self._succeed(ctx, body, response)
         return response
 
-    def chat_stream(self, ctx: RequestContext, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def chat_stream(
+        self, ctx: RequestContext, body: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
         """Open a streamed chat: fails here (retries spent) or returns the chunks.
 
         The first chunk is read before this returns, so retry and fallback
@@ -176,7 +193,10 @@ class Gateway:
         # Always ask for usage so streams are counted; strip it below if unasked.
         upstream_body = {
             **body,
-            "stream_options": {**(body.get("stream_options") or {}), "include_usage": True},
+            "stream_options": {
+                **(body.get("stream_options") or {}),
+                "include_usage": True,
+            },
         }
 
         def open_stream(fn: Any, dep: Deployment, payload: dict[str, Any]) -> Any:
@@ -186,7 +206,8 @@ class Gateway:
             except StopIteration:
                 raise UpstreamError(
                     f"{dep.provider}: stream ended before any data",
-                    provider=dep.provider, upstream_status=502,
+                    provider=dep.provider,
+                    upstream_status=502,
                 ) from None
             except BaseException:
                 _close(chunks)
@@ -241,12 +262,18 @@ class Gateway:
     def list_models(self, principal: Principal) -> list[str]:
         from crabllm_sync.auth import allows
 
-        return [m for m in self.registry.names() if allows(principal, m)
-                or allows(principal, self.registry.aliases.get(m, m))]
+        return [
+            m
+            for m in self.registry.names()
+            if allows(principal, m)
+            or allows(principal, self.registry.aliases.get(m, m))
+        ]
 
     def close(self) -> None:
         for s in self._sessions.values():
-            s.close()
+            close = getattr(s, "close", None)
+            if close is not None:
+                close()
         self.storage.close()
 
 

@@ -150,7 +150,10 @@ def call_with_retries(
                     delay = max(delay, retry_after)
                 log.warning(
                     "retrying %s on %s after %s (attempt %d)",
-                    model or dep.model, dep.provider, err.message, attempt + 1,
+                    model or dep.model,
+                    dep.provider,
+                    err.message,
+                    attempt + 1,
                 )
                 sleep(delay)
         if dep is not deployments[-1]:
@@ -175,7 +178,8 @@ def exhausted(
         hints = [getattr(e, "retry_after", None) for e in errors]
         retry_after = min((h for h in hints if h is not None), default=1.0)
     err = AllDeploymentsFailedError(
-        f"every deployment of '{model}' failed: {tried}" if tried
+        f"every deployment of '{model}' failed: {tried}"
+        if tried
         else f"no deployment of '{model}' is available",
         http_status=status,
         retry_after=retry_after,

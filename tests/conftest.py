@@ -37,8 +37,15 @@ def make_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Conf
 
 
 def openai_provider(up: Upstream, models: list[str], **over: Any) -> dict[str, Any]:
-    return {"kind": "openai", "base_url": f"{up.url}/v1", "api_key": "sk-upstream",
-            "models": models, "max_retries": 0, "timeout": 5, **over}
+    return {
+        "kind": "openai",
+        "base_url": f"{up.url}/v1",
+        "api_key": "sk-upstream",
+        "models": models,
+        "max_retries": 0,
+        "timeout": 5,
+        **over,
+    }
 
 
 @pytest.fixture
@@ -47,14 +54,16 @@ def app_factory() -> Callable[[Config], Any]:
         app = create_app(config)
         app.testing = True
         return app
+
     return make
 
 
 def sdk_for_app(app: Any, api_key: str = "sk-none") -> openai.OpenAI:
     """The official openai SDK talking to the Flask app in-process (WSGI)."""
     http = httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://gw")
-    return openai.OpenAI(api_key=api_key, base_url="http://gw/v1", http_client=http,
-                         max_retries=0)
+    return openai.OpenAI(
+        api_key=api_key, base_url="http://gw/v1", http_client=http, max_retries=0
+    )
 
 
 @pytest.fixture
@@ -82,19 +91,35 @@ def free_port() -> int:
 class GunicornServer:
     """`gunicorn -k gevent -c gunicorn.conf.py crabllm_sync.wsgi` as a subprocess."""
 
-    def __init__(self, config_path: Path, workers: int = 2, env: dict[str, str] | None = None):
+    def __init__(
+        self, config_path: Path, workers: int = 2, env: dict[str, str] | None = None
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # PYTHONPATH: the code under test is this checkout's, whatever is installed.
-        full_env = {**os.environ, "CRABLLM_CONFIG": str(config_path),
-                    "WEB_CONCURRENCY": str(workers), "PYTHONPATH": str(ROOT),
-                    **(env or {})}
+        full_env = {
+            **os.environ,
+            "CRABLLM_CONFIG": str(config_path),
+            "WEB_CONCURRENCY": str(workers),
+            "PYTHONPATH": str(ROOT),
+            **(env or {}),
+        }
         self.log_path = config_path.with_suffix(".log")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"),
-             "--bind", f"127.0.0.1:{self.port}", "crabllm_sync.wsgi"],
-            cwd=str(config_path.parent), env=full_env, stdout=self._log,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(ROOT / "gunicorn.conf.py"),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "crabllm_sync.wsgi",
+            ],
+            cwd=str(config_path.parent),
+            env=full_env,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         self.wait_ready()

@@ -86,7 +86,7 @@ class Upstream:
     # -- setup ---------------------------------------------------------------
 
     def route(self, pattern: str, handler: Handler) -> None:
-        """Answer paths matching the regex `pattern` with `handler` (first match wins)."""
+        """Answer paths matching regex `pattern` with `handler` (newest first)."""
         self.handlers.insert(0, (re.compile(pattern), handler))
 
     def enqueue(self, *replies: Reply) -> None:
@@ -152,7 +152,8 @@ class Upstream:
         headers = dict(reply.headers)
         if reply.events is not None or reply.chunks is not None:
             pieces = (
-                [sse_bytes(e) for e in reply.events] if reply.events is not None
+                [sse_bytes(e) for e in reply.events]
+                if reply.events is not None
                 else reply.chunks or []
             )
             resp = Response(
@@ -164,10 +165,18 @@ class Upstream:
             )
             return resp
         if reply.json is not None:
-            return Response(json.dumps(reply.json), status=reply.status, headers=headers,
-                            content_type=reply.content_type or "application/json")
-        return Response(reply.body or b"", status=reply.status, headers=headers,
-                        content_type=reply.content_type or "application/octet-stream")
+            return Response(
+                json.dumps(reply.json),
+                status=reply.status,
+                headers=headers,
+                content_type=reply.content_type or "application/json",
+            )
+        return Response(
+            reply.body or b"",
+            status=reply.status,
+            headers=headers,
+            content_type=reply.content_type or "application/octet-stream",
+        )
 
     def _pieces(self, pieces: Iterable[bytes], reply: Reply) -> Iterator[bytes]:
         with self._lock:

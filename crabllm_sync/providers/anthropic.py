@@ -22,7 +22,9 @@ API_VERSION = "2023-06-01"
 PASSTHROUGH_HEADERS = ("anthropic-beta",)
 
 
-def native_headers(dep: Deployment, client_headers: Mapping[str, str] | None = None) -> dict[str, str]:
+def native_headers(
+    dep: Deployment, client_headers: Mapping[str, str] | None = None
+) -> dict[str, str]:
     headers = {
         "content-type": "application/json",
         "accept": "application/json",
@@ -41,39 +43,55 @@ def native_headers(dep: Deployment, client_headers: Mapping[str, str] | None = N
 
 
 def messages(
-    dep: Deployment, session: requests.Session, body: dict[str, Any],
+    dep: Deployment,
+    session: requests.Session,
+    body: dict[str, Any],
     client_headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """POST {base}/messages with an Anthropic body; the Anthropic answer."""
     return http.post_json(
-        session, f"{dep.base_url}/messages", body,
-        headers=native_headers(dep, client_headers), timeout=dep.timeout,
+        session,
+        f"{dep.base_url}/messages",
+        body,
+        headers=native_headers(dep, client_headers),
+        timeout=dep.timeout,
         provider=dep.provider,
     )
 
 
 def messages_stream(
-    dep: Deployment, session: requests.Session, body: dict[str, Any],
+    dep: Deployment,
+    session: requests.Session,
+    body: dict[str, Any],
     client_headers: Mapping[str, str] | None = None,
 ) -> Iterator[sse.Event]:
     """POST {base}/messages with stream=true; the native SSE events as they come."""
     headers = native_headers(dep, client_headers)
     headers["accept"] = "text/event-stream"
     lines = http.post_stream(
-        session, f"{dep.base_url}/messages", body, headers=headers,
-        timeout=dep.timeout, provider=dep.provider,
+        session,
+        f"{dep.base_url}/messages",
+        body,
+        headers=headers,
+        timeout=dep.timeout,
+        provider=dep.provider,
     )
     return _events(lines)
 
 
 def count_tokens(
-    dep: Deployment, session: requests.Session, body: dict[str, Any],
+    dep: Deployment,
+    session: requests.Session,
+    body: dict[str, Any],
     client_headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """POST {base}/messages/count_tokens."""
     return http.post_json(
-        session, f"{dep.base_url}/messages/count_tokens", body,
-        headers=native_headers(dep, client_headers), timeout=dep.timeout,
+        session,
+        f"{dep.base_url}/messages/count_tokens",
+        body,
+        headers=native_headers(dep, client_headers),
+        timeout=dep.timeout,
         provider=dep.provider,
     )
 

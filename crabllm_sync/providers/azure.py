@@ -31,7 +31,9 @@ def target(dep: Deployment, path: str) -> tuple[str, dict[str, str]]:
     return url, headers
 
 
-def chat(dep: Deployment, session: requests.Session, body: dict[str, Any]) -> dict[str, Any]:
+def chat(
+    dep: Deployment, session: requests.Session, body: dict[str, Any]
+) -> dict[str, Any]:
     return openai.chat(dep, session, body, target=target)
 
 

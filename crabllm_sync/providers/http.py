@@ -65,16 +65,21 @@ def post_json(
     try:
         content = resp.content
     except _TIMEOUTS as exc:
-        raise UpstreamTimeoutError(f"{provider}: read timed out", provider=provider) from exc
+        raise UpstreamTimeoutError(
+            f"{provider}: read timed out", provider=provider
+        ) from exc
     except _BROKEN as exc:
-        raise UpstreamError(f"{provider}: connection failed: {_why(exc)}", provider=provider) from exc
+        raise UpstreamError(
+            f"{provider}: connection failed: {_why(exc)}", provider=provider
+        ) from exc
     finally:
         resp.close()
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
         raise UpstreamError(
-            f"{provider}: answered with invalid JSON", provider=provider,
+            f"{provider}: answered with invalid JSON",
+            provider=provider,
             upstream_status=502,
         ) from None
 
@@ -106,7 +111,7 @@ def post_raw(
     timeout: float,
     provider: str,
 ) -> tuple[requests.Response, Iterator[bytes]]:
-    """POST any body (bytes, iterator, multipart); return the response and its chunks."""
+    """POST any body (bytes, iterator); return the response and its chunks."""
     resp = _send(session, url, data, headers, timeout, provider, True)
     return resp, _chunks(resp, provider)
 
@@ -132,10 +137,13 @@ def _send(
         ) from exc
     if resp.status_code >= 400:
         try:
-            raise error_from_response(resp.status_code, resp.content, resp.headers, provider)
+            raise error_from_response(
+                resp.status_code, resp.content, resp.headers, provider
+            )
         except _BROKEN as exc:
             raise UpstreamError(
-                f"{provider}: answered {resp.status_code}", provider=provider,
+                f"{provider}: answered {resp.status_code}",
+                provider=provider,
                 upstream_status=resp.status_code,
             ) from exc
         finally:
@@ -208,7 +216,9 @@ def _chunks(resp: requests.Response, provider: str) -> Iterator[bytes]:
                     break
                 yield data
     except _TIMEOUTS as exc:
-        raise UpstreamTimeoutError(f"{provider}: stream read timed out", provider=provider) from exc
+        raise UpstreamTimeoutError(
+            f"{provider}: stream read timed out", provider=provider
+        ) from exc
     except _BROKEN as exc:
         raise UpstreamError(
             f"{provider}: stream broken: {_why(exc)}", provider=provider

@@ -58,7 +58,9 @@ def chat(dep: Deployment, session: Any, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def chat_stream(dep: Deployment, session: Any, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def chat_stream(
+    dep: Deployment, session: Any, body: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
     words, finish = _words(body)
     base = {
         "id": _id(body),
@@ -67,11 +69,19 @@ def chat_stream(dep: Deployment, session: Any, body: dict[str, Any]) -> Iterator
         "model": dep.model,
     }
 
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    def chunk(
+        delta: dict[str, Any], finish_reason: str | None = None
+    ) -> dict[str, Any]:
         return {
             **base,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                         "finish_reason": finish_reason}],
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": delta,
+                    "logprobs": None,
+                    "finish_reason": finish_reason,
+                }
+            ],
         }
 
     yield chunk({"role": "assistant", "content": ""})
@@ -91,7 +101,9 @@ def embeddings(dep: Deployment, session: Any, body: dict[str, Any]) -> dict[str,
         {"object": "embedding", "index": i, "embedding": _vector(str(item), dims)}
         for i, item in enumerate(inputs or [])
     ]
-    tokens = sum(count_tokens(x) if isinstance(x, str) else len(x) for x in inputs or [])
+    tokens = sum(
+        count_tokens(x) if isinstance(x, str) else len(x) for x in inputs or []
+    )
     return {
         "object": "list",
         "data": data,
@@ -122,7 +134,9 @@ def _text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return " ".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"
+            p.get("text", "")
+            for p in content
+            if isinstance(p, dict) and p.get("type") == "text"
         )
     return ""
 

@@ -30,7 +30,9 @@ def target(dep: Deployment, path: str) -> tuple[str, dict[str, str]]:
 
 
 def chat(
-    dep: Deployment, session: requests.Session, body: dict[str, Any],
+    dep: Deployment,
+    session: requests.Session,
+    body: dict[str, Any],
     target: Target = target,
 ) -> dict[str, Any]:
     url, headers = target(dep, "/chat/completions")
@@ -40,7 +42,9 @@ def chat(
 
 
 def chat_stream(
-    dep: Deployment, session: requests.Session, body: dict[str, Any],
+    dep: Deployment,
+    session: requests.Session,
+    body: dict[str, Any],
     target: Target = target,
 ) -> Iterator[dict[str, Any]]:
     url, headers = target(dep, "/chat/completions")
@@ -52,7 +56,9 @@ def chat_stream(
 
 
 def embeddings(
-    dep: Deployment, session: requests.Session, body: dict[str, Any],
+    dep: Deployment,
+    session: requests.Session,
+    body: dict[str, Any],
     target: Target = target,
 ) -> dict[str, Any]:
     url, headers = target(dep, "/embeddings")
@@ -71,13 +77,16 @@ def read_chunks(lines: Iterator[bytes], provider: str) -> Iterator[dict[str, Any
                 chunk = orjson.loads(event.data)
             except orjson.JSONDecodeError:
                 raise UpstreamError(
-                    f"{provider}: malformed stream event", provider=provider,
+                    f"{provider}: malformed stream event",
+                    provider=provider,
                     upstream_status=502,
                 ) from None
             if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
                 err = chunk["error"]
                 msg = err.get("message") if isinstance(err, dict) else str(err)
-                raise UpstreamError(f"{provider}: {msg}", provider=provider, upstream_status=502)
+                raise UpstreamError(
+                    f"{provider}: {msg}", provider=provider, upstream_status=502
+                )
             yield chunk
     finally:
         close = getattr(lines, "close", None)

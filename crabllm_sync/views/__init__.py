@@ -36,7 +36,9 @@ def json_response(
     )
 
 
-def error_response(err: GatewayError, render: Callable[[GatewayError], Any]) -> Response:
+def error_response(
+    err: GatewayError, render: Callable[[GatewayError], Any]
+) -> Response:
     return json_response(render(err), err.http_status, err.headers)
 
 

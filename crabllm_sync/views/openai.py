@@ -46,8 +46,12 @@ def make_blueprint(gw: Gateway) -> Blueprint:
         if name not in gw.list_models(ctx.principal):
             from crabllm_sync.errors import ModelNotFoundError
 
-            raise ModelNotFoundError(f"The model '{name}' does not exist", param="model")
-        return json_response({"id": name, "object": "model", "created": 0, "owned_by": "crabllm"})
+            raise ModelNotFoundError(
+                f"The model '{name}' does not exist", param="model"
+            )
+        return json_response(
+            {"id": name, "object": "model", "created": 0, "owned_by": "crabllm"}
+        )
 
     return bp
 

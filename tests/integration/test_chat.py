@@ -1,8 +1,9 @@
-"""Chat, streams, embeddings and models through OpenAI-compatible kinds, via the openai SDK."""
+"""Chat, streams, embeddings, models via the openai SDK, OpenAI-compatible kinds."""
 
 from __future__ import annotations
 
 import threading
+
 import httpx
 import openai
 import pytest
@@ -39,7 +40,8 @@ def test_chat_passes_through_and_reports_usage(upstream, app_factory):
 def test_unknown_fields_reach_the_upstream_untouched(upstream, app_factory):
     client = sdk_for_app(app_factory(_config(upstream)))
     client.chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "hi"}],
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "hi"}],
         extra_body={"brand_new_param": {"x": [1, 2]}, "reasoning_effort": "low"},
     )
     body = upstream.requests[-1].json
@@ -49,7 +51,9 @@ def test_unknown_fields_reach_the_upstream_untouched(upstream, app_factory):
 
 def test_alias_resolves_to_canonical_model(upstream, app_factory):
     client = sdk_for_app(app_factory(_config(upstream)))
-    client.chat.completions.create(model="gpt4", messages=[{"role": "user", "content": "x"}])
+    client.chat.completions.create(
+        model="gpt4", messages=[{"role": "user", "content": "x"}]
+    )
     assert upstream.requests[-1].json["model"] == "gpt-4o"
 
 
@@ -57,12 +61,16 @@ def test_stream_relays_chunks_and_done(upstream, app_factory, served):
     url = served(app_factory(_config(upstream)))
     client = openai.OpenAI(api_key="x", base_url=f"{url}/v1", max_retries=0)
     stream = client.chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "one two three"}], stream=True
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "one two three"}],
+        stream=True,
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "echo:onetwothree"
-    assert all(c.usage is None for c in chunks), "usage chunk leaked to a client that did not ask"
+    assert all(c.usage is None for c in chunks), (
+        "usage chunk leaked to a client that did not ask"
+    )
     # The gateway asked upstream for usage so the stream can be counted.
     assert upstream.requests[-1].json["stream_options"] == {"include_usage": True}
 
@@ -70,10 +78,14 @@ def test_stream_relays_chunks_and_done(upstream, app_factory, served):
 def test_stream_include_usage_is_honoured(upstream, app_factory, served):
     url = served(app_factory(_config(upstream)))
     client = openai.OpenAI(api_key="x", base_url=f"{url}/v1", max_retries=0)
-    chunks = list(client.chat.completions.create(
-        model="gpt-4o", messages=[{"role": "user", "content": "a b"}], stream=True,
-        stream_options={"include_usage": True},
-    ))
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o",
+            messages=[{"role": "user", "content": "a b"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 3  # "echo:", "a", "b"
 
@@ -91,9 +103,16 @@ def test_first_chunk_arrives_before_upstream_finishes(upstream, app_factory, ser
 
     upstream.enqueue(Reply(chunks=pieces()))
     url = served(app_factory(_config(upstream)))
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json={
-        "model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "x"}],
-    }, timeout=10) as resp:
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json={
+            "model": "gpt-4o",
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        timeout=10,
+    ) as resp:
         lines = resp.iter_lines()
         seen = []
         for line in lines:
@@ -125,31 +144,55 @@ def test_models_lists_models_and_aliases(upstream, app_factory):
 def test_unknown_model_is_404_model_not_found(upstream, app_factory):
     client = sdk_for_app(app_factory(_config(upstream)))
     with pytest.raises(openai.NotFoundError) as exc:
-        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="nope", messages=[{"role": "user", "content": "x"}]
+        )
     assert exc.value.body["code"] == "model_not_found"
     assert upstream.requests == []
 
 
 def test_upstream_4xx_is_passed_on_with_its_message(upstream, app_factory):
-    upstream.enqueue(Reply(status=400, json={"error": {
-        "message": "Invalid value for 'temperature'", "type": "invalid_request_error",
-        "param": "temperature", "code": None}}))
+    upstream.enqueue(
+        Reply(
+            status=400,
+            json={
+                "error": {
+                    "message": "Invalid value for 'temperature'",
+                    "type": "invalid_request_error",
+                    "param": "temperature",
+                    "code": None,
+                }
+            },
+        )
+    )
     client = sdk_for_app(app_factory(_config(upstream)))
     with pytest.raises(openai.BadRequestError) as exc:
-        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "x"}]
+        )
     assert "Invalid value for 'temperature'" in exc.value.body["message"]
 
 
 def test_mock_provider_chats_streams_and_embeds(upstream, app_factory, served):
     url = served(app_factory(_config(upstream)))
     client = openai.OpenAI(api_key="x", base_url=f"{url}/v1", max_retries=0)
-    out = client.chat.completions.create(model="mock", messages=[{"role": "user", "content": "ping"}])
+    out = client.chat.completions.create(
+        model="mock", messages=[{"role": "user", "content": "ping"}]
+    )
     assert out.choices[0].message.content == "Mock reply: ping"
     assert out.usage.completion_tokens == 3
-    chunks = list(client.chat.completions.create(
-        model="mock", messages=[{"role": "user", "content": "ping"}], stream=True,
-        stream_options={"include_usage": True}))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Mock reply: ping"
+    chunks = list(
+        client.chat.completions.create(
+            model="mock",
+            messages=[{"role": "user", "content": "ping"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == "Mock reply: ping"
+    )
     assert chunks[-1].usage.total_tokens == out.usage.total_tokens
     emb = client.embeddings.create(model="mock", input="hello")
     assert len(emb.data[0].embedding) == 16
@@ -159,11 +202,24 @@ def test_mock_provider_chats_streams_and_embeds(upstream, app_factory, served):
 
 def test_azure_kind_uses_deployment_url_and_api_key(upstream, app_factory):
     upstream.route(r"/openai/deployments/[^/]+/chat/completions$", fake.chat_handler)
-    config = make_config({"providers": {"az": {
-        "kind": "azure", "base_url": upstream.url, "api_key": "az-key",
-        "api_version": "2024-06-01", "models": ["my-gpt"], "max_retries": 0}}})
+    config = make_config(
+        {
+            "providers": {
+                "az": {
+                    "kind": "azure",
+                    "base_url": upstream.url,
+                    "api_key": "az-key",
+                    "api_version": "2024-06-01",
+                    "models": ["my-gpt"],
+                    "max_retries": 0,
+                }
+            }
+        }
+    )
     client = sdk_for_app(app_factory(config))
-    out = client.chat.completions.create(model="my-gpt", messages=[{"role": "user", "content": "hey"}])
+    out = client.chat.completions.create(
+        model="my-gpt", messages=[{"role": "user", "content": "hey"}]
+    )
     assert out.choices[0].message.content == "echo: hey"
     sent = upstream.requests[-1]
     assert sent.path == "/openai/deployments/my-gpt/chat/completions"
@@ -174,15 +230,33 @@ def test_azure_kind_uses_deployment_url_and_api_key(upstream, app_factory):
 
 @pytest.mark.parametrize("kind", ["ollama", "vllm-local"])
 def test_ollama_and_custom_kinds_speak_openai(upstream, app_factory, served, kind):
-    config = make_config({"providers": {"p": {
-        "kind": kind, "base_url": f"{upstream.url}/v1", "models": ["llama3"], "max_retries": 0}}})
+    config = make_config(
+        {
+            "providers": {
+                "p": {
+                    "kind": kind,
+                    "base_url": f"{upstream.url}/v1",
+                    "models": ["llama3"],
+                    "max_retries": 0,
+                }
+            }
+        }
+    )
     url = served(app_factory(config))
     client = openai.OpenAI(api_key="x", base_url=f"{url}/v1", max_retries=0)
-    out = client.chat.completions.create(model="llama3", messages=[{"role": "user", "content": "yo"}])
+    out = client.chat.completions.create(
+        model="llama3", messages=[{"role": "user", "content": "yo"}]
+    )
     assert out.choices[0].message.content == "echo: yo"
-    chunks = list(client.chat.completions.create(
-        model="llama3", messages=[{"role": "user", "content": "yo"}], stream=True))
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo:yo"
+    chunks = list(
+        client.chat.completions.create(
+            model="llama3", messages=[{"role": "user", "content": "yo"}], stream=True
+        )
+    )
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == "echo:yo"
+    )
     assert "authorization" not in upstream.requests[-1].headers  # no api_key configured
 
 
@@ -192,5 +266,6 @@ def test_env_expansion_reaches_the_upstream(upstream, app_factory):
         env={"UP_KEY": "from-env"},
     )
     sdk_for_app(app_factory(config)).chat.completions.create(
-        model="m", messages=[{"role": "user", "content": "x"}])
+        model="m", messages=[{"role": "user", "content": "x"}]
+    )
     assert upstream.requests[-1].headers["authorization"] == "Bearer from-env"
