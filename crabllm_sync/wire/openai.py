@@ -14,7 +14,7 @@ from crabllm_sync.errors import InvalidRequestError
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class FunctionCall(_Open):
