@@ -14,13 +14,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from anthropic._constants import ANTHROPIC_API_VERSION
 from anthropic.types import message_create_params
 from pydantic import TypeAdapter, ValidationError
 
 from tests.upstream import Recorded, Reply, Upstream
 
 MESSAGES_PATH = r"/v1/messages$"
-API_VERSION = "2023-06-01"
+# The first stable version (what the gateway sends) and the one the installed
+# SDK sends; the API accepts every published version.
+API_VERSIONS = frozenset({"2023-06-01", ANTHROPIC_API_VERSION})
 
 _REQUEST = TypeAdapter(message_create_params.MessageCreateParamsNonStreaming)
 
@@ -225,9 +228,10 @@ class AnthropicUpstream(Upstream):
         self.answers.extend(answers)
 
     def handle(self, rec: Recorded) -> Reply:
-        if not rec.headers.get("x-api-key"):
+        bearer = rec.headers.get("authorization", "").removeprefix("Bearer ")
+        if not (rec.headers.get("x-api-key") or bearer):
             return error(401, "authentication_error", "x-api-key header is required")
-        if rec.headers.get("anthropic-version") != API_VERSION:
+        if rec.headers.get("anthropic-version") not in API_VERSIONS:
             return error(400, "invalid_request_error", "anthropic-version is invalid")
         try:
             body = rec.json
