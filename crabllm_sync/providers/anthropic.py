@@ -683,16 +683,27 @@ class ChunkTranslator:
         self.done = False
         self._blocks: dict[int, dict[str, Any]] = {}  # native index -> state
         self._tool_count = 0
+        self._has_started = False
 
     def feed(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         """The chunks one native event becomes; an error event raises."""
+        chunks = self._feed(event)
+        if chunks and not self._has_started:
+            # The role chunk waits for the first real one: an overloaded error
+            # right after message_start then fails the attempt before the
+            # client saw a byte, so it can still be retried.
+            self._has_started = True
+            chunks.insert(0, self._delta({"role": "assistant", "content": ""}))
+        return chunks
+
+    def _feed(self, event: Mapping[str, Any]) -> list[dict[str, Any]]:
         kind = event.get("type")
         if kind == "message_start":
             msg = event.get("message") or {}
             self.id = msg.get("id", "")
             self.model = msg.get("model", "")
             self.usage.update(msg.get("usage") or {})
-            return [self._delta({"role": "assistant", "content": ""})]
+            return []
         if kind == "content_block_start":
             return self._start(event.get("index", 0), event.get("content_block") or {})
         if kind == "content_block_delta":

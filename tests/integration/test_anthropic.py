@@ -493,7 +493,8 @@ def test_stream_cut_before_message_stop_ends_with_an_error(up, app_factory, serv
 
 
 def test_overloaded_before_any_content_is_retried(up, app_factory, served):
-    up.queue(fake.text("first try", error_after=0), fake.text("second try"))
+    # message_start and a ping, then overloaded: nothing reached the client yet.
+    up.queue(fake.text("first try", error_after=2), fake.text("second try"))
     url = served(app_factory(_config(up, max_retries=1)))
     client = openai.OpenAI(api_key="x", base_url=f"{url}/v1", max_retries=0)
     chunks = list(

@@ -523,3 +523,13 @@ def test_message_delta_usage_replaces_start_counts():
     )
     usage = tr.feed({"type": "message_stop"})[0]["usage"]
     assert usage["prompt_tokens"] == 856 and usage["completion_tokens"] == 47
+
+
+def test_role_chunk_waits_for_content_so_early_errors_can_be_retried():
+    tr = ant.ChunkTranslator()
+    lines = (FIXTURES / "stream_text.sse").read_bytes().splitlines()
+    events = [json.loads(e.data) for e in sse.parse(lines)]
+    assert tr.feed(events[0]) == []  # message_start
+    assert tr.feed(events[1]) == []  # empty text block start
+    with pytest.raises(UpstreamError):
+        tr.feed({"type": "error", "error": {"type": "api_error", "message": "x"}})
