@@ -349,7 +349,8 @@ def _tool_result(msg: Mapping[str, Any], where: str, provider: str) -> dict[str,
     content = msg.get("content")
     result: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
     if isinstance(content, str):
-        result["content"] = content
+        if content:
+            result["content"] = content
     elif content:
         result["content"] = _user_blocks(content, where, provider)
     return result
@@ -627,7 +628,10 @@ def translate_response(
                     "type": "function",
                     "function": {
                         "name": block["name"],
-                        "arguments": json.dumps(block.get("input") or {}),
+                        # Spaced and unescaped, as Anthropic streams it.
+                        "arguments": json.dumps(
+                            block.get("input") or {}, ensure_ascii=False
+                        ),
                     },
                 }
             )

@@ -371,7 +371,7 @@ def test_streamed_thinking_blocks_can_be_echoed_next_turn(up, streaming_client):
                 {"type": "thinking", "thinking": "Two cities.", "signature": "c2ln"},
                 {"type": "text", "text": "Checking both cities."},
                 fake.tool_use("get_weather", {"location": "Paris"}, "toolu_1"),
-                fake.tool_use("get_weather", {"location": "Tokyo, JP"}, "toolu_2"),
+                fake.tool_use("get_weather", {"location": "Zürich, 東京"}, "toolu_2"),
             ],
             stop_reason="tool_use",
             input_tokens=40,
@@ -584,3 +584,36 @@ def test_fake_refuses_like_the_api(up):
     )
     assert no_key.status_code == 401
     assert no_key.json()["error"]["type"] == "authentication_error"
+
+
+def test_provider_400_on_a_stream_request_is_raised_before_streaming(
+    up, streaming_client
+):
+    with pytest.raises(openai.BadRequestError) as exc:
+        streaming_client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "assistant", "content": "Hi"}],
+            stream=True,
+        )
+    assert "first message must use the user role" in exc.value.body["message"]
+
+
+def test_malformed_stream_event_fails_the_attempt(up, streaming_client):
+    up.enqueue(Reply(events=[b"event: message_start\ndata: {not json\n\n"]))
+    with pytest.raises(openai.InternalServerError) as exc:
+        list(
+            streaming_client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True
+            )
+        )
+    assert "malformed stream event" in exc.value.body["message"]
+
+
+def test_overloaded_http_answer_is_retried(up, app_factory):
+    up.enqueue(fake.error(529, "overloaded_error", "Overloaded"))
+    client = sdk_for_app(app_factory(_config(up, max_retries=1)))
+    out = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "again"}]
+    )
+    assert out.choices[0].message.content == "echo: again"
+    assert len(up.requests) == 2

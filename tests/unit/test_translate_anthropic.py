@@ -533,3 +533,142 @@ def test_role_chunk_waits_for_content_so_early_errors_can_be_retried():
     assert tr.feed(events[1]) == []  # empty text block start
     with pytest.raises(UpstreamError):
         tr.feed({"type": "error", "error": {"type": "api_error", "message": "x"}})
+
+
+def test_small_request_translations():
+    out = ant.translate_request(
+        {
+            "model": "m",
+            "stop": "END",
+            "user": "u-1",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "text",
+                            "text": "read",
+                            "cache_control": {"type": "ephemeral"},
+                        },
+                        {
+                            "type": "file",
+                            "file": {
+                                "file_data": "data:application/pdf;base64,JVBERi0="
+                            },
+                        },
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "thinking_blocks": [
+                        {"type": "thinking", "thinking": "t", "signature": "s"}
+                    ],
+                    "tool_calls": [
+                        {
+                            "id": "toolu_1",
+                            "type": "function",
+                            "function": {"name": "f", "arguments": ""},
+                        }
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "toolu_1", "content": ""},
+            ],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+        }
+    )
+    assert out["stop_sequences"] == ["END"]
+    assert out["metadata"] == {"user_id": "u-1"}
+    assert out["messages"][0]["content"] == [
+        {"type": "text", "text": "read", "cache_control": {"type": "ephemeral"}},
+        {
+            "type": "document",
+            "source": {
+                "type": "base64",
+                "media_type": "application/pdf",
+                "data": "JVBERi0=",
+            },
+        },
+    ]
+    assert out["messages"][1]["content"] == [
+        {"type": "thinking", "thinking": "t", "signature": "s"},
+        {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}},
+    ]
+    assert out["messages"][2]["content"] == [
+        {"type": "tool_result", "tool_use_id": "toolu_1"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (
+            {
+                "messages": [
+                    {
+                        "role": "system",
+                        "content": [{"type": "image_url", "image_url": {"url": "x"}}],
+                    }
+                ]
+            },
+            "messages.0.content.0",
+        ),
+        (
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "reasoning_effort": "low",
+                "thinking": {"type": "enabled", "budget_tokens": 2000},
+            },
+            "reasoning_effort",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "content": "x",
+                        "thinking_blocks": [{"type": "mystery"}],
+                    }
+                ]
+            },
+            "messages.0.thinking_blocks",
+        ),
+    ],
+)
+def test_more_bad_input_is_a_400(body, param):
+    with pytest.raises(InvalidRequestError) as exc:
+        ant.translate_request({"model": "m", **body})
+    assert exc.value.param == param
+
+
+def test_native_thinking_passes_through_with_room_for_the_answer():
+    out = ant.translate_request(
+        {
+            "model": "m",
+            "messages": [{"role": "user", "content": "x"}],
+            "thinking": {"type": "enabled", "budget_tokens": 2000},
+            "top_k": 5,
+        }
+    )
+    assert out["thinking"] == {"type": "enabled", "budget_tokens": 2000}
+    assert out["max_tokens"] == 2000 + 4096
+    assert out["top_k"] == 5
+
+
+def test_non_ascii_tool_arguments_are_not_escaped():
+    out = ant.translate_response(
+        {
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": "t",
+                    "name": "f",
+                    "input": {"city": "Zürich"},
+                }
+            ],
+            "stop_reason": "tool_use",
+        }
+    )
+    call = out["choices"][0]["message"]["tool_calls"][0]
+    assert call["function"]["arguments"] == '{"city": "Zürich"}'
+    assert out["choices"][0]["message"]["content"] is None
