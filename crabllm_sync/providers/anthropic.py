@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -167,7 +167,7 @@ _HANDLED = frozenset(
 )
 
 # Fields accepted when they ask for nothing: value -> no-op.
-_NEUTRAL: dict[str, Any] = {
+_NEUTRAL: dict[str, Callable[[Any], bool]] = {
     "n": lambda v: v in (None, 1),
     "logprobs": lambda v: not v,
     "top_logprobs": lambda v: v is None,
