@@ -8,6 +8,7 @@ as one Message or as the event stream, so both ways carry the same content.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import deque
 from collections.abc import Iterator
@@ -25,7 +26,11 @@ MESSAGES_PATH = r"/v1/messages$"
 # SDK sends; the API accepts every published version.
 API_VERSIONS = frozenset({"2023-06-01", ANTHROPIC_API_VERSION})
 
-_REQUEST = TypeAdapter(message_create_params.MessageCreateParamsNonStreaming)
+
+@functools.cache
+def _request_schema() -> TypeAdapter[Any]:
+    # Built on first use: it takes seconds, and unit tests only need events().
+    return TypeAdapter(message_create_params.MessageCreateParamsNonStreaming)
 
 
 @dataclass
@@ -181,7 +186,7 @@ def check(rec: Recorded) -> str | None:
     """Why the API would refuse this request (None: it is acceptable)."""
     body = rec.json
     try:
-        _drain(_REQUEST.validate_python({**body, "stream": False}))
+        _drain(_request_schema().validate_python({**body, "stream": False}))
     except ValidationError as exc:
         first = exc.errors()[0]
         return f"{'.'.join(str(x) for x in first['loc'])}: {first['msg']}"

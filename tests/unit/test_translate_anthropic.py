@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crabllm_sync import sse
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError, UpstreamError
 from crabllm_sync.providers import anthropic as ant
 from crabllm_sync.routing import Deployment
+from tests.fakes import anthropic as fake
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "anthropic"
 CREATED = 1700000000
@@ -672,3 +675,113 @@ def test_non_ascii_tool_arguments_are_not_escaped():
     call = out["choices"][0]["message"]["tool_calls"][0]
     assert call["function"]["arguments"] == '{"city": "Zürich"}'
     assert out["choices"][0]["message"]["content"] is None
+
+
+# -- properties ------------------------------------------------------------------
+
+_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30
+).filter(lambda s: s.strip() == s and " " not in s)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_block = st.one_of(
+    st.builds(
+        lambda words: {"type": "text", "text": " ".join(words)},
+        st.lists(_text, min_size=1, max_size=5),
+    ),
+    st.builds(
+        lambda args, n: {
+            "type": "tool_use",
+            "id": f"toolu_{n}",
+            "name": "f",
+            "input": args,
+        },
+        st.dictionaries(st.text(max_size=8), _json, max_size=4),
+        st.integers(0, 10**6),
+    ),
+    st.builds(
+        lambda words, sig: {
+            "type": "thinking",
+            "thinking": " ".join(words),
+            "signature": sig,
+        },
+        st.lists(_text, min_size=1, max_size=5),
+        st.text(alphabet="abcdef0123456789", min_size=1, max_size=20),
+    ),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    blocks=st.lists(_block, max_size=5),
+    reason=st.sampled_from(["end_turn", "tool_use", "max_tokens", "stop_sequence"]),
+    counts=st.tuples(*[st.integers(0, 10**6)] * 4),
+)
+def test_any_streamed_answer_assembles_to_its_non_streamed_translation(
+    blocks, reason, counts
+):
+    answer = fake.Answer(
+        blocks,
+        stop_reason=reason,
+        input_tokens=counts[0],
+        output_tokens=counts[1],
+        cache_read=counts[2],
+        cache_write=counts[3],
+    )
+    whole = ant.translate_response(fake.message(answer, "claude-x"), created=1)
+    tr = ant.ChunkTranslator(created=1, include_usage=True)
+    chunks = [c for _, e in fake.events(answer, "claude-x") for c in tr.feed(e)]
+    assert tr.done
+    assert all(c["id"] == whole["id"] for c in chunks)
+    got = assemble(chunks)
+    msg = whole["choices"][0]["message"]
+    assert got["content"] == (msg["content"] or "")
+    assert [
+        {k: v for k, v in c.items() if k != "index"} for c in got["tool_calls"]
+    ] == msg.get("tool_calls", [])
+    assert got.get("reasoning_content") == msg.get("reasoning_content")
+    assert got.get("thinking_blocks") == msg.get("thinking_blocks")
+    assert got["finish_reason"] == whole["choices"][0]["finish_reason"]
+    assert got["usage"] == whole["usage"]
+
+
+_message = st.one_of(
+    st.builds(lambda t: {"role": "user", "content": t}, _text),
+    st.builds(
+        lambda t: {"role": "user", "content": [{"type": "text", "text": t}]}, _text
+    ),
+    st.builds(lambda t: {"role": "assistant", "content": t}, _text),
+    st.builds(lambda t: {"role": "system", "content": t}, _text),
+    st.builds(lambda t: {"role": "developer", "content": t}, _text),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(_message, min_size=1, max_size=8))
+def test_any_history_becomes_alternating_turns_keeping_every_text(messages):
+    out = ant.translate_request({"model": "m", "messages": messages})
+    roles = [m["role"] for m in out["messages"]]
+    assert all(a != b for a, b in zip(roles, roles[1:], strict=False))
+
+    def texts(content):
+        if isinstance(content, str):
+            return [content]
+        return [b["text"] for b in content]
+
+    def source(m):
+        c = m["content"]
+        return [c] if isinstance(c, str) else [p["text"] for p in c]
+
+    system = texts(out["system"]) if "system" in out else []
+    assert system == [
+        t for m in messages if m["role"] in ("system", "developer") for t in source(m)
+    ]
+    assert [t for m in out["messages"] for t in texts(m["content"])] == [
+        t for m in messages if m["role"] in ("user", "assistant") for t in source(m)
+    ]
