@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import make_config, sdk_for_app
+from tests.conftest import make_config, sdk_for_app, write_toml
 from tests.fakes import anthropic as fake
 from tests.upstream import Reply
 
@@ -617,3 +617,53 @@ def test_overloaded_http_answer_is_retried(up, app_factory):
     )
     assert out.choices[0].message.content == "echo: again"
     assert len(up.requests) == 2
+
+
+def test_agent_loop_under_gunicorn_gevent(up, gunicorn, tmp_path):
+    """The same translation with gevent's monkey-patched sockets, one worker."""
+    config = write_toml(
+        tmp_path / "crabllm.toml",
+        f"""
+[storage]
+kind = "memory"
+
+[providers.claude]
+kind = "anthropic"
+base_url = "{up.url}/v1"
+api_key = "sk-ant-upstream"
+models = ["{MODEL}"]
+max_retries = 0
+""",
+    )
+    server = gunicorn(config, workers=1)
+    up.queue(
+        _call_weather(input_tokens=30, output_tokens=8),
+        fake.text("Sunny and 15 degrees.", input_tokens=45, output_tokens=6),
+    )
+    client = openai.OpenAI(api_key="x", base_url=f"{server.url}/v1", max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "Weather in SF?"}]
+    first = client.chat.completions.create(
+        model=MODEL, messages=messages, tools=[WEATHER_TOOL]
+    )
+    call = first.choices[0].message.tool_calls[0]
+    messages += [
+        first.choices[0].message,
+        {"role": "tool", "tool_call_id": call.id, "content": "15 C, sunny"},
+    ]
+    got = _assemble(
+        list(
+            client.chat.completions.create(
+                model=MODEL,
+                messages=messages,
+                tools=[WEATHER_TOOL],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+    )
+    assert got["content"] == "Sunny and 15 degrees."
+    assert (got["usage"]["prompt_tokens"], got["usage"]["completion_tokens"]) == (
+        45,
+        6,
+    )
+    assert up.requests[-1].json["messages"][2]["content"][0]["type"] == "tool_result"
