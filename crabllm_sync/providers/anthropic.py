@@ -764,11 +764,15 @@ class ChunkTranslator:
         if kind == "tool_use":
             state["tool_index"] = self._tool_count
             self._tool_count += 1
+            # Anthropic starts with input {} and streams it; take it if it came whole.
+            given = block.get("input")
+            args = json.dumps(given, ensure_ascii=False) if given else ""
+            state["has_arguments"] = bool(args)
             call = {
                 "index": state["tool_index"],
                 "id": block.get("id"),
                 "type": "function",
-                "function": {"name": block.get("name"), "arguments": ""},
+                "function": {"name": block.get("name"), "arguments": args},
             }
             return [self._delta({"tool_calls": [call]})]
         return []
@@ -785,6 +789,7 @@ class ChunkTranslator:
             piece = delta.get("partial_json", "")
             if not piece:
                 return []
+            state["has_arguments"] = True
             call = {"index": state["tool_index"], "function": {"arguments": piece}}
             return [self._delta({"tool_calls": [call]})]
         if kind == "thinking_delta":
@@ -797,6 +802,11 @@ class ChunkTranslator:
 
     def _stop(self, index: int) -> list[dict[str, Any]]:
         state = self._blocks.get(index, {})
+        if state.get("type") == "tool_use" and not state.get("has_arguments"):
+            # A call without input streams no JSON at all; OpenAI clients parse
+            # the arguments, so they get the empty object the Message would hold.
+            call = {"index": state["tool_index"], "function": {"arguments": "{}"}}
+            return [self._delta({"tool_calls": [call]})]
         if state.get("type") != "thinking":
             return []
         # The whole signed block, once, so a client can echo it next turn.

@@ -111,10 +111,11 @@ def events(answer: Answer, model: str) -> list[tuple[str, dict[str, Any]]]:
             deltas = [{"type": "text_delta", "text": p} for p in _words(block["text"])]
         elif kind == "tool_use":
             first = {**block, "input": {}}
+            # As the API does: one empty piece first, and nothing more for {}.
             args = json.dumps(block["input"], ensure_ascii=False)
             deltas = [{"type": "input_json_delta", "partial_json": ""}] + [
                 {"type": "input_json_delta", "partial_json": p}
-                for p in _pieces(args, 7)
+                for p in (_pieces(args, 7) if block["input"] else [])
             ]
         elif kind == "thinking":
             first = {"type": "thinking", "thinking": ""}

@@ -785,3 +785,33 @@ def test_any_history_becomes_alternating_turns_keeping_every_text(messages):
     assert [t for m in out["messages"] for t in texts(m["content"])] == [
         t for m in messages if m["role"] in ("user", "assistant") for t in source(m)
     ]
+
+
+def test_tool_call_without_input_streams_an_empty_object():
+    tr = ant.ChunkTranslator()
+    tr.feed({"type": "message_start", "message": {"id": "m", "model": "c"}})
+    start = {"type": "tool_use", "id": "toolu_1", "name": "now", "input": {}}
+    events = [
+        {"type": "content_block_start", "index": 0, "content_block": start},
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "input_json_delta", "partial_json": ""},
+        },
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "tool_use"}},
+        {"type": "message_stop"},
+    ]
+    got = assemble([c for e in events for c in tr.feed(e)])
+    assert got["tool_calls"][0]["function"] == {"name": "now", "arguments": "{}"}
+
+
+def test_tool_input_given_whole_at_block_start_is_not_lost():
+    tr = ant.ChunkTranslator()
+    tr.feed({"type": "message_start", "message": {"id": "m", "model": "c"}})
+    start = {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}}
+    chunks = tr.feed(
+        {"type": "content_block_start", "index": 0, "content_block": start}
+    )
+    chunks += tr.feed({"type": "content_block_stop", "index": 0})
+    assert assemble(chunks)["tool_calls"][0]["function"]["arguments"] == '{"a": 1}'
