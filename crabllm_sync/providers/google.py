@@ -797,11 +797,30 @@ def translate_embeddings_response(
 # -- Public API ---------------------------------------------------------------
 
 
+def _post(dep: Deployment, call: Any, *args: Any, **kw: Any) -> Any:
+    """Run one transport call; Gemini's 400 for a bad key is an auth failure."""
+    try:
+        return call(*args, **kw)
+    except UpstreamError as err:
+        # Gemini answers 400 INVALID_ARGUMENT (API_KEY_INVALID) for a wrong key:
+        # the gateway's key is at fault, not the client's request.
+        if err.upstream_status == 400 and "API key not valid" in err.message:
+            raise UpstreamError(
+                f"{dep.provider}: authentication with the provider failed: "
+                "API key not valid",
+                upstream_status=401,
+                provider=dep.provider,
+            ) from err
+        raise
+
+
 def chat(
     dep: Deployment, session: requests.Session, body: dict[str, Any]
 ) -> dict[str, Any]:
     native = translate_request(body)
-    answer = http.post_json(
+    answer = _post(
+        dep,
+        http.post_json,
         session,
         f"{dep.base_url}/{_model_path(dep.model)}:generateContent",
         native,
@@ -816,7 +835,9 @@ def chat_stream(
     dep: Deployment, session: requests.Session, body: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     native = translate_request(body)
-    lines = http.post_stream(
+    lines = _post(
+        dep,
+        http.post_stream,
         session,
         f"{dep.base_url}/{_model_path(dep.model)}:streamGenerateContent?alt=sse",
         native,
@@ -837,7 +858,9 @@ def embeddings(
     dep: Deployment, session: requests.Session, body: dict[str, Any]
 ) -> dict[str, Any]:
     native = translate_embeddings_request(body, dep.model)
-    answer = http.post_json(
+    answer = _post(
+        dep,
+        http.post_json,
         session,
         f"{dep.base_url}/{_model_path(dep.model)}:batchEmbedContents",
         native,

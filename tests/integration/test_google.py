@@ -553,7 +553,7 @@ def test_gemini_400_is_passed_on_with_its_message(gemini, client):
     assert "must be <= 2" in exc.value.body["message"]
 
 
-def test_wrong_api_key_reaches_gemini_as_header(gemini, app_factory, served):
+def test_invalid_api_key_is_a_502_naming_provider_auth(gemini, app_factory, served):
     config = make_config(
         {
             "providers": {
@@ -569,11 +569,13 @@ def test_wrong_api_key_reaches_gemini_as_header(gemini, app_factory, served):
     )
     url = served(app_factory(config))
     sdk = openai.OpenAI(api_key="x", base_url=f"{url}/v1", max_retries=0)
-    with pytest.raises(openai.BadRequestError) as exc:
-        sdk.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "x"}]
-        )
-    assert "API key not valid" in exc.value.body["message"]
+    for stream in (False, True):
+        with pytest.raises(openai.APIStatusError) as exc:
+            sdk.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "x"}], stream=stream
+            )
+        assert exc.value.status_code == 502
+        assert "authentication with the provider failed" in exc.value.body["message"]
     assert gemini.upstream.requests[-1].headers["x-goog-api-key"] == "wrong"
 
 
