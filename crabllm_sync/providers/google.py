@@ -426,8 +426,6 @@ def _check_params(body: dict[str, Any]) -> None:
         )
     if body.get("store"):
         raise _refuse("store", "Gemini does not store completions")
-    if body.get("metadata"):
-        raise _refuse("metadata", "only meaningful with store")
     if body.get("service_tier") not in (None, "auto", "default"):
         raise _refuse("service_tier", f"'{body['service_tier']}'")
     modalities = body.get("modalities")

@@ -679,3 +679,141 @@ def test_embeddings_via_batch_embed_contents(gemini, client):
     )
     assert floats.data[0].embedding == [0.1, 0.2, 0.3, 0.4]
     assert floats.usage.prompt_tokens == 0
+
+
+def test_n_candidates_become_choices(gemini, client):
+    gemini.upstream.enqueue(
+        Reply(
+            json={
+                "candidates": [
+                    {
+                        "content": {"parts": [{"text": "one"}], "role": "model"},
+                        "finishReason": "STOP",
+                        "index": 0,
+                    },
+                    {
+                        "content": {"parts": [{"text": "two"}], "role": "model"},
+                        "finishReason": "STOP",
+                        "index": 1,
+                    },
+                ],
+                "usageMetadata": {
+                    "promptTokenCount": 2,
+                    "candidatesTokenCount": 2,
+                    "totalTokenCount": 4,
+                },
+                "modelVersion": MODEL,
+                "responseId": "n2",
+            }
+        )
+    )
+    out = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "x"}], n=2
+    )
+    assert [c.message.content for c in out.choices] == ["one", "two"]
+    assert gemini.upstream.requests[-1].json["generationConfig"] == {
+        "candidateCount": 2
+    }
+
+
+def test_connection_dropped_mid_stream_ends_with_an_error_event(gemini, client):
+    events = fake_google.stream_events(
+        [{"text": "a b c"}], {"promptTokenCount": 1}, model=MODEL, response_id="d"
+    )
+    gemini.upstream.enqueue(Reply(events=events, drop_after=2))
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    seen = []
+    with pytest.raises(openai.APIError):
+        for chunk in stream:
+            seen.append(chunk)
+    assert _assemble(seen)["content"] == "a b"
+    assert _assemble(seen)["finish_reason"] is None
+
+
+def test_stream_that_stops_without_finish_reason_is_an_error(gemini, client):
+    events = fake_google.stream_events(
+        [{"text": "half"}], {"promptTokenCount": 1}, model=MODEL, response_id="h"
+    )[:-1]
+    gemini.upstream.enqueue(Reply(events=events))
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    with pytest.raises(openai.APIError) as exc:
+        list(stream)
+    assert "finish reason" in str(exc.value.message)
+
+
+def test_gemini_503_is_retried_then_answers(gemini, app_factory, served):
+    config = make_config(
+        {
+            "providers": {
+                "gem": {
+                    "kind": "google",
+                    "base_url": f"{gemini.upstream.url}/v1beta",
+                    "api_key": fake_google.API_KEY,
+                    "models": [MODEL],
+                    "max_retries": 1,
+                }
+            }
+        }
+    )
+    gemini.upstream.enqueue(
+        fake_google.error(503, "The model is overloaded.", "UNAVAILABLE")
+    )
+    url = served(app_factory(config))
+    sdk = openai.OpenAI(api_key="x", base_url=f"{url}/v1", max_retries=0)
+    out = sdk.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert out.choices[0].message.content == "echo: hi"
+    assert len(gemini.upstream.requests) == 2
+
+
+def test_structured_output_reaches_gemini_as_a_clean_schema(gemini, client):
+    client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "x"}],
+        response_format={
+            "type": "json_schema",
+            "json_schema": {
+                "name": "answer",
+                "strict": True,
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "items": {"type": "array", "items": {"$ref": "#/$defs/Item"}}
+                    },
+                    "required": ["items"],
+                    "additionalProperties": False,
+                    "$defs": {
+                        "Item": {
+                            "type": "object",
+                            "properties": {"id": {"type": "string", "format": "uuid"}},
+                            "required": ["id"],
+                            "additionalProperties": False,
+                        }
+                    },
+                },
+            },
+        },
+    )
+    cfg = gemini.upstream.requests[-1].json["generationConfig"]
+    assert cfg == {
+        "responseMimeType": "application/json",
+        "responseSchema": {
+            "type": "OBJECT",
+            "properties": {
+                "items": {
+                    "type": "ARRAY",
+                    "items": {
+                        "type": "OBJECT",
+                        "properties": {"id": {"type": "STRING"}},
+                        "required": ["id"],
+                    },
+                }
+            },
+            "required": ["items"],
+        },
+    }

@@ -298,7 +298,6 @@ def test_google_extension_fields():
         ({"logit_bias": {"1": 2}}, "logit_bias"),
         ({"parallel_tool_calls": False}, "parallel_tool_calls"),
         ({"store": True}, "store"),
-        ({"metadata": {"a": "b"}}, "metadata"),
         ({"service_tier": "flex"}, "service_tier"),
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"audio": {"voice": "alloy"}}, "audio"),
@@ -332,6 +331,7 @@ def test_gemini_3_cannot_switch_thinking_off():
         {"logprobs": False},
         {"parallel_tool_calls": True},
         {"user": "u-1", "safety_identifier": "s", "prompt_cache_key": "k"},
+        {"metadata": {"user_id": "u-1"}},
         {"service_tier": "auto", "store": False, "modalities": ["text"]},
         {"stream": True, "stream_options": {"include_usage": True}},
         {"temperature": None, "logit_bias": None},
@@ -782,3 +782,115 @@ def test_embeddings_request_and_base64_response():
 def test_embeddings_refuse_token_arrays():
     with pytest.raises(UnsupportedError):
         google.translate_embeddings_request({"model": "e", "input": [[1, 2]]}, "e")
+
+
+# -- any JSON Schema: a Gemini schema or a named 400, never a crash --------------
+
+_GEMINI_KEYS = {
+    "type",
+    "format",
+    "title",
+    "description",
+    "nullable",
+    "enum",
+    "items",
+    "properties",
+    "required",
+    "minItems",
+    "maxItems",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "minProperties",
+    "maxProperties",
+    "anyOf",
+    "propertyOrdering",
+}
+
+
+def _schemas():
+    from hypothesis import strategies as st
+
+    scalar = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 5),
+        st.sampled_from(["a", "b", "uuid"]),
+    )
+    type_names = st.sampled_from(
+        ["string", "number", "integer", "boolean", "array", "object", "null"]
+    )
+    leaf = st.fixed_dictionaries(
+        {},
+        optional={
+            "type": st.one_of(type_names, st.lists(type_names, max_size=3)),
+            "format": st.sampled_from(["uuid", "date-time", "int64", "email"]),
+            "enum": st.lists(scalar, max_size=3),
+            "const": scalar,
+            "default": scalar,
+            "description": st.text(max_size=5),
+            "additionalProperties": st.booleans(),
+            "$ref": st.sampled_from(["#/$defs/A", "#/definitions/A"]),
+        },
+    )
+
+    def extend(children):
+        return st.fixed_dictionaries(
+            {},
+            optional={
+                "type": type_names,
+                "properties": st.dictionaries(
+                    st.sampled_from(["p", "q", "r"]), children, max_size=3
+                ),
+                "required": st.lists(st.sampled_from(["p", "q", "x"]), max_size=3),
+                "items": children,
+                "anyOf": st.lists(children, max_size=3),
+                "oneOf": st.lists(children, max_size=2),
+                "allOf": st.lists(children, max_size=2),
+                "prefixItems": st.lists(children, min_size=1, max_size=2),
+                "$defs": st.fixed_dictionaries({"A": children}),
+            },
+        )
+
+    return st.recursive(leaf, extend, max_leaves=12)
+
+
+def _walk(schema: dict[str, Any]) -> None:
+    assert set(schema) <= _GEMINI_KEYS, set(schema) - _GEMINI_KEYS
+    if "type" in schema:
+        assert schema["type"] in {
+            "STRING",
+            "NUMBER",
+            "INTEGER",
+            "BOOLEAN",
+            "ARRAY",
+            "OBJECT",
+        }
+    if "enum" in schema:
+        assert all(isinstance(v, str) for v in schema["enum"])
+    if "required" in schema:
+        assert set(schema["required"]) <= set(schema.get("properties", {}))
+    for sub in (schema.get("properties") or {}).values():
+        _walk(sub)
+    for sub in schema.get("anyOf") or []:
+        _walk(sub)
+    if "items" in schema:
+        _walk(schema["items"])
+
+
+def test_any_json_schema_cleans_to_gemini_fields_or_is_refused():
+    from hypothesis import given, settings
+
+    @settings(max_examples=150, deadline=None)
+    @given(_schemas())
+    def check(schema):
+        try:
+            out = clean_schema(schema, "p")
+        except UnsupportedError as exc:
+            assert exc.param == "p" or exc.param.startswith("p")
+            return
+        _walk(out)
+
+    check()
