@@ -145,11 +145,12 @@ def _clean(
             name: _clean(sub, defs, f"{where}.{name}", provider, expanding)
             for name, sub in props.items()
         }
-        required = [r for r in out.get("required", []) if r in out["properties"]]
-        if required:
-            out["required"] = required
-        else:
-            out.pop("required", None)
+        for key in ("required", "propertyOrdering"):
+            names = [r for r in out.get(key, []) if r in out["properties"]]
+            if names:
+                out[key] = names
+            else:
+                out.pop(key, None)
     else:
         out.pop("required", None)
         out.pop("propertyOrdering", None)

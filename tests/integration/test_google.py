@@ -817,3 +817,16 @@ def test_structured_output_reaches_gemini_as_a_clean_schema(gemini, client):
             "required": ["items"],
         },
     }
+
+
+def test_openai_stream_helper_assembles_tool_calls(gemini, client):
+    with client.chat.completions.stream(
+        model=THINKING_MODEL,
+        messages=[{"role": "user", "content": "Quito"}],
+        tools=[WEATHER_TOOL],
+    ) as stream:
+        final = stream.get_final_completion()
+    call = final.choices[0].message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Quito"}
+    assert final.choices[0].finish_reason == "tool_calls"
