@@ -894,3 +894,144 @@ def test_any_json_schema_cleans_to_gemini_fields_or_is_refused():
         _walk(out)
 
     check()
+
+
+# -- any OpenAI request: a body Gemini's own types accept, or a named 400 --------
+
+
+def _requests():
+    from hypothesis import strategies as st
+
+    text = st.text(max_size=6)
+    part = st.one_of(
+        st.builds(lambda t: {"type": "text", "text": t}, text),
+        st.just(
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBO"}}
+        ),
+        st.just(
+            {"type": "image_url", "image_url": {"url": "https://x.example/a.webp"}}
+        ),
+        st.just(
+            {"type": "input_audio", "input_audio": {"data": "UklG", "format": "mp3"}}
+        ),
+    )
+    content = st.one_of(st.none(), text, st.lists(part, max_size=3))
+    call = st.builds(
+        lambda i, name, args: {
+            "id": i,
+            "type": "function",
+            "function": {"name": name, "arguments": args},
+            "extra_content": {"google": {"thought_signature": "c2ln"}},
+        },
+        st.sampled_from(["c1", "c2", "call_0123456789abcdef01234567"]),
+        st.sampled_from(["f", "g"]),
+        st.sampled_from(["{}", '{"a": 1}', "", "[1]", "{bad"]),
+    )
+    message = st.one_of(
+        st.builds(lambda c: {"role": "user", "content": c}, content),
+        st.builds(lambda c: {"role": "system", "content": c}, text),
+        st.builds(
+            lambda c, calls: {"role": "assistant", "content": c, "tool_calls": calls},
+            st.one_of(st.none(), text),
+            st.lists(call, max_size=2),
+        ),
+        st.builds(
+            lambda i, c: {"role": "tool", "tool_call_id": i, "content": c},
+            st.sampled_from(["c1", "c2", "nope"]),
+            st.sampled_from(["ok", '{"x": 1}', "[2]"]),
+        ),
+    )
+    tool = st.builds(
+        lambda name, params: {
+            "type": "function",
+            "function": {"name": name, "parameters": params},
+        },
+        st.sampled_from(["f", "g"]),
+        st.one_of(
+            st.none(),
+            st.just({"type": "object", "properties": {}}),
+            st.just(
+                {
+                    "type": "object",
+                    "properties": {"a": {"type": ["integer", "null"], "default": 1}},
+                    "required": ["a"],
+                    "additionalProperties": False,
+                }
+            ),
+        ),
+    )
+    return st.fixed_dictionaries(
+        {
+            "model": st.sampled_from(["gemini-2.5-flash", "gemini-3-pro-preview"]),
+            "messages": st.lists(message, min_size=1, max_size=5),
+        },
+        optional={
+            "tools": st.lists(tool, max_size=2),
+            "tool_choice": st.sampled_from(
+                [
+                    "auto",
+                    "none",
+                    "required",
+                    {"type": "function", "function": {"name": "f"}},
+                ]
+            ),
+            "temperature": st.floats(0, 2),
+            "max_tokens": st.integers(1, 100),
+            "stop": st.one_of(text, st.lists(text, max_size=3)),
+            "n": st.integers(1, 3),
+            "reasoning_effort": st.sampled_from(["none", "low", "high", "xhigh"]),
+            "response_format": st.sampled_from(
+                [
+                    {"type": "text"},
+                    {"type": "json_object"},
+                    {
+                        "type": "json_schema",
+                        "json_schema": {
+                            "name": "x",
+                            "schema": {
+                                "type": "object",
+                                "properties": {"a": {"type": "string"}},
+                            },
+                        },
+                    },
+                ]
+            ),
+            "logprobs": st.booleans(),
+            "parallel_tool_calls": st.booleans(),
+        },
+    )
+
+
+def test_any_chat_request_translates_to_a_valid_gemini_body_or_a_400():
+    from hypothesis import given, settings
+
+    from crabllm_sync.errors import GatewayError
+    from tests.fakes.google import GeminiFake
+    from tests.upstream import Recorded
+
+    fake = GeminiFake()
+
+    @settings(max_examples=200, deadline=None)
+    @given(_requests())
+    def check(body):
+        try:
+            native = google.translate_request(body)
+        except GatewayError as exc:
+            assert exc.http_status == 400 and exc.param
+            return
+        rec = Recorded(
+            method="POST",
+            path=f"/v1beta/models/{body['model']}:generateContent",
+            query={},
+            headers={"x-goog-api-key": fake.api_key},
+            body=json.dumps(native).encode(),
+        )
+        problem = fake.check(rec)
+        # An empty conversation and a dropped signature are Gemini's to refuse.
+        if problem is not None:
+            message = problem.json["error"]["message"]
+            assert (
+                "contents is not specified" in message or "thought_signature" in message
+            ), message
+
+    check()
