@@ -80,6 +80,7 @@ _KNOWN = frozenset(
         "safety_identifier",
         "prompt_cache_key",
         "google",
+        "extra_body",
     }
 )
 # Gemini 2.x thinking budgets for OpenAI's effort levels (Google's own
@@ -431,13 +432,28 @@ def _check_params(body: dict[str, Any]) -> None:
     modalities = body.get("modalities")
     if modalities is not None and list(modalities) != ["text"]:
         raise _refuse("modalities", "only ['text'] is served")
-    google = body.get("google")
-    if google is not None:
-        if not isinstance(google, dict):
-            raise _invalid("google", "must be an object")
-        for key in google:
-            if key not in _GOOGLE_EXTRAS:
-                raise _refuse(f"google.{key}")
+    extra = body.get("extra_body")
+    if extra is not None:
+        if not isinstance(extra, dict):
+            raise _invalid("extra_body", "must be an object")
+        for key in extra:
+            if key != "google":
+                raise _refuse(f"extra_body.{key}")
+    prefix = "google" if body.get("google") is not None else "extra_body.google"
+    google = _google_options(body)
+    if not isinstance(google, dict):
+        raise _invalid(prefix, "must be an object")
+    for key in google:
+        if key not in _GOOGLE_EXTRAS:
+            raise _refuse(f"{prefix}.{key}")
+
+
+def _google_options(body: dict[str, Any]) -> Any:
+    """Gemini extras: `google`, or `extra_body.google` as Google's own OpenAI
+    layer documents it (its Python example nests extra_body in extra_body)."""
+    if body.get("google") is not None:
+        return body["google"]
+    return (body.get("extra_body") or {}).get("google") or {}
 
 
 def _snake_to_camel(value: Any) -> Any:
@@ -524,7 +540,7 @@ def translate_request(body: dict[str, Any]) -> dict[str, Any]:
     if tool_config is not None:
         native["toolConfig"] = tool_config
     cfg = _generation_config(body)
-    google = _snake_to_camel(body.get("google") or {})
+    google = _snake_to_camel(_google_options(body))
     if "thinkingConfig" in google:
         cfg["thinkingConfig"] = google.pop("thinkingConfig")
     if cfg:

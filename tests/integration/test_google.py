@@ -830,3 +830,46 @@ def test_openai_stream_helper_assembles_tool_calls(gemini, client):
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Quito"}
     assert final.choices[0].finish_reason == "tool_calls"
+
+
+def test_agent_loop_under_gunicorn_gevent(gemini, gunicorn, tmp_path):
+    """The real server (gunicorn, gevent workers) to the fake Gemini and back."""
+    from tests.conftest import write_toml
+
+    path = write_toml(
+        tmp_path / "crabllm.toml",
+        f"""
+[providers.gem]
+kind = "google"
+base_url = "{gemini.upstream.url}/v1beta"
+api_key = "{fake_google.API_KEY}"
+models = ["{THINKING_MODEL}"]
+max_retries = 0
+
+[storage]
+kind = "memory"
+""",
+    )
+    server = gunicorn(path, workers=1)
+    sdk = openai.OpenAI(api_key="x", base_url=f"{server.url}/v1", max_retries=0)
+    messages: list[Any] = [{"role": "user", "content": "Nairobi"}]
+    first = sdk.chat.completions.create(
+        model=THINKING_MODEL, messages=messages, tools=[WEATHER_TOOL]
+    )
+    call = first.choices[0].message.tool_calls[0]
+    messages += [
+        first.choices[0].message,
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temp": 25}'},
+    ]
+    chunks = list(
+        sdk.chat.completions.create(
+            model=THINKING_MODEL,
+            messages=messages,
+            tools=[WEATHER_TOOL],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    final = _assemble(chunks)
+    assert final["content"] == 'Result: get_weather={"temp":25}'
+    assert final["usage"]["total_tokens"] == 1 + 2 + 2

@@ -306,6 +306,8 @@ def test_google_extension_fields():
         ({"verbosity": "low"}, "verbosity"),
         ({"reasoning_effort": "xhigh"}, "reasoning_effort"),
         ({"google": {"labels": {}}}, "google.labels"),
+        ({"extra_body": {"google": {"labels": {}}}}, "extra_body.google.labels"),
+        ({"extra_body": {"other": 1}}, "extra_body.other"),
         ({"tools": [{"type": "custom", "custom": {"name": "x"}}]}, "tools[0].type"),
         ({"response_format": {"type": "grammar"}}, "response_format.type"),
     ],
@@ -316,6 +318,13 @@ def test_refused_parameters_are_named(over, param):
     assert exc.value.param == param
     assert "'google'" in exc.value.message
     assert exc.value.status == 400
+
+
+def test_google_options_nested_in_extra_body_as_google_documents():
+    got = google.translate_request(
+        req(extra_body={"google": {"thinking_config": {"include_thoughts": True}}})
+    )
+    assert got["generationConfig"] == {"thinkingConfig": {"includeThoughts": True}}
 
 
 def test_gemini_3_cannot_switch_thinking_off():
@@ -1014,11 +1023,14 @@ def test_any_chat_request_translates_to_a_valid_gemini_body_or_a_400():
     @settings(max_examples=200, deadline=None)
     @given(_requests())
     def check(body):
+        before = json.dumps(body, sort_keys=True)
         try:
             native = google.translate_request(body)
         except GatewayError as exc:
             assert exc.http_status == 400 and exc.param
             return
+        finally:
+            assert json.dumps(body, sort_keys=True) == before, "input was mutated"
         rec = Recorded(
             method="POST",
             path=f"/v1beta/models/{body['model']}:generateContent",
