@@ -597,10 +597,10 @@ def translate_response(
                 calls.append(_tool_call(fc, cid, sig))
             elif part.get("thought"):
                 thoughts.append(part.get("text") or "")
-                message_sig = sig or message_sig
+                message_sig = message_sig or sig
             elif "text" in part or set(part) == {"thoughtSignature"}:
                 texts.append(part.get("text") or "")
-                message_sig = sig or message_sig
+                message_sig = message_sig or sig
             else:
                 raise _unreadable(part)
         text = "".join(texts)
@@ -668,6 +668,7 @@ class ChunkTranslator:
         self.usage: dict[str, Any] | None = None
         self._calls: dict[int, int] = {}  # candidate index -> tool calls so far
         self._finished: set[int] = set()
+        self._signed: set[int] = set()  # candidates whose text signature went out
         self._rid = ""
 
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -730,8 +731,11 @@ class ChunkTranslator:
                 if part.get("text"):
                     key = "reasoning_content" if part.get("thought") else "content"
                     delta[key] = part["text"]
-                if sig:
+                # One text signature per answer, as in translate_response: a
+                # client folding deltas would concatenate a second one.
+                if sig and index not in self._signed:
                     delta["extra_content"] = _google_extra(sig)
+                    self._signed.add(index)
                 if delta:
                     out.append(self._chunk(index, delta))
             else:

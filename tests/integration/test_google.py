@@ -830,6 +830,10 @@ def test_openai_stream_helper_assembles_tool_calls(gemini, client):
     assert call.function.name == "get_weather"
     assert json.loads(call.function.arguments) == {"city": "Quito"}
     assert final.choices[0].finish_reason == "tool_calls"
+    # The helper keeps the signature, so a helper-based agent echoes it.
+    assert call.model_extra["extra_content"] == {
+        "google": {"thought_signature": fake_google.signature_for("get_weather")}
+    }
 
 
 def test_agent_loop_under_gunicorn_gevent(gemini, gunicorn, tmp_path):

@@ -1047,3 +1047,18 @@ def test_any_chat_request_translates_to_a_valid_gemini_body_or_a_400():
             ), message
 
     check()
+
+
+def test_only_the_first_text_signature_is_carried_both_ways():
+    parts = [
+        {"text": "Hi", "thoughtSignature": "Zmlyc3Q="},
+        {"text": "", "thoughtSignature": "c2Vjb25k"},
+    ]
+    native = {"candidates": [{"content": {"parts": parts}, "finishReason": "STOP"}]}
+    whole = google.translate_response(native, model="m", created=CREATED)
+    message = whole["choices"][0]["message"]
+    assert message["extra_content"] == {"google": {"thought_signature": "Zmlyc3Q="}}
+    tr = google.ChunkTranslator("m", CREATED)
+    deltas = [c["choices"][0]["delta"] for c in tr.feed(native)]
+    signed = [d["extra_content"] for d in deltas if "extra_content" in d]
+    assert signed == [message["extra_content"]]
