@@ -877,3 +877,39 @@ kind = "memory"
     final = _assemble(chunks)
     assert final["content"] == 'Result: get_weather={"temp":25}'
     assert final["usage"]["total_tokens"] == 1 + 2 + 2
+
+
+def test_tool_result_for_an_unknown_call_is_a_400_before_gemini(gemini, client):
+    with pytest.raises(openai.BadRequestError) as exc:
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[
+                {"role": "user", "content": "x"},
+                {"role": "tool", "tool_call_id": "call_missing", "content": "42"},
+            ],
+        )
+    assert exc.value.body["param"] == "messages[1].tool_call_id"
+    assert "call_missing" in exc.value.body["message"]
+    assert gemini.upstream.requests == []
+
+
+def test_function_without_parameters_is_declared_without_them(gemini, client):
+    out = client.chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "now"}],
+        tools=[
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_time",
+                    "parameters": {"type": "object", "properties": {}},
+                },
+            }
+        ],
+        tool_choice="required",
+    )
+    call = out.choices[0].message.tool_calls[0]
+    assert (call.function.name, call.function.arguments) == ("get_time", "{}")
+    sent = gemini.upstream.requests[-1].json
+    assert sent["tools"] == [{"functionDeclarations": [{"name": "get_time"}]}]
+    assert sent["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}

@@ -123,6 +123,53 @@ def test_tool_result_without_a_matching_call_is_a_400():
     assert "function name" in exc.value.message
 
 
+@pytest.mark.parametrize(
+    ("over", "param"),
+    [
+        ({"tool_choice": "sometimes"}, "tool_choice"),
+        (
+            {"tool_choice": {"type": "function", "function": {}}},
+            "tool_choice.function.name",
+        ),
+        ({"google": ["not", "an", "object"]}, "google"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "id": "c",
+                                "type": "function",
+                                "function": {"name": "f", "arguments": "[1]"},
+                            }
+                        ],
+                    }
+                ]
+            },
+            "messages[0].tool_calls[0].function.arguments",
+        ),
+        ({"messages": [{"role": "critic", "content": "x"}]}, "messages[0].role"),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "system",
+                        "content": [{"type": "image_url", "image_url": {"url": "x"}}],
+                    }
+                ]
+            },
+            "messages[0].content[0].type",
+        ),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(over, param):
+    with pytest.raises(InvalidRequestError) as exc:
+        google.translate_request(req(**over))
+    assert exc.value.param == param
+    assert exc.value.status == 400
+
+
 def test_bad_tool_call_arguments_are_a_400():
     bad = {
         "id": "c",
@@ -304,6 +351,7 @@ def test_google_extension_fields():
         ({"prediction": {"type": "content"}}, "prediction"),
         ({"web_search_options": {}}, "web_search_options"),
         ({"verbosity": "low"}, "verbosity"),
+        ({"brand_new_param": {"x": 1}}, "brand_new_param"),
         ({"reasoning_effort": "xhigh"}, "reasoning_effort"),
         ({"google": {"labels": {}}}, "google.labels"),
         ({"extra_body": {"google": {"labels": {}}}}, "extra_body.google.labels"),
