@@ -913,3 +913,36 @@ def test_function_without_parameters_is_declared_without_them(gemini, client):
     sent = gemini.upstream.requests[-1].json
     assert sent["tools"] == [{"functionDeclarations": [{"name": "get_time"}]}]
     assert sent["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+
+
+def test_first_chunk_arrives_before_gemini_finishes(gemini, client):
+    import threading
+
+    from tests.upstream import sse_bytes
+
+    gate = threading.Event()
+    events = fake_google.stream_events(
+        [{"text": "first then rest"}],
+        {"promptTokenCount": 1},
+        model=MODEL,
+        response_id="g",
+    )
+
+    def pieces():
+        yield sse_bytes(events[0])
+        gate.wait(10)  # hold the rest until the client has seen "first"
+        for e in events[1:]:
+            yield sse_bytes(e)
+
+    gemini.upstream.enqueue(Reply(chunks=pieces()))
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    seen = []
+    for chunk in stream:
+        seen.append(chunk)
+        if chunk.choices and chunk.choices[0].delta.content == "first":
+            assert not gate.is_set()
+            gate.set()
+    assert _assemble(seen)["content"] == "first then rest"
+    assert gate.is_set()
