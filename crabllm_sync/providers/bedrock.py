@@ -642,17 +642,15 @@ def map_usage(usage: dict[str, Any]) -> dict[str, Any]:
     write = int(usage.get("cacheWriteInputTokens") or 0)
     prompt = int(usage.get("inputTokens") or 0) + read + write
     completion = int(usage.get("outputTokens") or 0)
-    out: dict[str, Any] = {
+    details: dict[str, int] = {"cached_tokens": read}
+    if "cacheWriteInputTokens" in usage:
+        details["cache_write_tokens"] = write
+    return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": read},
+        "prompt_tokens_details": details,
     }
-    if "cacheReadInputTokens" in usage:
-        out["cache_read_input_tokens"] = read
-    if "cacheWriteInputTokens" in usage:
-        out["cache_creation_input_tokens"] = write
-    return out
 
 
 def translate_response(
@@ -944,8 +942,9 @@ def make_session(dep: Deployment) -> Any:
     config = BotoConfig(
         connect_timeout=connect,
         read_timeout=read,
-        # routing.py holds the only retry policy.
-        retries={"max_attempts": 1, "mode": "standard"},
+        # routing.py holds the only retry policy. botocore's `max_attempts`
+        # counts retries (1 would mean two calls); total_max_attempts is calls.
+        retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=http.POOL_SIZE,
         tcp_keepalive=True,
     )

@@ -562,9 +562,7 @@ def test_map_usage_counts_cache_tokens_as_prompt():
         "prompt_tokens": 1135,
         "completion_tokens": 353,
         "total_tokens": 1488,
-        "prompt_tokens_details": {"cached_tokens": 0},
-        "cache_read_input_tokens": 0,
-        "cache_creation_input_tokens": 1120,
+        "prompt_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 1120},
     }
 
 
