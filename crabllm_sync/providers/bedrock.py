@@ -108,7 +108,7 @@ _METADATA_VALUE = re.compile(r"^[a-zA-Z0-9\s:_@$#=/+,.-]{0,256}$")
 _DOC_NAME_BAD = re.compile(r"[^a-zA-Z0-9\s\-()\[\]]+")
 
 
-# -- Private helpers ----------------------------------------------------------
+# -- Private helpers: request and response pieces ----------------------------
 
 
 def _refuse(param: str, detail: str = "") -> UnsupportedError:
@@ -593,6 +593,106 @@ def _completion_id(request_id: str | None, seed: Any) -> str:
     return f"chatcmpl-{digest[:24]}"
 
 
+# -- Private helpers: transport errors ---------------------------------------
+
+
+def stream_error(code: str, payload: dict[str, Any]) -> UpstreamError:
+    """The UpstreamError for an exception event inside a ConverseStream."""
+    message = payload.get("message") or payload.get("Message") or code
+    return _coded_error(PROVIDER, code, message, None, None)
+
+
+def _coded_error(
+    provider: str,
+    code: str,
+    message: str,
+    status: int | None,
+    retry_after: float | None,
+) -> UpstreamError:
+    if code in AUTH_CODES or status in (401, 403):
+        return UpstreamError(
+            f"{provider}: authentication with the provider failed: {code}: {message}",
+            provider=provider,
+            upstream_status=status if status in (401, 403) else 403,
+        )
+    lowered = code.lower()
+    if lowered in TIMEOUT_CODES:
+        return UpstreamTimeoutError(
+            f"{provider}: {code}: {message}", provider=provider, upstream_status=408
+        )
+    upstream = ERROR_STATUS.get(lowered, status or 502)
+    return UpstreamError(
+        f"{provider}: {code}: {message}" if code else f"{provider}: {message}",
+        provider=provider,
+        upstream_status=upstream,
+        retry_after=retry_after,
+    )
+
+
+def _translate_error(dep: Deployment, exc: Exception) -> UpstreamError:
+    """botocore / urllib3 exceptions -> the gateway's upstream errors."""
+    name = dep.provider
+    if isinstance(exc, boto_errors.ClientError):
+        err = exc.response.get("Error") or {}
+        meta = exc.response.get("ResponseMetadata") or {}
+        headers = meta.get("HTTPHeaders") or {}
+        return _coded_error(
+            name,
+            str(err.get("Code") or ""),
+            str(err.get("Message") or "no message"),
+            meta.get("HTTPStatusCode"),
+            http.parse_retry_after(headers.get("retry-after")),
+        )
+    if isinstance(
+        exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError
+    ):
+        return UpstreamError(
+            f"{name}: authentication with the provider failed: {exc}",
+            provider=name,
+            upstream_status=403,
+        )
+    timeouts = (
+        boto_errors.ConnectTimeoutError,
+        boto_errors.ReadTimeoutError,
+        urllib3.exceptions.TimeoutError,
+    )
+    if isinstance(exc, timeouts):
+        return UpstreamTimeoutError(f"{name}: timed out", provider=name)
+    return UpstreamError(
+        f"{name}: connection failed: {type(exc).__name__}", provider=name
+    )
+
+
+_TRANSPORT_ERRORS = (
+    boto_errors.ClientError,
+    boto_errors.BotoCoreError,
+    urllib3.exceptions.HTTPError,
+    OSError,
+)
+
+
+def _call(dep: Deployment, fn: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return fn(**kwargs)
+    except boto_errors.ParamValidationError as exc:
+        # botocore checked our translation against its service model.
+        raise InvalidRequestError(f"{dep.provider}: {exc}") from None
+    except _TRANSPORT_ERRORS as exc:
+        raise _translate_error(dep, exc) from exc
+
+
+def _stream(
+    dep: Deployment, events: Any, translator: ChunkTranslator
+) -> Iterator[dict[str, Any]]:
+    try:
+        for event in events:
+            yield from translator.feed(event)
+    except _TRANSPORT_ERRORS as exc:
+        raise _translate_error(dep, exc) from exc
+    finally:
+        events.close()
+
+
 # -- Translation --------------------------------------------------------------
 
 
@@ -826,106 +926,6 @@ class ChunkTranslator:
         if not self.include_usage:
             return []
         return [{**self.base, "choices": [], "usage": self.usage}]
-
-
-# -- Transport errors ----------------------------------------------------------
-
-
-def stream_error(code: str, payload: dict[str, Any]) -> UpstreamError:
-    """The UpstreamError for an exception event inside a ConverseStream."""
-    message = payload.get("message") or payload.get("Message") or code
-    return _coded_error(PROVIDER, code, message, None, None)
-
-
-def _coded_error(
-    provider: str,
-    code: str,
-    message: str,
-    status: int | None,
-    retry_after: float | None,
-) -> UpstreamError:
-    if code in AUTH_CODES or status in (401, 403):
-        return UpstreamError(
-            f"{provider}: authentication with the provider failed: {code}: {message}",
-            provider=provider,
-            upstream_status=status if status in (401, 403) else 403,
-        )
-    lowered = code.lower()
-    if lowered in TIMEOUT_CODES:
-        return UpstreamTimeoutError(
-            f"{provider}: {code}: {message}", provider=provider, upstream_status=408
-        )
-    upstream = ERROR_STATUS.get(lowered, status or 502)
-    return UpstreamError(
-        f"{provider}: {code}: {message}" if code else f"{provider}: {message}",
-        provider=provider,
-        upstream_status=upstream,
-        retry_after=retry_after,
-    )
-
-
-def _translate_error(dep: Deployment, exc: Exception) -> UpstreamError:
-    """botocore / urllib3 exceptions -> the gateway's upstream errors."""
-    name = dep.provider
-    if isinstance(exc, boto_errors.ClientError):
-        err = exc.response.get("Error") or {}
-        meta = exc.response.get("ResponseMetadata") or {}
-        headers = meta.get("HTTPHeaders") or {}
-        return _coded_error(
-            name,
-            str(err.get("Code") or ""),
-            str(err.get("Message") or "no message"),
-            meta.get("HTTPStatusCode"),
-            http.parse_retry_after(headers.get("retry-after")),
-        )
-    if isinstance(
-        exc, boto_errors.NoCredentialsError | boto_errors.PartialCredentialsError
-    ):
-        return UpstreamError(
-            f"{name}: authentication with the provider failed: {exc}",
-            provider=name,
-            upstream_status=403,
-        )
-    timeouts = (
-        boto_errors.ConnectTimeoutError,
-        boto_errors.ReadTimeoutError,
-        urllib3.exceptions.TimeoutError,
-    )
-    if isinstance(exc, timeouts):
-        return UpstreamTimeoutError(f"{name}: timed out", provider=name)
-    return UpstreamError(
-        f"{name}: connection failed: {type(exc).__name__}", provider=name
-    )
-
-
-_TRANSPORT_ERRORS = (
-    boto_errors.ClientError,
-    boto_errors.BotoCoreError,
-    urllib3.exceptions.HTTPError,
-    OSError,
-)
-
-
-def _call(dep: Deployment, fn: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return fn(**kwargs)
-    except boto_errors.ParamValidationError as exc:
-        # botocore checked our translation against its service model.
-        raise InvalidRequestError(f"{dep.provider}: {exc}") from None
-    except _TRANSPORT_ERRORS as exc:
-        raise _translate_error(dep, exc) from exc
-
-
-def _stream(
-    dep: Deployment, events: Any, translator: ChunkTranslator
-) -> Iterator[dict[str, Any]]:
-    try:
-        for event in events:
-            yield from translator.feed(event)
-    except _TRANSPORT_ERRORS as exc:
-        raise _translate_error(dep, exc) from exc
-    finally:
-        events.close()
 
 
 # -- Public API ---------------------------------------------------------------

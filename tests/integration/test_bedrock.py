@@ -823,3 +823,114 @@ timeout = 10
     )
     assert assemble(chunks)["content"] == "echo: gevent stream"
     assert chunks[-1].usage.total_tokens == 17
+
+
+# -- the transport ----------------------------------------------------------------
+
+
+def test_client_uses_the_regional_endpoint_unless_base_url_is_set(bedrock_up):
+    from crabllm_sync.providers import base_urls, bedrock
+    from crabllm_sync.routing import Registry
+
+    cfg = make_config(
+        {
+            "providers": {
+                "aws": {"kind": "bedrock", "region": "eu-west-3", "models": ["m1"]},
+                "local": provider(bedrock_up, models=["m2"]),
+            }
+        }
+    )
+    registry = Registry(cfg, base_urls())
+    (aws,) = registry.models["m1"]
+    (local,) = registry.models["m2"]
+    assert aws.base_url == ""
+    client = bedrock.make_session(aws)
+    assert client.meta.endpoint_url == "https://bedrock-runtime.eu-west-3.amazonaws.com"
+    assert client.meta.region_name == "eu-west-3"
+    assert bedrock.make_session(local).meta.endpoint_url == bedrock_up.url
+    conf = client.meta.config
+    assert conf.retries == {"total_max_attempts": 1, "mode": "standard"}
+    assert conf.read_timeout == 30 and conf.connect_timeout == 10
+    assert conf.max_pool_connections >= 100
+    assert conf.tcp_keepalive is True
+
+
+def test_missing_credentials_is_a_502_auth_failure_without_retry(
+    bedrock_up, app_factory
+):
+    cfg = config(bedrock_up, access_key=None, secret_key=None, max_retries=2)
+    with pytest.raises(openai.APIStatusError) as exc:
+        sdk_for_app(app_factory(cfg)).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}]
+        )
+    assert exc.value.status_code == 502
+    assert "authentication with the provider failed" in exc.value.body["message"]
+    assert bedrock_up.requests == []
+
+
+def test_embeddings_are_not_served_by_bedrock_yet(sdk, bedrock_up):
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.embeddings.create(model=MODEL, input="hello")
+    assert exc.value.body["code"] == "unsupported_endpoint"
+    assert bedrock_up.requests == []
+
+
+def test_client_disconnect_closes_the_bedrock_stream(bedrock_up, app_factory, served):
+    gate = threading.Event()
+    frames = [
+        fake.event_frame(e)
+        for e in fake.events_for(fake.response([{"text": "a long answer " * 20}]), 5)
+    ]
+
+    never = threading.Event()
+
+    def pieces():
+        yield from frames[:3]
+        gate.wait(10)  # hold the rest until the client has gone
+        yield from frames[3:-2]
+        # Without the gateway closing the connection, this stream stays open.
+        never.wait(30)
+        yield from frames[-2:]
+
+    bedrock_up.enqueue(Reply(chunks=pieces(), content_type=fake.EVENTSTREAM))
+    url = served(app_factory(config(bedrock_up)))
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json={
+            "model": MODEL,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        timeout=10,
+    ) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data: ") and "a long" in line:
+                break
+    gate.set()
+    try:
+        assert bedrock_up.streams_closed.wait(10), "the Bedrock stream was left open"
+    finally:
+        never.set()
+
+
+def test_connection_dropped_mid_stream_ends_with_an_error_event(
+    bedrock_up, app_factory, served
+):
+    events = fake.events_for(fake.response([{"text": "x" * 60}]), 10)
+    bedrock_up.enqueue(fake.stream_reply(events, drop_after=3))
+    url = served(app_factory(config(bedrock_up)))
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json={
+            "model": MODEL,
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        },
+        timeout=10,
+    ) as resp:
+        data = [ln[6:] for ln in resp.iter_lines() if ln.startswith("data: ")]
+    assert json.loads(data[1])["choices"][0]["delta"]["content"] == "x" * 10
+    assert "error" in json.loads(data[-1])
+    assert "[DONE]" not in data
