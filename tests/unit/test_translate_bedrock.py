@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import botocore.session
 import pytest
 from botocore.validate import ParamValidator
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from crabllm_sync.errors import (
     InvalidRequestError,
@@ -17,12 +20,15 @@ from crabllm_sync.errors import (
     UpstreamError,
 )
 from crabllm_sync.providers import bedrock
+from tests.fakes import bedrock as fake
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "bedrock"
 CASES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
 ANSWERED = [c for c in CASES if (FIXTURES / c / "response.json").exists()]
 STREAMED = [c for c in CASES if (FIXTURES / c / "stream.json").exists()]
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
+TOOL = {"type": "function", "function": {"name": "top_song"}}
+TOOL_USE_ID = re.compile(r"^[a-zA-Z0-9_.:-]{1,64}$")  # Converse's ToolUseId
 
 
 def load(case: str, name: str) -> Any:
@@ -660,3 +666,179 @@ def test_exception_event_raises_upstream_error():
         tr.feed({"throttlingException": {"message": "Too many tokens"}})
     assert exc.value.upstream_status == 429
     assert "Too many tokens" in exc.value.message
+
+
+# -- properties ---------------------------------------------------------------
+
+_text = st.text(min_size=0, max_size=12)
+_ids = st.text(min_size=1, max_size=80)
+_names = st.sampled_from(["top_song", "get_weather", "f-1", "x_y"])
+_args = st.dictionaries(
+    st.text(min_size=1, max_size=5),
+    st.one_of(st.integers(), _text, st.booleans(), st.none()),
+    max_size=3,
+)
+_png = "data:image/png;base64,iVBORw0KGgo="
+_part = st.one_of(
+    _text.map(lambda t: {"type": "text", "text": t}),
+    st.just({"type": "image_url", "image_url": {"url": _png}}),
+)
+_content = st.one_of(_text, st.lists(_part, max_size=3))
+_call = st.builds(
+    lambda i, n, a: {
+        "id": i,
+        "type": "function",
+        "function": {"name": n, "arguments": json.dumps(a)},
+    },
+    _ids,
+    _names,
+    _args,
+)
+_message = st.one_of(
+    st.builds(lambda c: {"role": "system", "content": c}, _text),
+    st.builds(lambda c: {"role": "user", "content": c}, _content),
+    st.builds(
+        lambda c, calls: {"role": "assistant", "content": c, "tool_calls": calls},
+        st.one_of(st.none(), _text),
+        st.lists(_call, max_size=2),
+    ),
+    st.builds(
+        lambda i, c: {"role": "tool", "tool_call_id": i, "content": c}, _ids, _text
+    ),
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    messages=st.lists(_message, min_size=1, max_size=8),
+    choice=st.sampled_from([None, "auto", "required"]),
+    temperature=st.one_of(st.none(), st.floats(0, 1)),
+    max_tokens=st.one_of(st.none(), st.integers(1, 8192)),
+    stop=st.one_of(st.none(), st.lists(st.text(min_size=1, max_size=4), max_size=3)),
+)
+def test_any_openai_conversation_becomes_valid_converse_input(
+    converse_shape, messages, choice, temperature, max_tokens, stop
+):
+    req = body(
+        messages=messages,
+        tools=[TOOL],
+        tool_choice=choice,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        stop=stop,
+    )
+    out = bedrock.translate_request(req)
+    assert_valid(out, converse_shape)
+    roles = [t["role"] for t in out["messages"]]
+    assert all(a != b for a, b in zip(roles, roles[1:], strict=False))
+    assert all(t["content"] for t in out["messages"])
+    for turn in out["messages"]:
+        for block in turn["content"]:
+            assert block.get("text", "x") != ""
+    uses = [
+        b["toolUse"]["toolUseId"]
+        for t in out["messages"]
+        for b in t["content"]
+        if "toolUse" in b
+    ]
+    calls = [c for m in messages if m["role"] == "assistant" for c in m["tool_calls"]]
+    assert len(uses) == len(calls)
+    assert all(TOOL_USE_ID.match(u) for u in uses)
+    results = [
+        b["toolResult"]["toolUseId"]
+        for t in out["messages"]
+        for b in t["content"]
+        if "toolResult" in b
+    ]
+    assert all(TOOL_USE_ID.match(r) for r in results)
+    # A call and its result, whatever the id, still name the same Converse id.
+    tool_msgs = [m for m in messages if m["role"] == "tool"]
+    for msg, result in zip(tool_msgs, results, strict=True):
+        same = [
+            u
+            for c, u in zip(calls, uses, strict=True)
+            if c["id"] == msg["tool_call_id"]
+        ]
+        assert all(u == result for u in same)
+
+
+_block = st.one_of(
+    st.text(min_size=1, max_size=30).map(lambda t: {"text": t}),
+    st.builds(
+        lambda i, n, a: {"toolUse": {"toolUseId": i, "name": n, "input": a}},
+        st.from_regex(r"[a-zA-Z0-9_]{1,20}", fullmatch=True),
+        _names,
+        _args,
+    ),
+    st.builds(
+        lambda t, s: {
+            "reasoningContent": {"reasoningText": {"text": t, "signature": s}}
+        },
+        st.text(min_size=1, max_size=30),
+        st.text(min_size=1, max_size=10),
+    ),
+)
+
+
+def _assemble(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    content, reasoning, blocks = "", "", []
+    calls: dict[int, dict[str, str]] = {}
+    finish, usage = None, None
+    for c in chunks:
+        usage = c.get("usage", usage)
+        for ch in c["choices"]:
+            d = ch["delta"]
+            content += d.get("content") or ""
+            reasoning += d.get("reasoning_content") or ""
+            blocks += d.get("thinking_blocks") or []
+            for tc in d.get("tool_calls") or []:
+                slot = calls.setdefault(tc["index"], {"id": "", "name": "", "a": ""})
+                slot["id"] = tc.get("id") or slot["id"]
+                slot["name"] += tc.get("function", {}).get("name") or ""
+                slot["a"] += tc.get("function", {}).get("arguments") or ""
+            finish = ch["finish_reason"] or finish
+    return {
+        "content": content or None,
+        "reasoning": reasoning or None,
+        "blocks": blocks or None,
+        "calls": [
+            (calls[i]["id"], calls[i]["name"], json.loads(calls[i]["a"]))
+            for i in sorted(calls)
+        ],
+        "finish": finish,
+        "usage": usage,
+    }
+
+
+@settings(max_examples=150)
+@given(
+    blocks=st.lists(_block, min_size=1, max_size=5),
+    reason=st.sampled_from(sorted(bedrock.STOP_REASONS) + ["malformed_tool_use"]),
+    piece=st.integers(1, 9),
+    cache=st.integers(0, 50),
+)
+def test_any_answer_streams_to_what_it_answers_whole(blocks, reason, piece, cache):
+    resp = fake.response(blocks, stop_reason=reason, cacheReadInputTokens=cache)
+    whole = bedrock.translate_response(resp, model=MODEL, created=0)
+    msg = whole["choices"][0]["message"]
+    tr = bedrock.ChunkTranslator(model=MODEL, created=0, id="x", include_usage=True)
+    streamed = _assemble([c for e in fake.events_for(resp, piece) for c in tr.feed(e)])
+    assert streamed == {
+        "content": msg["content"] or None,
+        "reasoning": msg.get("reasoning_content") or None,
+        "blocks": msg.get("thinking_blocks"),
+        "calls": [
+            (c["id"], c["function"]["name"], json.loads(c["function"]["arguments"]))
+            for c in msg.get("tool_calls") or []
+        ],
+        "finish": whole["choices"][0]["finish_reason"],
+        "usage": whole["usage"],
+    }
+
+
+@given(a=_ids, b=_ids)
+def test_tool_use_ids_are_valid_stable_and_distinct(a, b):
+    ma, mb = bedrock._tool_use_id(a, "p"), bedrock._tool_use_id(b, "p")
+    assert TOOL_USE_ID.match(ma) and TOOL_USE_ID.match(mb)
+    assert ma == bedrock._tool_use_id(a, "p")
+    assert (ma == mb) == (a == b)
