@@ -16,6 +16,7 @@ from tests.upstream import Recorded, Reply, Upstream
 
 CONVERSE_PATH = r"^/model/[^/]+/converse$"
 STREAM_PATH = r"^/model/[^/]+/converse-stream$"
+INVOKE_PATH = r"^/model/[^/]+/invoke$"
 EVENTSTREAM = "application/vnd.amazon.eventstream"
 REQUEST_ID = "5d3a3d3c-1111-4b2a-9c1e-0123456789ab"
 
@@ -204,5 +205,51 @@ def stream_handler(rec: Recorded) -> Reply:
     return stream_reply(events_for(default_response(rec.json)))
 
 
+def vector(text: str, dims: int) -> list[float]:
+    """The fake embedding of `text`: its length first, then a fixed ramp."""
+    return [len(text) / 100] + [round(i / dims, 4) for i in range(1, dims)]
+
+
+def tokens(text: str) -> int:
+    return len(text.split())
+
+
+def invoke_handler(rec: Recorded) -> Reply:
+    """InvokeModel for Titan (one text) and Cohere (texts) embedding models."""
+    body = rec.json
+    if "inputText" in body:  # Titan Text Embeddings
+        vec = vector(body["inputText"], body.get("dimensions", 1024))
+        return Reply(
+            json={
+                "embedding": vec,
+                "inputTextTokenCount": tokens(body["inputText"]),
+                "embeddingsByType": {"float": vec},
+            },
+            headers={"x-amzn-RequestId": REQUEST_ID},
+        )
+    if "texts" in body:  # Cohere Embed: the count is only in a header
+        return Reply(
+            json={
+                "embeddings": [vector(t, 1024) for t in body["texts"]],
+                "id": "emb-1",
+                "response_type": "embeddings_floats",
+                "texts": body["texts"],
+            },
+            headers={
+                "x-amzn-RequestId": REQUEST_ID,
+                "X-Amzn-Bedrock-Input-Token-Count": str(
+                    sum(tokens(t) for t in body["texts"])
+                ),
+            },
+        )
+    return error_reply(400, "ValidationException", "Malformed input request")
+
+
 def make_upstream() -> Upstream:
-    return Upstream({CONVERSE_PATH: converse_handler, STREAM_PATH: stream_handler})
+    return Upstream(
+        {
+            CONVERSE_PATH: converse_handler,
+            STREAM_PATH: stream_handler,
+            INVOKE_PATH: invoke_handler,
+        }
+    )

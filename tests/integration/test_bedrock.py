@@ -230,6 +230,19 @@ def test_boto3_parses_the_fake_errors(bedrock_up):
     }
 
 
+def test_boto3_parses_the_fake_invoke_model(bedrock_up):
+    out = boto_client(bedrock_up).invoke_model(
+        modelId="cohere.embed-english-v3",
+        body=json.dumps({"texts": ["a b", "c"], "input_type": "search_query"}),
+        contentType="application/json",
+        accept="application/json",
+    )
+    answer = json.loads(out["body"].read())
+    assert answer["embeddings"] == [fake.vector("a b", 1024), fake.vector("c", 1024)]
+    headers = out["ResponseMetadata"]["HTTPHeaders"]
+    assert headers["x-amzn-bedrock-input-token-count"] == "3"
+
+
 def test_a_corrupt_frame_is_rejected_by_boto3(bedrock_up):
     good = fake.event_frame({"messageStart": {"role": "assistant"}})
     bad = good[:-1] + bytes([good[-1] ^ 0xFF])  # break the message CRC
@@ -868,10 +881,53 @@ def test_missing_credentials_is_a_502_auth_failure_without_retry(
     assert bedrock_up.requests == []
 
 
-def test_embeddings_are_not_served_by_bedrock_yet(sdk, bedrock_up):
+def test_titan_embeddings_one_call_per_input(bedrock_up, app_factory):
+    titan = "amazon.titan-embed-text-v2:0"
+    cfg = config(bedrock_up, models=[MODEL, titan])
+    out = sdk_for_app(app_factory(cfg)).embeddings.create(
+        model=titan, input=["hello world", "a b c"], dimensions=256
+    )
+    assert [d.index for d in out.data] == [0, 1]
+    assert out.data[0].embedding == pytest.approx(fake.vector("hello world", 256))
+    assert out.data[1].embedding == pytest.approx(fake.vector("a b c", 256))
+    assert out.usage.prompt_tokens == 2 + 3
+    sent = bedrock_up.requests
+    assert [r.path for r in sent] == [f"/model/{titan}/invoke"] * 2
+    assert [r.json for r in sent] == [
+        {"inputText": "hello world", "dimensions": 256},
+        {"inputText": "a b c", "dimensions": 256},
+    ]
+
+
+def test_cohere_embeddings_count_tokens_from_the_header(bedrock_up, app_factory):
+    cohere = "cohere.embed-english-v3"
+    cfg = config(bedrock_up, models=[cohere])
+    sdk = sdk_for_app(app_factory(cfg))
+    # The openai SDK asks for base64 by default and decodes it.
+    out = sdk.embeddings.create(model=cohere, input="the quick brown fox")
+    assert out.data[0].embedding == pytest.approx(
+        fake.vector("the quick brown fox", 1024), rel=1e-6
+    )
+    assert out.usage.prompt_tokens == 4
+    assert bedrock_up.requests[-1].json == {
+        "texts": ["the quick brown fox"],
+        "input_type": "search_document",
+    }
+    sdk.embeddings.create(
+        model=cohere,
+        input=["q"],
+        encoding_format="float",
+        extra_body={"input_type": "search_query"},
+    )
+    assert bedrock_up.requests[-1].json["input_type"] == "search_query"
+
+
+def test_embeddings_refuse_what_the_model_cannot_do(bedrock_up, app_factory):
+    sdk = sdk_for_app(app_factory(config(bedrock_up)))
     with pytest.raises(openai.BadRequestError) as exc:
         sdk.embeddings.create(model=MODEL, input="hello")
-    assert exc.value.body["code"] == "unsupported_endpoint"
+    assert exc.value.body["param"] == "model"
+    assert "bedrock" in exc.value.body["message"]
     assert bedrock_up.requests == []
 
 

@@ -842,3 +842,76 @@ def test_tool_use_ids_are_valid_stable_and_distinct(a, b):
     assert TOOL_USE_ID.match(ma) and TOOL_USE_ID.match(mb)
     assert ma == bedrock._tool_use_id(a, "p")
     assert (ma == mb) == (a == b)
+
+
+# -- embeddings ---------------------------------------------------------------
+
+
+def test_titan_embedding_request_is_one_call_per_text():
+    calls = bedrock.translate_embedding_request(
+        {
+            "model": "amazon.titan-embed-text-v2:0",
+            "input": ["a", "b"],
+            "dimensions": 512,
+        }
+    )
+    assert [json.loads(c["body"]) for c in calls] == [
+        {"inputText": "a", "dimensions": 512},
+        {"inputText": "b", "dimensions": 512},
+    ]
+    assert {c["modelId"] for c in calls} == {"amazon.titan-embed-text-v2:0"}
+    assert {c["contentType"] for c in calls} == {"application/json"}
+
+
+def test_cohere_embedding_request_is_batched_by_96():
+    texts = [f"t{i}" for i in range(200)]
+    calls = bedrock.translate_embedding_request(
+        {"model": "cohere.embed-multilingual-v3", "input": texts}
+    )
+    bodies = [json.loads(c["body"]) for c in calls]
+    assert [len(b["texts"]) for b in bodies] == [96, 96, 8]
+    assert sum((b["texts"] for b in bodies), []) == texts
+    assert {b["input_type"] for b in bodies} == {"search_document"}
+
+
+@pytest.mark.parametrize(
+    ("req", "param"),
+    [
+        (
+            {"model": "amazon.titan-embed-text-v1", "input": "a", "dimensions": 256},
+            "dimensions",
+        ),
+        (
+            {"model": "amazon.titan-embed-text-v2:0", "input": "a", "dimensions": 300},
+            "dimensions",
+        ),
+        ({"model": "amazon.titan-embed-text-v2:0", "input": [[1, 2, 3]]}, "input"),
+        (
+            {"model": "cohere.embed-english-v3", "input": "a", "dimensions": 64},
+            "dimensions",
+        ),
+        ({"model": "cohere.embed-english-v3", "input": "a", "user": "u"}, "user"),
+        ({"model": "meta.llama3-8b-instruct-v1:0", "input": "a"}, "model"),
+    ],
+)
+def test_embedding_requests_refuse_by_name(req, param):
+    with pytest.raises(InvalidRequestError) as exc:
+        bedrock.translate_embedding_request(req)
+    assert exc.value.param == param
+
+
+def test_embedding_response_in_openai_shape_and_base64():
+    body = {"model": "m", "encoding_format": "base64"}
+    out = bedrock.translate_embedding_response(
+        [
+            ({"embedding": [1.0, -2.5], "inputTextTokenCount": 3}, None),
+            ({"embeddings": {"float": [[0.5, 0.25]]}, "id": "x"}, 4),
+        ],
+        body,
+    )
+    assert out["usage"] == {"prompt_tokens": 7, "total_tokens": 7}
+    assert [d["index"] for d in out["data"]] == [0, 1]
+    # float32 little-endian, as OpenAI encodes it
+    assert base64.b64decode(out["data"][0]["embedding"]) == bytes.fromhex(
+        "0000803f000020c0"
+    )
