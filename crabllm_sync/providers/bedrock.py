@@ -398,7 +398,9 @@ def _tool_config(
         specs.append({"toolSpec": spec})
     config: dict[str, Any] = {"tools": specs}
     if choice in (None, "auto"):
-        config["toolChoice"] = {"auto": {}}
+        # Auto is Converse's default; sending it explicitly is refused by
+        # models without toolChoice support (Llama, Cohere, ...).
+        pass
     elif choice == "required":
         config["toolChoice"] = {"any": {}}
     elif choice == "none":

@@ -166,8 +166,8 @@ def test_foreign_tool_call_ids_are_made_valid_and_stay_paired(converse_shape):
 @pytest.mark.parametrize(
     ("choice", "expected"),
     [
-        ("auto", {"auto": {}}),
-        (None, {"auto": {}}),
+        ("auto", None),
+        (None, None),
         ("required", {"any": {}}),
         ({"type": "function", "function": {"name": "f"}}, {"tool": {"name": "f"}}),
     ],
@@ -178,7 +178,7 @@ def test_tool_choice_maps_to_converse(choice, expected):
             tools=[{"type": "function", "function": {"name": "f"}}], tool_choice=choice
         )
     )
-    assert out["toolConfig"]["toolChoice"] == expected
+    assert out["toolConfig"].get("toolChoice") == expected
 
 
 def test_tool_choice_none_leaves_the_tools_out():
