@@ -252,7 +252,25 @@ def _content_blocks(
             blocks.append(_audio_block(part, p))
         elif kind == "file":
             blocks.append(_file_block(part, p, j))
+        point = _cache_point(part.get("cache_control"), f"{p}.cache_control")
+        if point is not None:
+            blocks.append(point)
     return blocks
+
+
+def _cache_point(control: Any, param: str) -> dict[str, Any] | None:
+    """Anthropic-style `cache_control` on a part -> a Converse cachePoint after it."""
+    if control is None:
+        return None
+    if not isinstance(control, dict) or control.get("type") != "ephemeral":
+        raise _invalid(param, 'expected {"type": "ephemeral", "ttl"?}')
+    point: dict[str, Any] = {"type": "default"}
+    ttl = control.get("ttl")
+    if ttl is not None:
+        if ttl not in ("5m", "1h"):
+            raise _invalid(f"{param}.ttl", "'5m' or '1h'")
+        point["ttl"] = ttl
+    return {"cachePoint": point}
 
 
 _USER_PARTS = frozenset({"text", "image_url", "input_audio", "file"})
@@ -318,21 +336,23 @@ def _assistant_blocks(msg: dict[str, Any], param: str) -> list[dict[str, Any]]:
     return blocks
 
 
-def _tool_result_block(msg: dict[str, Any], param: str) -> dict[str, Any]:
+def _tool_result_blocks(msg: dict[str, Any], param: str) -> list[dict[str, Any]]:
     blocks = _content_blocks(msg.get("content"), f"{param}.content", allow=_TEXT_PARTS)
-    return {
+    # A tool result cannot hold a cachePoint: it goes after the result.
+    points = [b for b in blocks if "cachePoint" in b]
+    content = [b for b in blocks if "cachePoint" not in b]
+    result = {
         "toolResult": {
             "toolUseId": _tool_use_id(msg.get("tool_call_id"), f"{param}.tool_call_id"),
             # Converse wants at least one block; an empty result is empty text.
-            "content": blocks or [{"text": ""}],
+            "content": content or [{"text": ""}],
         }
     }
+    return [result, *points[-1:]]
 
 
 def _system_blocks(content: Any, param: str) -> list[dict[str, Any]]:
-    return [
-        b for b in _content_blocks(content, param, allow=_TEXT_PARTS) if b.get("text")
-    ]
+    return _content_blocks(content, param, allow=_TEXT_PARTS)
 
 
 def _messages(
@@ -354,7 +374,7 @@ def _messages(
         elif role == "assistant":
             blocks = _assistant_blocks(msg, param)
         elif role == "tool":
-            role, blocks = "user", [_tool_result_block(msg, param)]
+            role, blocks = "user", _tool_result_blocks(msg, param)
         else:
             raise _refuse(f"{param}.role", f"role {role!r}; use tool messages")
         if not blocks:
@@ -396,6 +416,9 @@ def _tool_config(
         if fn.get("strict") is not None:
             spec["strict"] = bool(fn["strict"])
         specs.append({"toolSpec": spec})
+        point = _cache_point(tool.get("cache_control"), f"tools[{k}].cache_control")
+        if point is not None:
+            specs.append(point)
     config: dict[str, Any] = {"tools": specs}
     if choice in (None, "auto"):
         # Auto is Converse's default; sending it explicitly is refused by

@@ -990,3 +990,12 @@ def test_connection_dropped_mid_stream_ends_with_an_error_event(
     assert json.loads(data[1])["choices"][0]["delta"]["content"] == "x" * 10
     assert "error" in json.loads(data[-1])
     assert "[DONE]" not in data
+
+
+def test_botocore_parameter_validation_is_a_400(sdk, bedrock_up):
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}], stop=["", "END"]
+        )
+    assert "stopSequences" in exc.value.body["message"]
+    assert bedrock_up.requests == []

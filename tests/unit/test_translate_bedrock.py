@@ -915,3 +915,82 @@ def test_embedding_response_in_openai_shape_and_base64():
     assert base64.b64decode(out["data"][0]["embedding"]) == bytes.fromhex(
         "0000803f000020c0"
     )
+
+
+def test_cache_control_becomes_cache_points(converse_shape):
+    cached = {"type": "ephemeral"}
+    out = bedrock.translate_request(
+        body(
+            messages=[
+                {
+                    "role": "system",
+                    "content": [
+                        {"type": "text", "text": "long rules", "cache_control": cached}
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "text",
+                            "text": "big document",
+                            "cache_control": {"type": "ephemeral", "ttl": "1h"},
+                        },
+                        {"type": "text", "text": "question"},
+                    ],
+                },
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "c1", "function": {"name": "f", "arguments": "{}"}}
+                    ],
+                },
+                {
+                    "role": "tool",
+                    "tool_call_id": "c1",
+                    "content": [
+                        {"type": "text", "text": "result", "cache_control": cached}
+                    ],
+                },
+            ],
+            tools=[
+                {"type": "function", "function": {"name": "f"}, "cache_control": cached}
+            ],
+        )
+    )
+    assert out["system"] == [
+        {"text": "long rules"},
+        {"cachePoint": {"type": "default"}},
+    ]
+    assert out["messages"][0]["content"] == [
+        {"text": "big document"},
+        {"cachePoint": {"type": "default", "ttl": "1h"}},
+        {"text": "question"},
+    ]
+    assert out["messages"][2]["content"] == [
+        {"toolResult": {"toolUseId": "c1", "content": [{"text": "result"}]}},
+        {"cachePoint": {"type": "default"}},
+    ]
+    assert out["toolConfig"]["tools"][1] == {"cachePoint": {"type": "default"}}
+    assert_valid(out, converse_shape)
+
+
+def test_bad_cache_control_is_a_400_naming_it():
+    with pytest.raises(InvalidRequestError) as exc:
+        bedrock.translate_request(
+            body(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "text",
+                                "text": "x",
+                                "cache_control": {"type": "forever"},
+                            }
+                        ],
+                    }
+                ]
+            )
+        )
+    assert exc.value.param == "messages[0].content[0].cache_control"
