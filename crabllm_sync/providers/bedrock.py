@@ -806,7 +806,9 @@ def translate_response(
                     "type": "function",
                     "function": {
                         "name": tu["name"],
-                        "arguments": json.dumps(tu.get("input") or {}),
+                        "arguments": json.dumps(
+                            tu.get("input", {}), ensure_ascii=False
+                        ),
                     },
                 }
             )

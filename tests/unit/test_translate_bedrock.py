@@ -994,3 +994,27 @@ def test_bad_cache_control_is_a_400_naming_it():
             )
         )
     assert exc.value.param == "messages[0].content[0].cache_control"
+
+
+def test_tool_arguments_keep_non_ascii_text():
+    resp = {
+        "output": {
+            "message": {
+                "role": "assistant",
+                "content": [
+                    {
+                        "toolUse": {
+                            "toolUseId": "t",
+                            "name": "f",
+                            "input": {"city": "Zürich"},
+                        }
+                    }
+                ],
+            }
+        },
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 1, "outputTokens": 1, "totalTokens": 2},
+    }
+    out = bedrock.translate_response(resp, model=MODEL, created=0)
+    args = out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+    assert args == '{"city": "Zürich"}'
