@@ -1061,6 +1061,13 @@ def translate_embedding_response(
 
 def make_session(dep: Deployment) -> Any:
     """A boto3 bedrock-runtime client for one provider (pooled, no retries)."""
+    if bool(dep.access_key) != bool(dep.secret_key):
+        raise UpstreamError(
+            f"{dep.provider}: authentication with the provider failed: set both "
+            "access_key and secret_key, or neither (standard AWS credentials)",
+            provider=dep.provider,
+            upstream_status=403,
+        )
     session = boto3.session.Session(
         aws_access_key_id=dep.access_key or None,
         aws_secret_access_key=dep.secret_key or None,
@@ -1096,8 +1103,7 @@ def chat_stream(
     The call is made (and its HTTP errors raised) before this returns; errors
     inside the event stream raise from the iterator.
     """
-    stream_body = {k: v for k, v in body.items() if k != "stream_options"}
-    kwargs = translate_request({**stream_body, "model": dep.model})
+    kwargs = translate_request({**body, "model": dep.model})
     response = _call(dep, session.converse_stream, kwargs)
     request_id = (response.get("ResponseMetadata") or {}).get("RequestId")
     translator = ChunkTranslator(

@@ -999,3 +999,14 @@ def test_botocore_parameter_validation_is_a_400(sdk, bedrock_up):
         )
     assert "stopSequences" in exc.value.body["message"]
     assert bedrock_up.requests == []
+
+
+def test_half_configured_keys_are_a_clear_502(bedrock_up, app_factory):
+    cfg = config(bedrock_up, secret_key=None)
+    with pytest.raises(openai.APIStatusError) as exc:
+        sdk_for_app(app_factory(cfg)).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}]
+        )
+    assert exc.value.status_code == 502
+    assert "access_key and secret_key" in exc.value.body["message"]
+    assert bedrock_up.requests == []
