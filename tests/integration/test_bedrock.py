@@ -1010,3 +1010,40 @@ def test_half_configured_keys_are_a_clear_502(bedrock_up, app_factory):
     assert exc.value.status_code == 502
     assert "access_key and secret_key" in exc.value.body["message"]
     assert bedrock_up.requests == []
+
+
+def test_throttled_bedrock_falls_back_to_the_next_deployment(bedrock_up, app_factory):
+    cfg = make_config(
+        {
+            "providers": {
+                "bed": provider(bedrock_up, weight=1),
+                "spare": {"kind": "mock", "models": [MODEL], "weight": 0},
+            }
+        }
+    )
+    bedrock_up.enqueue(fake.error_reply(429, "ThrottlingException", "slow down"))
+    out = sdk_for_app(app_factory(cfg)).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "fallback"}]
+    )
+    assert out.choices[0].message.content == "Mock reply: fallback"
+    assert len(bedrock_up.requests) == 1
+
+
+def test_concurrent_streams_share_one_client(bedrock_up, app_factory, served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url = served(app_factory(config(bedrock_up)))
+    client = openai.OpenAI(api_key="x", base_url=f"{url}/v1", max_retries=0)
+
+    def one(i: int) -> str:
+        chunks = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": f"n{i}"}],
+            stream=True,
+        )
+        return assemble(list(chunks))["content"]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(one, range(16)))
+    assert got == [f"echo: n{i}" for i in range(16)]
+    assert len(bedrock_up.requests) == 16
