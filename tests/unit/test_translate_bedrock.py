@@ -708,7 +708,7 @@ _message = st.one_of(
 )
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     messages=st.lists(_message, min_size=1, max_size=8),
     choice=st.sampled_from([None, "auto", "required"]),
@@ -810,7 +810,7 @@ def _assemble(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(
     blocks=st.lists(_block, min_size=1, max_size=5),
     reason=st.sampled_from(sorted(bedrock.STOP_REASONS) + ["malformed_tool_use"]),
@@ -836,6 +836,7 @@ def test_any_answer_streams_to_what_it_answers_whole(blocks, reason, piece, cach
     }
 
 
+@settings(deadline=None)
 @given(a=_ids, b=_ids)
 def test_tool_use_ids_are_valid_stable_and_distinct(a, b):
     ma, mb = bedrock._tool_use_id(a, "p"), bedrock._tool_use_id(b, "p")
