@@ -46,8 +46,8 @@ def hash_key(secret: str) -> str:
 
 
 def display_prefix(secret: str) -> str:
-    """The first characters, enough to tell keys apart in a list."""
-    return secret[:DISPLAY_CHARS] + "..."
+    """The first characters, enough to tell keys apart; never a third of a secret."""
+    return secret[: min(DISPLAY_CHARS, len(secret) // 3)]
 
 
 def same_secret(a: str, b: str) -> bool:

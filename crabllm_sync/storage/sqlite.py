@@ -43,9 +43,15 @@ RETURNING value
 class SqliteStorage:
     """Counters and values with TTL in a sqlite file (one connection per process)."""
 
-    def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: str,
+        clock: Callable[[], float] = time.time,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    ) -> None:
         self.path = path
         self._clock = clock
+        self._busy_ms = int(busy_timeout_ms)
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._writes = 0
@@ -60,12 +66,12 @@ class SqliteStorage:
                 parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(
                 self.path,
-                timeout=BUSY_TIMEOUT_MS / 1000,
+                timeout=self._busy_ms / 1000,
                 isolation_level=None,  # autocommit: every call is one statement
                 check_same_thread=False,  # greenlets of one worker share it
             )
             try:
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute(_SCHEMA)
