@@ -22,6 +22,7 @@ from crabllm_sync.config import Config
 from crabllm_sync.errors import ServiceUnavailableError
 
 SCHEMA_VERSION = 1
+PG_CONNECT_TIMEOUT = 3  # seconds
 
 
 def database_url(config: Config) -> str:
@@ -143,6 +144,10 @@ class Database:
             )
         else:
             self.db = connect(url)
+            if isinstance(self.db, peewee.PostgresqlDatabase):
+                # libpq waits for the OS TCP timeout by default (minutes) and
+                # blocks a gevent worker meanwhile; an outage must be a quick 503.
+                self.db.connect_params.setdefault("connect_timeout", PG_CONNECT_TIMEOUT)
         self.m = _models(self.db)
 
     @property

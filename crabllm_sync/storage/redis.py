@@ -42,12 +42,17 @@ class RedisStorage:
         # A pool must not cross fork(): each gunicorn worker builds its own.
         if self._client is None or self._pid != os.getpid():
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
 
             self._client = redis.Redis.from_url(
                 self.url,
                 socket_connect_timeout=CONNECT_TIMEOUT,
                 socket_timeout=SOCKET_TIMEOUT,
-                retry_on_timeout=False,
+                # One immediate retry: a pooled connection that died with a
+                # restarted redis is replaced, and a dead redis costs at most
+                # two timeouts (redis-py's default is 3 retries with backoff).
+                retry=Retry(NoBackoff(), 1),
                 health_check_interval=30,
             )
             self._incr = self._client.register_script(_INCR_LUA)

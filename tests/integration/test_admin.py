@@ -319,3 +319,30 @@ def test_postgres_keys_and_outage_is_503_then_recovers(tmp_path, app_factory, po
         return r.status_code == 200
 
     wait_for(ok, timeout=30, what="gateway recovery after postgres restart")
+
+
+def test_gateway_started_while_postgres_is_down_heals(tmp_path, app_factory, postgres):
+    url = postgres.create_database("boot_outage")
+    storage = {"kind": "sqlite", "path": str(tmp_path / "kv.db"), "database": url}
+    cfg = _config(
+        tmp_path,
+        storage=storage,
+        keys=[{"name": "cfg", "key": "sk-config-boot", "models": ["mock"]}],
+    )
+    postgres.stop()
+    try:
+        app = app_factory(cfg)  # starts anyway: the error is logged, not raised
+        client = app.test_client()
+        headers = {"Authorization": "Bearer sk-config-boot"}
+        r = client.get("/v1/models", headers=headers)
+        assert r.status_code == 503 and r.json["error"]["code"] == "service_unavailable"
+    finally:
+        postgres.start()
+
+    def ok() -> bool:
+        app.extensions["crabllm"].auth.forget()
+        return client.get("/v1/models", headers=headers).status_code == 200
+
+    wait_for(ok, timeout=30, what="config keys loaded after postgres came back")
+    rec = client.get("/v1/admin/keys/cfg", headers=_admin()).json
+    assert rec["source"] == "config"

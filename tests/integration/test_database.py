@@ -73,7 +73,7 @@ def test_workers_starting_at_once_load_config_keys_once(open_db):
         try:
             go.wait()
             store.start(keys)
-        except BaseException as exc:  # noqa: B036 - collected and asserted below
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
             errors.append(exc)
 
     threads = [threading.Thread(target=boot, args=(s,)) for s in stores]
@@ -213,3 +213,36 @@ def _finds(store: KeyStore, secret: str) -> bool:
         return store.find(hash_key(secret)) is not None
     except ServiceUnavailableError:
         return False
+
+
+def test_concurrent_creates_of_one_name_give_one_key_and_409s(open_db):
+    stores = [KeyStore(open_db()) for _ in range(6)]
+    stores[0].start()
+    results: list[str] = []
+    go = threading.Barrier(len(stores))
+
+    def create(store: KeyStore) -> None:
+        go.wait()
+        try:
+            store.create(NewKey(name="same"))
+            results.append("created")
+        except ConflictError:
+            results.append("conflict")
+        except Exception as exc:  # noqa: BLE001 - any other outcome fails below
+            results.append(repr(exc))
+
+    threads = [threading.Thread(target=create, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(results) == ["conflict"] * 5 + ["created"]
+    assert stores[0].count() == 1
+
+
+def test_metadata_and_models_roundtrip_unicode(open_db):
+    store = KeyStore(open_db())
+    meta = {"owner": "Zoë", "tags": ["α", "β"], "nested": {"n": 1.5, "ok": True}}
+    store.create(NewKey(name="u", models=["modèle-*"], metadata=meta))
+    again = KeyStore(open_db()).get("u")
+    assert again.metadata == meta and again.models == ("modèle-*",)
