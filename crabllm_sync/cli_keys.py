@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+import orjson
 
 from crabllm_sync.config import Config, ConfigError, load_config
 from crabllm_sync.db import open_database, unavailable_as_503
@@ -91,9 +92,9 @@ def _body(
     if expires_at is not None:
         body["expires_at"] = expires_at
     if metadata is not None:
-        try:
-            body["metadata"] = json.loads(metadata)
-        except ValueError as exc:
+        try:  # the same parser as the HTTP API
+            body["metadata"] = orjson.loads(metadata)
+        except orjson.JSONDecodeError as exc:
             raise click.BadParameter(
                 f"not JSON: {exc}", param_hint="--metadata"
             ) from None

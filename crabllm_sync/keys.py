@@ -19,7 +19,14 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import peewee
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from crabllm_sync.config import KeyConfig, RateLimitConfig
 from crabllm_sync.db import Database, dumps, loads, unavailable_as_503
@@ -69,26 +76,63 @@ def check_name(name: str) -> str:
 # -- what callers send (admin API body, CLI options) ----------------------------
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    @field_validator("models", check_fields=False)
-    @classmethod
-    def _models(cls, v: list[str] | None) -> list[str] | None:
-        if v is not None and any(not m.strip() for m in v):
-            raise ValueError("model names must be non-empty strings")
-        return v
+MAX_INT = 2**31 - 1  # fits every SQL integer column
+MAX_MODELS = 1000
+MAX_PATTERN = 256
+MAX_METADATA = 16 * 1024  # bytes of JSON
 
 
-class KeyUpdate(_Body):
+class KeyRateLimit(RateLimitConfig):
+    """`rate_limit` of a key created or changed at run time (bounded integers)."""
+
+    requests_per_minute: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_INT,
+        validation_alias=AliasChoices("requests_per_minute", "rpm"),
+    )
+    tokens_per_minute: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_INT,
+        validation_alias=AliasChoices("tokens_per_minute", "tpm"),
+    )
+
+
+class KeyUpdate(BaseModel):
     """Changes to a key; a field left out is unchanged, null clears it."""
 
-    models: list[str] | None = Field(None, min_length=1)
-    rate_limit: RateLimitConfig | None = None
-    budget: float | None = Field(None, ge=0)
-    max_parallel_requests: int | None = Field(None, ge=1)
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[str] | None = Field(None, min_length=1, max_length=MAX_MODELS)
+    rate_limit: KeyRateLimit | None = None
+    budget: float | None = Field(None, ge=0, allow_inf_nan=False)
+    max_parallel_requests: int | None = Field(None, ge=1, le=MAX_INT)
     expires_at: datetime | None = None
     metadata: dict[str, Any] | None = None
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            if any(not m.strip() for m in v):
+                raise ValueError("model names must be non-empty strings")
+            if any(len(m) > MAX_PATTERN for m in v):
+                raise ValueError(f"model patterns are at most {MAX_PATTERN} characters")
+        return v
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        try:
+            size = len(dumps(v))
+        except TypeError as exc:  # orjson: integers beyond 64 bits and the like
+            raise ValueError(f"metadata cannot be stored as JSON: {exc}") from None
+        if size > MAX_METADATA:
+            raise ValueError(f"metadata is at most {MAX_METADATA} bytes of JSON")
+        return v
 
 
 class NewKey(KeyUpdate):

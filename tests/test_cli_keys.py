@@ -100,6 +100,10 @@ def test_list_show_update_revoke(config):
         (("create", "ok", "--expires-at", "someday"), "expires_at"),
         (("create", "ok", "--metadata", "{bad"), "metadata"),
         (("update", "from-config"), "nothing to change"),
+        (("create", "ok", "--budget", "inf"), "budget"),
+        (("create", "ok", "--budget", "nan"), "budget"),
+        (("create", "ok", "--metadata", '{"n": 1e999999}'), "metadata"),
+        (("create", "ok", "--metadata", "[1]"), "metadata"),
     ],
 )
 def test_bad_input_exits_nonzero_with_a_clear_message(config, args, message):

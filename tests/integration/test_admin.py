@@ -144,6 +144,12 @@ def test_duplicate_is_409_and_unknown_is_404(client):
         ({"name": "a", "expires_at": "tomorrow-ish"}, "expires_at"),
         ({"name": "a", "metadata": [1]}, "metadata"),
         ({"name": "a", "key": "sk-mine"}, "key"),
+        ({"name": "a", "rate_limit": {"rpm": 2**40}}, "rate_limit.rpm"),
+        ({"name": "a", "max_parallel_requests": 2**40}, "max_parallel_requests"),
+        ({"name": "a", "models": ["m"] * 1001}, "models"),
+        ({"name": "a", "models": ["m" * 300]}, "models"),
+        ({"name": "a", "metadata": {"blob": "x" * 20000}}, "metadata"),
+        ({"name": "a", "expires_at": [2030]}, "expires_at"),
     ],
 )
 def test_malformed_create_bodies_are_400_naming_the_field(client, body, param):
