@@ -20,7 +20,8 @@ from crabllm_sync.errors import (
     PermissionDeniedError,
     ServiceUnavailableError,
 )
-from crabllm_sync.keys import KeyRecord, KeyStore
+from crabllm_sync.keys import KeyRecord
+from crabllm_sync.keystore import KeyStore
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from crabllm_sync.context import RequestContext
 from crabllm_sync.db import open_database
 from crabllm_sync.errors import GatewayError, ServiceUnavailableError, UpstreamError
 from crabllm_sync.extensions import Extension, build_extensions
-from crabllm_sync.keys import KeyStore
+from crabllm_sync.keystore import KeyStore
 from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment, Registry, call_with_retries
 from crabllm_sync.storage import Storage

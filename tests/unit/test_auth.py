@@ -23,7 +23,6 @@ from crabllm_sync.errors import (
     PermissionDeniedError,
 )
 from crabllm_sync.keys import (
-    KeyStore,
     NewKey,
     check_name,
     display_prefix,
@@ -31,6 +30,7 @@ from crabllm_sync.keys import (
     hash_key,
     parse_body,
 )
+from crabllm_sync.keystore import KeyStore
 from tests.conftest import make_config
 
 ADMIN = "admin-token-" + "x" * 32
