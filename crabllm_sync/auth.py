@@ -6,7 +6,6 @@ Auth is off when no key is configured anywhere.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import hmac
 import logging
 import time
@@ -20,7 +19,7 @@ from crabllm_sync.errors import (
     PermissionDeniedError,
     ServiceUnavailableError,
 )
-from crabllm_sync.keys import KeyRecord
+from crabllm_sync.keys import KeyRecord, hash_key
 from crabllm_sync.keystore import KeyStore
 
 log = logging.getLogger(__name__)
@@ -50,10 +49,6 @@ class Principal:
 
 
 ANONYMOUS = Principal(name=None)
-
-
-def hash_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def bearer(headers: Mapping[str, str], *, allow_x_api_key: bool = False) -> str | None:

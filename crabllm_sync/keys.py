@@ -6,7 +6,6 @@ No I/O here; keystore.py keeps the records.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import secrets
 from collections.abc import Mapping
@@ -33,8 +32,6 @@ DISPLAY_CHARS = 14  # "sk-crabllm-" plus 3 characters of the random part
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$"
 NAME_MAX = 128
 _NAME = re.compile(NAME_PATTERN)
-
-log = logging.getLogger(__name__)
 
 
 def generate_key() -> str:
