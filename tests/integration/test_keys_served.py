@@ -179,3 +179,42 @@ def test_keys_and_usage_survive_a_restart_with_redis(tmp_path, gunicorn):
         _survives_restart(tmp_path, gunicorn, config, db_url, restart_redis)
     finally:
         redis_server.stop()
+
+
+def test_auth_off_is_logged_and_the_first_key_turns_it_on_everywhere(
+    tmp_path, gunicorn
+):
+    config = write_toml(
+        tmp_path / "crabllm.toml",
+        f"""
+admin_token = "{ADMIN}"
+
+[storage]
+kind = "sqlite"
+path = "{tmp_path / "gw.db"}"
+
+[providers.local]
+kind = "mock"
+models = ["mock"]
+""",
+    )
+    server = gunicorn(config, workers=2)
+    assert "AUTH IS OFF" in server.log()
+    assert _status(server.url, "anything") == 200
+
+    made = httpx.post(
+        f"{server.url}/v1/admin/keys",
+        json={"name": "first"},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        timeout=10,
+    ).json()
+    created_at = time.monotonic()
+    _wait_refused(server.url, "anything")
+    remaining = REVOCATION_BOUND - (time.monotonic() - created_at)
+    if remaining > 0:
+        time.sleep(remaining)  # the property under test is "after 5 s"
+    assert [_status(server.url, "anything") for _ in range(16)] == [401] * 16
+    assert [_status(server.url, made["key"]) for _ in range(16)] == [200] * 16
+    # The request path only reads: the record is as the admin API left it.
+    shown = _cli(config, "keys", "show", "first", "--json")
+    assert '"updated_at": "' + made["created_at"] in shown
