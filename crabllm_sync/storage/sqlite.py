@@ -84,8 +84,15 @@ class SqliteStorage:
 
     def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """One statement; a store failure is a 503 and the next call reconnects."""
+        return self._execute(sql, params)[0]
+
+    def _execute(
+        self, sql: str, params: tuple[Any, ...] = ()
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """Rows and rowcount of one statement (errors as in _run)."""
         try:
-            return self._connection().execute(sql, params).fetchall()
+            cursor = self._connection().execute(sql, params)
+            return cursor.fetchall(), cursor.rowcount
         except sqlite3.Error as exc:
             self._drop()
             raise ServiceUnavailableError(
@@ -149,11 +156,11 @@ class SqliteStorage:
 
     def purge_expired(self) -> int:
         """Delete expired rows now; returns how many went."""
-        self._run(
+        _, deleted = self._execute(
             "DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?",
             (self._clock(),),
         )
-        return int(self._run("SELECT changes()")[0][0])
+        return deleted
 
 
 def _bytes(value: Any) -> bytes:
