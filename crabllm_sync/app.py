@@ -12,6 +12,7 @@ from crabllm_sync.config import Config
 from crabllm_sync.errors import GatewayError
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.storage import Storage, open_storage
+from crabllm_sync.views import admin as admin_views
 from crabllm_sync.views import error_response
 from crabllm_sync.views import openai as openai_views
 from crabllm_sync.views import ops as ops_views
@@ -28,6 +29,7 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
 
     app.register_blueprint(openai_views.make_blueprint(gw))
     app.register_blueprint(ops_views.make_blueprint(gw))
+    app.register_blueprint(admin_views.make_blueprint(gw))
 
     @app.errorhandler(GatewayError)
     def gateway_error(err: GatewayError) -> Response:
@@ -47,6 +49,5 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
 
     for warning in config.warnings():
         log.warning(warning)
-    if not gw.auth.is_enabled:
-        log.warning("AUTH IS OFF: no keys are configured, anyone can call this gateway")
+    gw.auth.log_startup()
     return app

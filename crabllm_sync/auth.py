@@ -6,13 +6,32 @@ Auth is off when no key is configured anywhere.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import hmac
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from crabllm_sync.config import Config
-from crabllm_sync.errors import InvalidApiKeyError, ModelNotAllowedError
+from crabllm_sync.errors import (
+    InvalidApiKeyError,
+    ModelNotAllowedError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
+)
+from crabllm_sync.keys import KeyRecord, hash_key
+from crabllm_sync.keystore import KeyStore
+
+log = logging.getLogger(__name__)
+
+# How long a key lookup is trusted in a worker. A revoked key is refused on
+# every worker of every host at most this long after the revocation commits
+# (the documented bound is 5 s; this leaves room for a slow database).
+CACHE_TTL = 2.0
+# Unknown secrets are remembered less long, so a key created just after a
+# failed try works soon; this still keeps floods of bad keys off the database.
+NEGATIVE_TTL = 1.0
+CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,13 +40,15 @@ class Principal:
     models: tuple[str, ...] = ("*",)
     is_admin: bool = False
     limits: Mapping[str, object] = field(default_factory=dict)
+    # The key's own limits (None: no limit of that kind on this key).
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    budget: float | None = None  # USD
+    max_parallel_requests: int | None = None
+    metadata: Mapping[str, object] = field(default_factory=dict)
 
 
 ANONYMOUS = Principal(name=None)
-
-
-def hash_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def bearer(headers: Mapping[str, str], *, allow_x_api_key: bool = False) -> str | None:
@@ -64,34 +85,153 @@ def check_model(principal: Principal, *names: str) -> None:
     )
 
 
-class Authenticator:
-    """Keys from the config, looked up by hash."""
+def principal_for(record: KeyRecord) -> Principal:
+    """The Principal of a stored key, its limits included."""
+    limits = {
+        name: getattr(record, name)
+        for name in (
+            "requests_per_minute",
+            "tokens_per_minute",
+            "budget",
+            "max_parallel_requests",
+        )
+        if getattr(record, name) is not None
+    }
+    return Principal(
+        name=record.name,
+        models=tuple(record.models),
+        limits=limits,
+        requests_per_minute=record.requests_per_minute,
+        tokens_per_minute=record.tokens_per_minute,
+        budget=record.budget,
+        max_parallel_requests=record.max_parallel_requests,
+        metadata=dict(record.metadata),
+    )
 
-    def __init__(self, config: Config) -> None:
-        self._by_hash = {
-            hash_key(k.key): Principal(name=k.name, models=tuple(k.models))
-            for k in config.keys
-        }
+
+class Authenticator:
+    """Bearer secret -> Principal, through a short per-worker cache of the key store.
+
+    Reads only: nothing here writes a key, so no stale copy can undo a revocation.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        keys: KeyStore | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        ttl: float = CACHE_TTL,
+        negative_ttl: float = NEGATIVE_TTL,
+    ) -> None:
+        if keys is None:
+            keys = KeyStore(None, clock=wall)
+            keys.start(config.keys)
+        self.keys = keys
         self._admin_hash = hash_key(config.admin_token) if config.admin_token else None
+        self._has_config_keys = bool(config.keys)
+        self._clock = clock
+        self._wall = wall
+        self._ttl = ttl
+        self._negative_ttl = negative_ttl
+        # sha256 -> (trusted until, record or None, principal or None)
+        self._cache: dict[str, tuple[float, KeyRecord | None, Principal | None]] = {}
+        self._enabled_until = 0.0
+        self._enabled = False
+
+    @property
+    def has_admin(self) -> bool:
+        return self._admin_hash is not None
 
     @property
     def is_enabled(self) -> bool:
-        return bool(self._by_hash)
+        """Whether any key exists (config or storage); cached like lookups."""
+        if self._has_config_keys or self._enabled:
+            return True  # keys are revoked, never deleted: once on, auth stays on
+        now = self._clock()
+        if now < self._enabled_until:
+            return False
+        self._enabled = self.keys.count() > 0
+        self._enabled_until = now + self._negative_ttl
+        return self._enabled
+
+    def forget(self) -> None:
+        """Drop this worker's cache (after a key change made in this process)."""
+        self._cache.clear()
+        self._enabled_until = 0.0
+
+    def log_startup(self) -> None:
+        """Say loudly at start when auth is off."""
+        try:
+            enabled = self.is_enabled
+        except ServiceUnavailableError as exc:
+            log.error("key storage unavailable at start-up (%s); will retry", exc)
+            return
+        if not enabled:
+            log.warning(
+                "AUTH IS OFF: no keys in the config or in storage; anyone can "
+                "call this gateway. Create one (`crabllm-sync keys create NAME` or "
+                "POST /v1/admin/keys) to turn auth on."
+            )
+
+    def is_admin_secret(self, secret: str) -> bool:
+        if self._admin_hash is None:
+            return False
+        return hmac.compare_digest(hash_key(secret), self._admin_hash)
 
     def authenticate(
         self, headers: Mapping[str, str], *, allow_x_api_key: bool = False
     ) -> Principal:
+        secret = bearer(headers, allow_x_api_key=allow_x_api_key)
+        if secret and self.is_admin_secret(secret):
+            return Principal(name="admin", is_admin=True)
         if not self.is_enabled:
             return ANONYMOUS
-        secret = bearer(headers, allow_x_api_key=allow_x_api_key)
         if not secret:
             raise InvalidApiKeyError(
                 "Missing API key: send 'Authorization: Bearer <key>'"
             )
-        digest = hash_key(secret)
-        if self._admin_hash and hmac.compare_digest(digest, self._admin_hash):
-            return Principal(name="admin", is_admin=True)
-        principal = self._by_hash.get(digest)
-        if principal is None:
+        return self.principal(secret)
+
+    def principal(self, secret: str) -> Principal:
+        """The Principal of a key secret; InvalidApiKeyError if it may not call."""
+        # Lookup is by SHA-256 of the secret: its timing says nothing of the secret.
+        record, principal = self._lookup(hash_key(secret))
+        if record is None or principal is None:
             raise InvalidApiKeyError("Incorrect API key provided")
+        status = record.status(self._wall())
+        if status == "revoked":
+            raise InvalidApiKeyError("This API key has been revoked")
+        if status == "expired":
+            raise InvalidApiKeyError("This API key has expired")
         return principal
+
+    def require_admin(self, headers: Mapping[str, str]) -> Principal:
+        """The admin principal; 401 without a valid token, 403 for a plain key."""
+        secret = bearer(headers)
+        if not secret:
+            raise InvalidApiKeyError(
+                "Missing admin token: send 'Authorization: Bearer <admin_token>'"
+            )
+        if self.is_admin_secret(secret):
+            return Principal(name="admin", is_admin=True)
+        record, _ = self._lookup(hash_key(secret))
+        if record is not None and record.status(self._wall()) == "active":
+            raise PermissionDeniedError("this key is not an admin token")
+        raise InvalidApiKeyError("Incorrect admin token provided")
+
+    def _lookup(self, digest: str) -> tuple[KeyRecord | None, Principal | None]:
+        now = self._clock()
+        hit = self._cache.get(digest)
+        if hit is not None and now < hit[0]:
+            return hit[1], hit[2]
+        record = self.keys.find(digest)
+        principal = principal_for(record) if record is not None else None
+        ttl = self._ttl if record is not None else self._negative_ttl
+        if len(self._cache) >= CACHE_MAX:
+            self._cache = {d: e for d, e in self._cache.items() if now < e[0]}
+            if len(self._cache) >= CACHE_MAX:
+                self._cache.clear()
+        self._cache[digest] = (now + ttl, record, principal)
+        return record, principal

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from crabllm_sync.cli_keys import keys, usage
 from crabllm_sync.config import Config, ConfigError, load_config
 from crabllm_sync.serving import default_workers, gunicorn_settings
 
@@ -111,6 +112,10 @@ def _config_warnings(config: Config, path: Path) -> list[str]:
     except OSError:
         pass
     return out
+
+
+main.add_command(keys)
+main.add_command(usage)
 
 
 class _GatewayApplication:

@@ -8,7 +8,9 @@ connection (no module-level binding). Schema versions live in `schema_version`;
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +19,10 @@ import peewee
 from playhouse.db_url import connect
 
 from crabllm_sync.config import Config
+from crabllm_sync.errors import ServiceUnavailableError
 
 SCHEMA_VERSION = 1
+PG_CONNECT_TIMEOUT = 3  # seconds
 
 
 def database_url(config: Config) -> str:
@@ -29,6 +33,26 @@ def database_url(config: Config) -> str:
     if s.kind == "sqlite":
         return f"sqlite:///{s.path or 'crabllm.db'}"
     return "sqlite:///crabllm.db"
+
+
+def open_database(config: Config) -> Database | None:
+    """The SQL database of keys and usage; None for `memory` (all in process)."""
+    if config.storage.kind == "memory" and not config.storage.database:
+        return None
+    return Database(database_url(config))
+
+
+@contextmanager
+def unavailable_as_503(what: str = "database") -> Iterator[None]:
+    """Turn a database that is locked, gone or unreachable into a 503."""
+    try:
+        yield
+    except (
+        peewee.OperationalError,
+        peewee.InterfaceError,
+        peewee.InternalError,
+    ) as exc:
+        raise ServiceUnavailableError(f"{what} unavailable: {exc}") from exc
 
 
 @dataclass
@@ -120,12 +144,38 @@ class Database:
             )
         else:
             self.db = connect(url)
+            if isinstance(self.db, peewee.PostgresqlDatabase):
+                # libpq waits for the OS TCP timeout by default (minutes) and
+                # blocks a gevent worker meanwhile; an outage must be a quick 503.
+                self.db.connect_params.setdefault("connect_timeout", PG_CONNECT_TIMEOUT)
         self.m = _models(self.db)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return isinstance(self.db, peewee.SqliteDatabase)
+
+    @contextmanager
+    def locked(self, name: str = "crabllm") -> Iterator[None]:
+        """A write transaction that excludes other writers taking the same lock.
+
+        sqlite: BEGIN IMMEDIATE (a deferred transaction that read first could
+        fail with SQLITE_BUSY on upgrade). PostgreSQL: a transaction-scoped
+        advisory lock. Several workers starting at once queue here.
+        """
+        if self.is_sqlite:
+            with self.db.atomic(lock_type="IMMEDIATE"):
+                yield
+            return
+        with self.db.atomic():
+            if isinstance(self.db, peewee.PostgresqlDatabase):
+                lock_id = zlib.crc32(name.encode())
+                self.db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (lock_id,))
+            yield
 
     def migrate(self) -> None:
         """Create tables and apply pending migrations (idempotent, concurrent-safe)."""
         with self.db.connection_context():
-            with self.db.atomic():
+            with self.locked("migrate"):
                 self.db.create_tables([self.m.SchemaVersion], safe=True)
                 done = {r.version for r in self.m.SchemaVersion.select()}
                 for version in sorted(MIGRATIONS):

@@ -17,8 +17,10 @@ from crabllm_sync import providers
 from crabllm_sync.auth import Authenticator, Principal, check_model
 from crabllm_sync.config import Config
 from crabllm_sync.context import RequestContext
-from crabllm_sync.errors import GatewayError, UpstreamError
+from crabllm_sync.db import open_database
+from crabllm_sync.errors import GatewayError, ServiceUnavailableError, UpstreamError
 from crabllm_sync.extensions import Extension, build_extensions
+from crabllm_sync.keystore import KeyStore
 from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment, Registry, call_with_retries
 from crabllm_sync.storage import Storage
@@ -42,7 +44,14 @@ class Gateway:
         self.config = config
         self.storage = storage
         self.registry = Registry(config, providers.base_urls())
-        self.auth = Authenticator(config)
+        # Keys (and usage records) in SQL; None for `memory` storage.
+        self.db = open_database(config)
+        self.keys = KeyStore(self.db, clock=clock)
+        try:
+            self.keys.start(config.keys)
+        except ServiceUnavailableError as exc:
+            log.error("keys not loaded yet, retried on use: %s", exc)
+        self.auth = Authenticator(config, self.keys)
         self.extensions = (
             build_extensions(config, storage) if extensions is None else extensions
         )
@@ -275,6 +284,8 @@ class Gateway:
             if close is not None:
                 close()
         self.storage.close()
+        if self.db is not None:
+            self.db.close()
 
 
 def _close(it: Any) -> None:

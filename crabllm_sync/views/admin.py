@@ -1,0 +1,59 @@
+"""Admin API: /v1/admin/keys (create, list, show, update, revoke), admin token only.
+
+Off (404) when no admin_token is configured.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from crabllm_sync.errors import NotFoundError
+from crabllm_sync.gateway import Gateway
+from crabllm_sync.keys import KeyUpdate, NewKey, check_name, parse_body
+from crabllm_sync.views import json_response, read_json
+
+
+def make_blueprint(gw: Gateway) -> Blueprint:
+    bp = Blueprint("admin", __name__)
+
+    @bp.before_request
+    def require_admin() -> None:
+        if not gw.auth.has_admin:
+            raise NotFoundError(
+                "admin routes are off: set admin_token in the config to enable them"
+            )
+        gw.auth.require_admin(request.headers)
+
+    @bp.post("/v1/admin/keys")
+    def create_key() -> Response:
+        spec = parse_body(NewKey, read_json(request))
+        record, secret = gw.keys.create(spec)
+        gw.auth.forget()  # this worker at once; the others within the cache TTL
+        body = {**record.to_json(gw.clock()), "key": secret}
+        return json_response(body, 201, {"Cache-Control": "no-store"})
+
+    @bp.get("/v1/admin/keys")
+    def list_keys() -> Response:
+        now = gw.clock()
+        data = [r.to_json(now) for r in gw.keys.list()]
+        return json_response({"object": "list", "data": data})
+
+    @bp.get("/v1/admin/keys/<name>")
+    def show_key(name: str) -> Response:
+        return json_response(gw.keys.get(check_name(name)).to_json(gw.clock()))
+
+    @bp.patch("/v1/admin/keys/<name>")
+    def update_key(name: str) -> Response:
+        check_name(name)
+        changes = parse_body(KeyUpdate, read_json(request))
+        record = gw.keys.update(name, changes)
+        gw.auth.forget()
+        return json_response(record.to_json(gw.clock()))
+
+    @bp.delete("/v1/admin/keys/<name>")
+    def revoke_key(name: str) -> Response:
+        record = gw.keys.revoke(check_name(name))
+        gw.auth.forget()
+        return json_response(record.to_json(gw.clock()))
+
+    return bp

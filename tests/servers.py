@@ -1,0 +1,195 @@
+"""Real redis-server and PostgreSQL for tests: free 127.0.0.1 ports, stopped after.
+
+Each helper raises Unavailable (tests skip with its reason) when the system
+binary is missing or cannot run here.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.conftest import free_port
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class Unavailable(Exception):
+    """The server cannot run on this machine; the message says why."""
+
+
+def wait_for(check, timeout: float = 20.0, what: str = "condition") -> None:  # noqa: ANN001
+    """Poll `check()` until true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+class RedisServer:
+    """`redis-server` with no persistence, on a free port."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("redis-server")
+        if not self.binary:
+            raise Unavailable(
+                "redis-server is not installed (apt install redis-server)"
+            )
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self.ping, what=f"redis-server on port {self.port}")
+
+    def ping(self) -> bool:
+        import redis
+
+        if self.proc is not None and self.proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {self.proc.returncode}")
+        try:
+            with redis.Redis.from_url(self.url, socket_timeout=0.5) as r:
+                return bool(r.ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster (initdb in a temp dir), run unprivileged."""
+
+    def __init__(self) -> None:
+        if not (PG_BIN / "initdb").exists():
+            raise Unavailable(f"PostgreSQL binaries not found in {PG_BIN}")
+        self.run_as = self._user()
+        self.dir = Path(tempfile.mkdtemp(prefix="crabllm-pg-"))
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.url = f"postgresql://gw@127.0.0.1:{self.port}/postgres"
+        if self.run_as:
+            pw = pwd.getpwnam(self.run_as)
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        self._run(
+            [
+                str(PG_BIN / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "gw",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]
+        )
+        self.start()
+
+    @staticmethod
+    def _user() -> str | None:
+        """PostgreSQL refuses root: run it as `postgres` (created if missing)."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            made = subprocess.run(
+                ["useradd", "--system", "--no-create-home", "postgres"],
+                capture_output=True,
+            )
+            if made.returncode != 0:
+                raise Unavailable(
+                    "running as root and cannot create the postgres user: "
+                    + made.stderr.decode(errors="replace")
+                ) from None
+        if not shutil.which("runuser"):
+            raise Unavailable("running as root and runuser is missing")
+        return "postgres"
+
+    def _run(self, argv: list[str]) -> None:
+        if self.run_as:
+            argv = ["runuser", "-u", self.run_as, "--", *argv]
+        done = subprocess.run(argv, capture_output=True, timeout=120)
+        if done.returncode != 0:
+            out = (done.stderr or done.stdout).decode(errors="replace")
+            raise Unavailable(f"{' '.join(argv)} failed: {out[-2000:]}")
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 "
+            f"-k {self.dir} -c fsync=off -c full_page_writes=off"
+        )
+        self._run(
+            [
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-l",
+                str(self.dir / "log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
+
+    def stop(self) -> None:
+        self._run(
+            [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]
+        )
+
+    def create_database(self, name: str) -> str:
+        """A fresh database; returns its peewee URL."""
+        import psycopg2
+
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=self.port, user="gw", dbname="postgres"
+        )
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return f"postgresql://gw@127.0.0.1:{self.port}/{name}"
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        except Unavailable:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
