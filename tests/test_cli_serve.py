@@ -98,9 +98,12 @@ def test_serve_writes_a_starter_config_and_answers_with_its_key(tmp_path):
             raise AssertionError("a wrong key was accepted")
         except openai.AuthenticationError:
             pass
+        # Idle keep-alive connections would hold graceful shutdown open.
+        client.close()
+        wrong.close()
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
+        proc.wait(40)
 
 
 def _wait_ready(proc, url: str, timeout: float = 30.0) -> str:
