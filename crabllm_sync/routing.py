@@ -263,7 +263,7 @@ def _tried(
         last[dep.provider] = err
     for name in order:
         n = counts[name]
-        what = _brief(last[name])
+        what = _brief(last[name], name)
         parts.append(
             f"{name} ({n} attempts, last: {what})" if n > 1 else f"{name} ({what})"
         )
@@ -280,10 +280,10 @@ def _is_rate_limited(err: GatewayError) -> bool:
     return err.status in (429, 503)  # our own limit or a cooling deployment
 
 
-def _brief(err: GatewayError) -> str:
+def _brief(err: GatewayError, provider: str) -> str:
     if isinstance(err, UpstreamTimeoutError):
         return "timed out"
     status = getattr(err, "upstream_status", None)
     prefix = f"HTTP {status}: " if status else ""
-    msg = err.message
+    msg = err.message.removeprefix(f"{provider}: ")  # the name is said once
     return prefix + (msg if len(msg) <= 120 else msg[:117] + "...")
