@@ -742,6 +742,54 @@ def test_cooldown_is_shared_across_workers(kind, ups, tmp_path, gunicorn):
         assert set(statuses[threshold:]) == {503}
 
 
+def test_one_probe_for_all_workers_after_cooling(ups, tmp_path, gunicorn):
+    """Half-open across workers: the probe is elected in the shared store."""
+    pytest.importorskip(
+        "crabllm_sync.storage.sqlite",
+        reason="the sqlite storage backend lands from another branch",
+    )
+    up = ups()
+    up.enqueue(Reply(status=500, json={}))
+    path = gateway_config(
+        tmp_path,
+        toml_provider("a", up, max_retries=0, timeout=30),
+        f'[storage]\nkind = "sqlite"\npath = "{tmp_path / "state.db"}"\n',
+        routing="failure_threshold = 1\ncooldown_seconds = 1",
+    )
+    srv = gunicorn(path, workers=2, env={"GUNICORN_CMD_ARGS": ACCESS_LOG})
+    client = httpx.Client(headers={"Connection": "close"}, timeout=30)
+    url = f"{srv.url}/v1/chat/completions"
+    body = {"model": "m", "messages": [USER]}
+    assert client.post(url, json=body).status_code == 502
+    wait_for_state(srv.url, ("a", "m"), "half-open")
+
+    hang = threading.Event()
+    up.enqueue(Reply(json=fake.completion("m", "probe"), hang=hang))
+    probe: dict[str, httpx.Response] = {}
+    t = threading.Thread(
+        target=lambda: probe.setdefault("r", client.post(url, json=body))
+    )
+    t.start()
+    up.wait_for_requests(2)
+    try:
+        for seq in range(200):
+            resp = client.post(url, json=body, headers={"x-seq": str(seq)})
+            assert resp.status_code == 503
+            deadline = time.monotonic() + 10
+            while seq not in _served_by(srv.log()) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if len(set(_served_by(srv.log()).values())) == 2:
+                break
+        else:
+            pytest.fail("one worker answered every request; cannot compare workers")
+        assert len(up.requests) == 2  # the failure and the one probe
+    finally:
+        hang.set()
+        t.join(30)
+    assert probe["r"].status_code == 200
+    assert client.post(url, json=body).status_code == 200
+
+
 def test_killing_a_deployment_mid_run_loses_no_request(ups, tmp_path, gunicorn):
     """Done when: two deployments, the first killed mid-run. No request that
     had not started streaming is lost; every started one ends with [DONE] or
