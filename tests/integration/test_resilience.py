@@ -313,20 +313,16 @@ def test_a_cooling_single_deployment_fails_fast_with_503(ups):
     assert len(a.requests) == 2
 
 
-def health_detail(base_or_client: Any) -> dict[tuple[str, str], dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {ADMIN}"}
-    if isinstance(base_or_client, str):
-        resp = httpx.get(f"{base_or_client}/health?detail=1", headers=headers)
-    else:
-        resp = base_or_client.get("/health?detail=1", headers=headers)
+def health_detail(client: httpx.Client) -> dict[tuple[str, str], dict[str, Any]]:
+    resp = client.get("/health?detail=1", headers={"Authorization": f"Bearer {ADMIN}"})
     assert resp.status_code == 200
     return {(d["provider"], d["model"]): d for d in resp.json()["deployments"]}
 
 
-def wait_for_state(base: str, key: tuple[str, str], state: str) -> None:
+def wait_for_state(client: httpx.Client, key: tuple[str, str], state: str) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        if health_detail(base)[key]["state"] == state:
+        if health_detail(client)[key]["state"] == state:
             return
         time.sleep(0.05)
     pytest.fail(f"{key} never became {state}")
@@ -338,32 +334,35 @@ def test_half_open_lets_exactly_one_probe_through(ups, served):
     base = served(
         app_for(
             {"a": openai_provider(a, ["m"], max_retries=0)},
-            {"failure_threshold": 1, "cooldown_seconds": 0.5},
+            {"failure_threshold": 1, "cooldown_seconds": 3},
         )
     )
     body = {"model": "m", "messages": [USER]}
-    url = f"{base}/v1/chat/completions"
-    assert httpx.post(url, json=body).status_code == 502
-    assert health_detail(base)[("a", "m")]["state"] == "open"
-    assert httpx.post(url, json=body).status_code == 503
-    wait_for_state(base, ("a", "m"), "half-open")
+    url = "/v1/chat/completions"
+    client = httpx.Client(base_url=base, timeout=20)
+    assert client.post(url, json=body).status_code == 502
+    assert health_detail(client)[("a", "m")]["state"] == "open"
+    assert client.post(url, json=body).status_code == 503
+    wait_for_state(client, ("a", "m"), "half-open")
 
     hang = threading.Event()
     a.enqueue(Reply(json=fake.completion("m", "probe"), hang=hang))
     probe: dict[str, httpx.Response] = {}
     t = threading.Thread(
-        target=lambda: probe.setdefault("r", httpx.post(url, json=body, timeout=20))
+        target=lambda: probe.setdefault(
+            "r", httpx.post(base + url, json=body, timeout=20)
+        )
     )
     t.start()
     a.wait_for_requests(2)  # the probe is at the upstream now
-    others = [httpx.post(url, json=body) for _ in range(3)]
+    others = [client.post(url, json=body) for _ in range(3)]
     assert [r.status_code for r in others] == [503, 503, 503]
     assert len(a.requests) == 2  # nobody but the probe reached the upstream
     hang.set()
     t.join(20)
     assert probe["r"].status_code == 200
-    assert health_detail(base)[("a", "m")]["state"] == "closed"
-    assert httpx.post(url, json=body).status_code == 200
+    assert health_detail(client)[("a", "m")]["state"] == "closed"
+    assert client.post(url, json=body).status_code == 200
     assert len(a.requests) == 3
 
 
@@ -373,16 +372,17 @@ def test_a_failed_probe_opens_the_breaker_again(ups, served):
     base = served(
         app_for(
             {"a": openai_provider(a, ["m"], max_retries=3)},
-            {"failure_threshold": 1, "cooldown_seconds": 0.5},
+            {"failure_threshold": 1, "cooldown_seconds": 3},
         )
     )
-    url = f"{base}/v1/chat/completions"
+    client = httpx.Client(base_url=base, timeout=20)
+    url = "/v1/chat/completions"
     body = {"model": "m", "messages": [USER]}
-    assert httpx.post(url, json=body).status_code == 502
-    wait_for_state(base, ("a", "m"), "half-open")
-    assert httpx.post(url, json=body).status_code == 502  # the probe: one attempt
+    assert client.post(url, json=body).status_code == 502
+    wait_for_state(client, ("a", "m"), "half-open")
+    assert client.post(url, json=body).status_code == 502  # the probe: one attempt
     assert len(a.requests) == 2
-    assert health_detail(base)[("a", "m")]["state"] == "open"
+    assert health_detail(client)[("a", "m")]["state"] == "open"
 
 
 def test_health_detail_needs_the_admin_token_and_plain_health_tells_nothing(ups):
@@ -761,7 +761,7 @@ def test_one_probe_for_all_workers_after_cooling(ups, tmp_path, gunicorn):
     url = f"{srv.url}/v1/chat/completions"
     body = {"model": "m", "messages": [USER]}
     assert client.post(url, json=body).status_code == 502
-    wait_for_state(srv.url, ("a", "m"), "half-open")
+    wait_for_state(httpx.Client(base_url=srv.url, timeout=30), ("a", "m"), "half-open")
 
     hang = threading.Event()
     up.enqueue(Reply(json=fake.completion("m", "probe"), hang=hang))
