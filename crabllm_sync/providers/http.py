@@ -256,7 +256,6 @@ class ScopedSession:
     def __init__(self, session: requests.Session) -> None:
         self._session = session
         self._responses: list[requests.Response] = []
-        self.is_aborted = False
 
     def post(self, *args: Any, **kwargs: Any) -> requests.Response:
         resp = self._session.post(*args, **kwargs)
@@ -268,7 +267,6 @@ class ScopedSession:
 
     def abort(self) -> None:
         """Shut the sockets under this request's open responses (any thread)."""
-        self.is_aborted = True
         for resp in self._responses:
             try:
                 # urllib3's own way to wake a read blocked in another thread.

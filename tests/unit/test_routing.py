@@ -571,3 +571,25 @@ def test_a_slow_consumer_that_leaves_does_not_strand_the_reader():
     it.close()
     assert threading.active_count() == before
     assert len(produced) < 10_000
+
+
+def test_events_turn_pauses_into_keepalives_and_a_bug_into_one_error_event():
+    from crabllm_sync import sse
+    from crabllm_sync.views import openai_events
+
+    gate = threading.Event()
+
+    def chunks():
+        yield {"n": 1}
+        gate.wait(10)
+        raise RuntimeError("a bug in a translator")
+
+    out = []
+    for event in openai_events(chunks(), keepalive=0.02):
+        out.append(event)
+        if out.count(sse.KEEPALIVE) == 2:
+            gate.set()
+    assert out[0] == b'data: {"n":1}\n\n'
+    assert set(out[1:-1]) == {sse.KEEPALIVE}
+    assert out[-1].startswith(b'data: {"error":{"message":"internal server error')
+    assert sse.DONE not in out
