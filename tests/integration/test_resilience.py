@@ -510,6 +510,51 @@ def test_malformed_event_mid_stream_is_an_error_event(ups, served):
     assert seen.error is not None and "malformed" in seen.error["message"]
 
 
+def test_provider_error_event_mid_stream_is_passed_on_as_the_final_event(ups, served):
+    a = ups()
+    events = stream_events(3)
+    oops = {"error": {"message": "the model crashed", "type": "server_error"}}
+    a.enqueue(Reply(events=[*events[:2], oops, *events[2:]]))
+    base = served(app_for({"a": openai_provider(a, ["m"])}))
+    seen = read_sse(base)
+    assert seen.content_chunks == 2
+    assert seen.error is not None and "the model crashed" in seen.error["message"]
+    assert "[DONE]" not in seen.data
+
+
+def test_a_cooling_model_fails_a_stream_before_any_event(ups, served):
+    a = ups()
+    a.route(fake.CHAT_PATH, status(500))
+    base = served(
+        app_for(
+            {"a": openai_provider(a, ["m"])},
+            {"failure_threshold": 1, "cooldown_seconds": 60},
+        )
+    )
+    assert read_sse(base).status == 502
+    seen = read_sse(base)
+    assert seen.status == 503  # a plain JSON error, not an event stream
+    assert json.loads(seen.data[0])["error"]["code"] == "upstream_error"
+    assert len(a.requests) == 1
+
+
+def test_provider_auth_failure_is_not_retried_and_is_not_the_clients_401(ups):
+    a, b = ups(), ups()
+    a.route(fake.CHAT_PATH, status(401))
+    client = client_for(
+        app_for(
+            {
+                "a": openai_provider(a, ["m"], max_retries=3, weight=1),
+                "b": openai_provider(b, ["m"], weight=0),
+            }
+        )
+    )
+    resp = chat(client)
+    assert resp.status_code == 502
+    assert "authentication with the provider failed" in resp.json()["error"]["message"]
+    assert (len(a.requests), len(b.requests)) == (1, 0)
+
+
 def test_mid_stream_read_timeout_is_an_error_event_after_keepalives(ups, served):
     a = ups()
     a.enqueue(Reply(events=stream_events(3), pauses={2: 5.0}))

@@ -276,6 +276,29 @@ def test_deadline_stops_retrying_and_answers_504():
     assert fn.calls[-1][1] < 2.0
 
 
+def test_a_wait_that_would_outlast_the_deadline_is_not_taken():
+    clock = Clock()
+    fn = Script({"a": [http_error(429, retry_after=3.0), "ok"]})
+    with pytest.raises(AllDeploymentsFailedError) as exc:
+        call_with_retries(
+            [dep("a", max_retries=3)],
+            fn,
+            rng=random.Random(0),
+            sleep=clock.sleep,
+            deadline=1000.0 + 2.0,
+            now=clock,
+        )
+    assert exc.value.http_status == 504
+    assert fn.providers == ["a"]
+    assert clock.now == 1000.0  # it did not sleep into the deadline
+
+
+def test_rate_limited_without_retry_after_still_tells_the_client_when():
+    err = exhausted("m", [(dep("a"), http_error(429))])
+    assert err.http_status == 503
+    assert err.headers["Retry-After"] == "1"
+
+
 def test_deadline_already_passed_calls_nothing():
     clock = Clock()
     fn = Script({"a": ["ok"]})
