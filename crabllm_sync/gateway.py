@@ -20,10 +20,12 @@ from crabllm_sync.context import RequestContext
 from crabllm_sync.db import open_database
 from crabllm_sync.errors import GatewayError, ServiceUnavailableError, UpstreamError
 from crabllm_sync.extensions import Extension, build_extensions
+from crabllm_sync.health import Health
 from crabllm_sync.keystore import KeyStore
 from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment, Registry, call_with_retries
 from crabllm_sync.storage import Storage
+from crabllm_sync.streams import Relay
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,12 @@ class Gateway:
         self.rng = rng or random.Random()
         self.sleep = sleep
         self.clock = clock
+        self.health = Health(
+            storage,
+            config.routing,
+            deployments=[d for deps in self.registry.models.values() for d in deps],
+            clock=clock,
+        )
         self._sessions: dict[str, Any] = {}
 
     # -- plumbing shared by every endpoint ---------------------------------
@@ -114,8 +122,14 @@ class Gateway:
         body: dict[str, Any],
         call: Callable[[Any, Deployment, dict[str, Any]], Any] | None = None,
     ) -> Any:
-        """Call `endpoint` on the model's deployments with retries and fallback."""
+        """Call `endpoint` on the model's deployments with retries and fallback.
+
+        A non-streamed request gives up at `[routing] request_deadline`.
+        """
         deps = self.registry.candidates(ctx.model, self.rng)
+        deadline = None
+        if not ctx.stream:
+            deadline = ctx.started + self.config.routing.request_deadline
 
         def attempt(dep: Deployment) -> Any:
             adapter = providers.adapter_for(dep.kind)
@@ -126,7 +140,13 @@ class Gateway:
             return fn(dep, self.session(dep), payload)
 
         result, dep = call_with_retries(
-            deps, attempt, rng=self.rng, sleep=self.sleep, model=ctx.model
+            deps,
+            attempt,
+            rng=self.rng,
+            sleep=self.sleep,
+            model=ctx.model,
+            health=self.health,
+            deadline=deadline,
         )
         ctx.provider = dep.provider
         return result
@@ -188,14 +208,13 @@ class Gateway:
         self._succeed(ctx, body, response)
         return response
 
-    def chat_stream(
-        self, ctx: RequestContext, body: dict[str, Any]
-    ) -> Iterator[dict[str, Any]]:
+    def chat_stream(self, ctx: RequestContext, body: dict[str, Any]) -> Relay[Any]:
         """Open a streamed chat: fails here (retries spent) or returns the chunks.
 
         The first chunk is read before this returns, so retry and fallback
         happen before the client sees a byte. Errors after that raise from the
-        iterator, which the view turns into one final error event.
+        iterator, which the view turns into one final error event. The Relay's
+        abort() cuts the upstream from another thread (streams.paced).
         """
         ctx.stream = True
         wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -209,7 +228,8 @@ class Gateway:
         }
 
         def open_stream(fn: Any, dep: Deployment, payload: dict[str, Any]) -> Any:
-            chunks = fn(dep, self.session(dep), payload)
+            session = http.scoped(self.session(dep))
+            chunks = fn(dep, session, payload)
             try:
                 first = next(chunks)
             except StopIteration:
@@ -221,15 +241,24 @@ class Gateway:
             except BaseException:
                 _close(chunks)
                 raise
-            return first, chunks
+            return first, chunks, session
 
         try:
             self.prepare(ctx, body)
-            first, chunks = self._route(ctx, "chat_stream", upstream_body, open_stream)
+            first, chunks, session = self._route(
+                ctx, "chat_stream", upstream_body, open_stream
+            )
         except GatewayError as err:
             self._fail(ctx, err)
             raise
-        return self._relay(ctx, body, first, chunks, wants_usage)
+        abort = getattr(session, "abort", _nothing)
+        relay: Relay[Any] = Relay(
+            self._relay(
+                ctx, body, first, chunks, wants_usage, lambda: relay.is_aborted
+            ),
+            abort,
+        )
+        return relay
 
     def _relay(
         self,
@@ -238,11 +267,21 @@ class Gateway:
         first: dict[str, Any],
         chunks: Iterator[dict[str, Any]],
         wants_usage: bool,
+        is_aborted: Callable[[], bool] = lambda: False,
     ) -> Iterator[dict[str, Any]]:
+        """Pass chunks on; an upstream that ends before every choice finished
+        (no finish_reason) is an error, never a quiet success."""
         finished = False
+        started: set[Any] = set()
+        ended: set[Any] = set()
         try:
             chunk: dict[str, Any] | None = first
             while chunk is not None:
+                for choice in chunk.get("choices") or ():
+                    index = choice.get("index", 0)
+                    started.add(index)
+                    if choice.get("finish_reason"):
+                        ended.add(index)
                 usage = chunk.get("usage")
                 if usage:
                     ctx.usage = usage
@@ -255,9 +294,16 @@ class Gateway:
                         ext.on_chunk(ctx, chunk)
                     yield chunk
                 chunk = next(chunks, None)
+            if not ended or started - ended:
+                raise UpstreamError(
+                    f"{ctx.provider}: the stream ended before the model finished",
+                    provider=ctx.provider,
+                    upstream_status=502,
+                )
             finished = True
         except GatewayError as err:
-            self._fail(ctx, err)
+            if not is_aborted():  # else we cut it: the client left (499 below)
+                self._fail(ctx, err)
             raise
         finally:
             _close(chunks)
@@ -286,6 +332,10 @@ class Gateway:
         self.storage.close()
         if self.db is not None:
             self.db.close()
+
+
+def _nothing() -> None:
+    pass
 
 
 def _close(it: Any) -> None:

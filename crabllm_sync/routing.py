@@ -6,11 +6,12 @@ Routing knows nothing of wire formats: it orders deployments and calls `fn`.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, TypeVar
 
 from crabllm_sync.config import Config
 from crabllm_sync.errors import (
@@ -20,6 +21,9 @@ from crabllm_sync.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+
+if TYPE_CHECKING:
+    from crabllm_sync.health import Health
 
 log = logging.getLogger(__name__)
 
@@ -125,22 +129,50 @@ def call_with_retries(
     rng: random.Random,
     sleep: Callable[[float], None] = time.sleep,
     model: str = "",
+    health: Health | None = None,
+    deadline: float | None = None,
+    now: Callable[[], float] = time.monotonic,
 ) -> tuple[T, Deployment]:
     """Call `fn` on each deployment in order, retrying transient failures.
 
-    A non-transient error (a provider's 4xx) is raised at once. When every
-    deployment is spent, AllDeploymentsFailedError says what was tried.
+    A non-transient error (a provider's 4xx) is raised at once. A deployment
+    whose breaker is open is skipped; a half-open one gets a single probe.
+    Past `deadline` (a `now()` value) nothing more is tried, and each attempt's
+    timeout is cut to the time left. When every deployment is spent,
+    AllDeploymentsFailedError says what was tried.
     """
     failures: list[tuple[Deployment, GatewayError]] = []
+    cooling: list[tuple[Deployment, float]] = []
     for dep in deployments:
-        for attempt in range(dep.max_retries + 1):
+        admission = health.admit(dep) if health is not None else None
+        if admission is not None and not admission.allowed:
+            cooling.append((dep, admission.retry_after))
+            log.warning("skipping %s for %s: cooling down", dep.provider, dep.model)
+            continue
+        tries = (
+            1 if admission is not None and admission.is_probe else dep.max_retries + 1
+        )
+        for attempt in range(tries):
+            left = None if deadline is None else deadline - now()
+            if left is not None and left <= 0:
+                raise exhausted(model, failures, cooling, deadline_passed=True)
+            target = dep
+            if left is not None and left < dep.timeout:
+                target = replace(dep, timeout=left)
             try:
-                return fn(dep), dep
+                result = fn(target)
             except GatewayError as err:
                 if not err.is_transient:
+                    if health is not None and admission is not None:
+                        health.released(dep, admission)
                     raise
                 failures.append((dep, err))
-                if attempt >= dep.max_retries:
+                # A timeout we imposed (deadline) says nothing about the provider.
+                cut_short = target is not dep and isinstance(err, UpstreamTimeoutError)
+                if health is not None and admission is not None and not cut_short:
+                    if health.failed(dep, admission):
+                        break
+                if attempt + 1 >= tries:
                     break
                 delay = backoff(attempt, rng)
                 retry_after = getattr(err, "retry_after", None)
@@ -148,6 +180,10 @@ def call_with_retries(
                     if retry_after > MAX_RETRY_AFTER:
                         break
                     delay = max(delay, retry_after)
+                if deadline is not None and now() + delay >= deadline:
+                    raise exhausted(
+                        model, failures, cooling, deadline_passed=True
+                    ) from None
                 log.warning(
                     "retrying %s on %s after %s (attempt %d)",
                     model or dep.model,
@@ -156,37 +192,86 @@ def call_with_retries(
                     attempt + 1,
                 )
                 sleep(delay)
+                continue
+            if health is not None and admission is not None:
+                health.succeeded(dep, admission)
+            return result, dep
         if dep is not deployments[-1]:
             log.warning("falling back from %s for %s", dep.provider, model or dep.model)
-    raise exhausted(model, failures)
+    raise exhausted(model, failures, cooling)
 
 
 def exhausted(
-    model: str, failures: Sequence[tuple[Deployment, GatewayError]]
+    model: str,
+    failures: Sequence[tuple[Deployment, GatewayError]],
+    cooling: Sequence[tuple[Deployment, float]] = (),
+    *,
+    deadline_passed: bool = False,
 ) -> AllDeploymentsFailedError:
-    """The final error once every deployment failed: 504, 503 or 502 by outcome."""
+    """The final error once nothing is left to try.
+
+    504 when the deadline passed or every attempt timed out; 503 with
+    Retry-After when every attempt was rate limited or every deployment is
+    cooling down; otherwise 502. The message names each deployment tried
+    (provider names, never keys) and how it failed.
+    """
     errors = [e for _, e in failures]
-    if errors and all(isinstance(e, UpstreamTimeoutError) for e in errors):
+    if deadline_passed:
         status = 504
-    elif errors and all(_is_rate_limited(e) for e in errors):
+    elif not errors:
+        status = 503  # nothing was called: every deployment is cooling down
+    elif all(isinstance(e, UpstreamTimeoutError) for e in errors):
+        status = 504
+    elif all(_is_rate_limited(e) for e in errors):
         status = 503
     else:
         status = 502
-    tried = ", ".join(f"{d.provider} ({_brief(e)})" for d, e in failures)
     retry_after = None
     if status == 503:
         hints = [getattr(e, "retry_after", None) for e in errors]
+        hints += [seconds for _, seconds in cooling]
         retry_after = min((h for h in hints if h is not None), default=1.0)
+    tried = _tried(failures, cooling)
+    if deadline_passed:
+        message = f"the request deadline passed before '{model}' answered"
+        message += f": {tried}" if tried else ""
+    elif errors:
+        message = f"every deployment of '{model}' failed: {tried}"
+    else:
+        message = f"no deployment of '{model}' is available: {tried}"
     err = AllDeploymentsFailedError(
-        f"every deployment of '{model}' failed: {tried}"
-        if tried
-        else f"no deployment of '{model}' is available",
-        http_status=status,
-        retry_after=retry_after,
+        message, http_status=status, retry_after=retry_after
     )
     if retry_after is not None:
-        err.headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))
+        err.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return err
+
+
+def _tried(
+    failures: Sequence[tuple[Deployment, GatewayError]],
+    cooling: Sequence[tuple[Deployment, float]],
+) -> str:
+    """'a (3 attempts, last: HTTP 500: boom), b (cooling down)', in the order tried."""
+    parts: list[str] = []
+    counts: dict[str, int] = {}
+    last: dict[str, GatewayError] = {}
+    order: list[str] = []
+    for dep, err in failures:
+        if dep.provider not in counts:
+            order.append(dep.provider)
+        counts[dep.provider] = counts.get(dep.provider, 0) + 1
+        last[dep.provider] = err
+    for name in order:
+        n = counts[name]
+        what = _brief(last[name], name)
+        parts.append(
+            f"{name} ({n} attempts, last: {what})" if n > 1 else f"{name} ({what})"
+        )
+    for dep, seconds in cooling:
+        parts.append(
+            f"{dep.provider} (cooling down, retry in {max(1, math.ceil(seconds))}s)"
+        )
+    return ", ".join(parts)
 
 
 def _is_rate_limited(err: GatewayError) -> bool:
@@ -195,10 +280,10 @@ def _is_rate_limited(err: GatewayError) -> bool:
     return err.status in (429, 503)  # our own limit or a cooling deployment
 
 
-def _brief(err: GatewayError) -> str:
+def _brief(err: GatewayError, provider: str) -> str:
     if isinstance(err, UpstreamTimeoutError):
         return "timed out"
     status = getattr(err, "upstream_status", None)
     prefix = f"HTTP {status}: " if status else ""
-    msg = err.message
+    msg = err.message.removeprefix(f"{provider}: ")  # the name is said once
     return prefix + (msg if len(msg) <= 120 else msg[:117] + "...")

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import re
+import select
+import socket
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,6 +30,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=time.monotonic)
 
     @property
     def json(self) -> Any:
@@ -45,6 +49,7 @@ class Reply:
     chunks: Iterable[bytes] | None = None  # raw body pieces (a generator is fine)
     delay: float = 0.0  # before the status line
     chunk_delay: float = 0.0  # between stream pieces
+    pauses: dict[int, float] = field(default_factory=dict)  # piece index -> wait
     drop_after: int | None = None  # break the connection after N pieces
     hang: threading.Event | None = None  # block (before answering) until set
     content_type: str | None = None
@@ -78,7 +83,9 @@ class Upstream:
         self.streams_open = 0
         self.streams_closed = threading.Event()
         self._lock = threading.Lock()
+        # Notified on every request and every stream opening or closing.
         self.received = threading.Condition(self._lock)
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         for pattern, handler in (handlers or {}).items():
             self.route(pattern, handler)
         self._server: BaseWSGIServer | None = None
@@ -104,6 +111,17 @@ class Upstream:
             self._server.shutdown()
             self._server.server_close()
 
+    def kill(self) -> None:
+        """Die like a crashed provider: stop listening, cut every connection."""
+        self.stop()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     @property
     def port(self) -> int:
         assert self._server is not None
@@ -119,6 +137,14 @@ class Upstream:
         assert ok, f"expected {n} requests, got {len(self.requests)}"
         return self.requests
 
+    def wait_until(
+        self, predicate: Callable[[Upstream], bool], timeout: float = 10.0
+    ) -> None:
+        """Block until `predicate(self)` holds (checked on each request/stream)."""
+        with self.received:
+            ok = self.received.wait_for(lambda: predicate(self), timeout)
+        assert ok, f"upstream condition not met within {timeout}s"
+
     # -- serving -------------------------------------------------------------
 
     def _wsgi(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
@@ -130,9 +156,12 @@ class Upstream:
             headers={k.lower(): v for k, v in req.headers.items()},
             body=req.get_data(),
         )
+        sock = environ.get("werkzeug.socket")
         with self.received:
             self.requests.append(rec)
             reply = self.script.popleft() if self.script else None
+            if sock is not None:
+                self._sockets.add(sock)
             self.received.notify_all()
         if reply is None:
             reply = self._default(rec)
@@ -140,7 +169,7 @@ class Upstream:
             reply.hang.wait(30)
         if reply.delay:
             time.sleep(reply.delay)
-        return self._respond(reply)(environ, start_response)
+        return self._respond(reply, sock)(environ, start_response)
 
     def _default(self, rec: Recorded) -> Reply:
         for pattern, handler in self.handlers:
@@ -148,7 +177,7 @@ class Upstream:
                 return handler(rec)
         return Reply(status=404, json={"error": {"message": f"no route {rec.path}"}})
 
-    def _respond(self, reply: Reply) -> Response:
+    def _respond(self, reply: Reply, sock: socket.socket | None) -> Response:
         headers = dict(reply.headers)
         if reply.events is not None or reply.chunks is not None:
             pieces = (
@@ -157,7 +186,7 @@ class Upstream:
                 else reply.chunks or []
             )
             resp = Response(
-                self._pieces(pieces, reply),
+                self._pieces(pieces, reply, sock),
                 status=reply.status,
                 headers=headers,
                 content_type=reply.content_type or "text/event-stream",
@@ -178,22 +207,47 @@ class Upstream:
             content_type=reply.content_type or "application/octet-stream",
         )
 
-    def _pieces(self, pieces: Iterable[bytes], reply: Reply) -> Iterator[bytes]:
-        with self._lock:
+    def _pieces(
+        self, pieces: Iterable[bytes], reply: Reply, sock: socket.socket | None
+    ) -> Iterator[bytes]:
+        with self.received:
             self.streams_open += 1
             self.streams_closed.clear()
+            self.received.notify_all()
         try:
             for i, piece in enumerate(pieces):
                 if reply.drop_after is not None and i >= reply.drop_after:
                     raise _Dropped("scripted drop")
-                if i and reply.chunk_delay:
-                    time.sleep(reply.chunk_delay)
+                wait = reply.pauses.get(i, reply.chunk_delay if i else 0.0)
+                if wait and not _wait_for_peer(sock, wait):
+                    raise _Dropped("the client went away during a pause")
                 yield piece
         finally:
-            with self._lock:
+            with self.received:
                 self.streams_open -= 1
                 if self.streams_open == 0:
                     self.streams_closed.set()
+                self.received.notify_all()
+
+
+def _wait_for_peer(sock: socket.socket | None, seconds: float) -> bool:
+    """Wait `seconds`; False as soon as the client closes its end (so a paused
+    stream notices a gateway that hung up, as a real server's write would)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if sock is None:
+            time.sleep(left)
+            return True
+        try:
+            readable, _, _ = select.select([sock], [], [], min(left, 0.5))
+            if readable and not sock.recv(1, socket.MSG_PEEK):
+                return False
+        except OSError:
+            return False
+        if readable:  # bytes waiting (not a hang-up): nothing more to watch
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            return True
+    return True
 
 
 def serve_app(app: Any) -> tuple[BaseWSGIServer, str]:

@@ -247,3 +247,36 @@ def _lines(resp: requests.Response, provider: str) -> Iterator[bytes]:
 def _why(exc: BaseException) -> str:
     # Never echo the URL's query string or headers: they may carry keys.
     return type(exc).__name__
+
+
+class ScopedSession:
+    """One request's view of a pooled Session: remembers the responses it opened
+    so another thread can cut them (abort) while a read is blocked on them."""
+
+    def __init__(self, session: requests.Session) -> None:
+        self._session = session
+        self._responses: list[requests.Response] = []
+
+    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
+        resp = self._session.post(*args, **kwargs)
+        self._responses.append(resp)
+        return resp
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+    def abort(self) -> None:
+        """Shut the sockets under this request's open responses (any thread)."""
+        for resp in self._responses:
+            try:
+                # urllib3's own way to wake a read blocked in another thread.
+                resp.raw.shutdown()
+            except (ValueError, RuntimeError, OSError, AttributeError):
+                pass  # already closed, or released to the pool
+
+
+def scoped(session: Any) -> Any:
+    """A ScopedSession over a requests.Session; any other transport as it is."""
+    if isinstance(session, requests.Session):
+        return ScopedSession(session)
+    return session

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -10,6 +11,8 @@ from flask import Request, Response
 
 from crabllm_sync import errors
 from crabllm_sync.errors import GatewayError, InvalidRequestError
+
+log = logging.getLogger(__name__)
 
 SSE_HEADERS = {
     "Cache-Control": "no-cache",
@@ -54,18 +57,32 @@ def sse_response(
     )
 
 
-def openai_events(chunks: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    """Chunks -> `data:` events, `[DONE]` at the end, or one final error event."""
-    from crabllm_sync import sse
+def openai_events(
+    chunks: Iterator[dict[str, Any]], *, keepalive: float | None = None
+) -> Iterator[bytes]:
+    """Chunks -> `data:` events, `[DONE]` at the end, or one final error event.
 
+    With `keepalive`, an SSE comment goes out after each `keepalive` seconds
+    without a chunk (and a client that left is noticed then: see streams.py).
+    """
+    from crabllm_sync import sse, streams
+
+    items = streams.paced(chunks, keepalive) if keepalive else chunks
     try:
-        for chunk in chunks:
-            yield sse.encode(chunk)
+        for chunk in items:
+            yield sse.KEEPALIVE if chunk is None else sse.encode(chunk)
     except GatewayError as err:
         yield sse.encode(errors.to_openai(err))
         return
+    except Exception:
+        # Headers are gone; the stream's own 500 is one final error event.
+        log.exception("internal error in a stream")
+        internal = GatewayError("internal server error; see the gateway log")
+        yield sse.encode(errors.to_openai(internal))
+        return
     finally:
-        close = getattr(chunks, "close", None)
+        # paced() closes `chunks` from its reader; closing here would race it.
+        close = getattr(items, "close", None)
         if close is not None:
             close()
     yield sse.DONE

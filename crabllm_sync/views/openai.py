@@ -20,7 +20,8 @@ def make_blueprint(gw: Gateway) -> Blueprint:
         ctx.no_cache = "no-cache" in request.headers.get("Cache-Control", "")
         if body.get("stream"):
             chunks = gw.chat_stream(ctx, body)
-            return sse_response(openai_events(chunks), ctx.headers)
+            keepalive = gw.config.routing.keepalive_seconds
+            return sse_response(openai_events(chunks, keepalive=keepalive), ctx.headers)
         return json_response(gw.chat(ctx, body), headers=_headers(ctx))
 
     @bp.post("/v1/embeddings")

@@ -1,0 +1,145 @@
+"""Relaying an upstream stream to a client: pauses become keep-alives, and a
+client that leaves stops the upstream read at once.
+
+Why a reader thread: the WSGI server only learns that a client left when a
+write fails, and it can only write what the response iterator yields. During a
+long upstream pause the iterator is blocked in a socket read, so something
+else must do that read while the iterator wakes up every `interval` to yield a
+keep-alive. Under gunicorn's gevent worker `threading` and `queue` are
+monkey-patched, so the "thread" is a greenlet and the queue is cooperative;
+under plain threads (werkzeug, tests) it is an OS thread. Either way the
+package never imports gevent.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from crabllm_sync.errors import UpstreamError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BUFFER = 64  # items read ahead of a slow client before the reader waits
+PUT_POLL = 1.0  # seconds between checks that the client is still there
+JOIN_TIMEOUT = 2.0  # seconds to wait for the reader once the upstream is aborted
+
+_ITEM, _END, _ERROR = "item", "end", "error"
+
+
+class Relay(Generic[T]):
+    """An iterator that can also be aborted from another thread.
+
+    `abort()` cuts the upstream connection under a read that is blocked right
+    now (a generator cannot be closed while it runs); the reader then sees the
+    read fail and closes the iterator itself.
+    """
+
+    def __init__(self, items: Iterator[T], abort: Callable[[], None]) -> None:
+        self._items = items
+        self._abort = abort
+        self.is_aborted = False
+
+    def __iter__(self) -> Relay[T]:
+        return self
+
+    def __next__(self) -> T:
+        return next(self._items)
+
+    def close(self) -> None:
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+    def abort(self) -> None:
+        self.is_aborted = True
+        self._abort()
+
+
+def paced(items: Iterator[T], interval: float) -> Iterator[T | None]:
+    """Yield what `items` yields, and None after every `interval` s without one.
+
+    Items are read by a reader thread. When the consumer stops early (the
+    client left: GeneratorExit here) the reader is told to stop, `items.abort()`
+    is called if it exists, and the reader closes `items`. An exception from
+    `items` is raised here, in the consumer.
+    """
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=BUFFER)
+    stop = threading.Event()
+    reader = threading.Thread(
+        target=_pump, args=(items, q, stop), name="crabllm-stream", daemon=True
+    )
+    reader.start()
+    done = False
+    try:
+        while True:
+            try:
+                kind, value = q.get(timeout=interval)
+            except queue.Empty:
+                yield None
+                continue
+            if kind == _ITEM:
+                yield value
+            elif kind == _END:
+                done = True
+                return
+            else:
+                done = True
+                raise value
+    finally:
+        stop.set()
+        if not done:
+            abort = getattr(items, "abort", None)
+            if abort is not None:
+                abort()
+            _drain(q)
+        reader.join(JOIN_TIMEOUT)
+        if reader.is_alive():
+            log.warning("a stream reader is still waiting on its upstream")
+
+
+def _pump(items: Iterator[Any], q: queue.Queue[tuple[str, Any]], stop: Any) -> None:
+    """The reader: move items into `q` until they end, fail or `stop` is set."""
+    outcome: tuple[str, Any] = (_ERROR, UpstreamError("the stream reader stopped"))
+    try:
+        for item in items:
+            if not _put(q, (_ITEM, item), stop):
+                outcome = (_END, None)
+                return
+        outcome = (_END, None)
+    except Exception as exc:  # handed to the consumer, which raises it
+        outcome = (_ERROR, exc)
+    finally:
+        # Close here: `items` belongs to this thread until it returns.
+        close = getattr(items, "close", None)
+        try:
+            if close is not None:
+                close()
+        except Exception:
+            log.exception("closing an upstream stream failed")
+        _put(q, outcome, stop)
+
+
+def _put(q: queue.Queue[tuple[str, Any]], entry: tuple[str, Any], stop: Any) -> bool:
+    """Queue `entry` unless the consumer left; False once it has."""
+    while not stop.is_set():
+        try:
+            q.put(entry, timeout=PUT_POLL)
+        except queue.Full:
+            continue
+        return not stop.is_set()
+    return False
+
+
+def _drain(q: queue.Queue[tuple[str, Any]]) -> None:
+    """Empty `q` so a reader blocked on a full queue wakes up and sees `stop`."""
+    while True:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            return
