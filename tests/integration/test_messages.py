@@ -3,42 +3,19 @@
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 import anthropic
 import httpx
 import pytest
 
-from crabllm_sync.extensions import Extension
 from tests.conftest import make_config, openai_provider
 from tests.fakes import anthropic_messages as fake_ant
 from tests.fakes import openai as fake_oai
+from tests.recording import attach
 from tests.upstream import Reply, Upstream
 
 KEY = "sk-team-0123456789"
-
-
-class Recorder(Extension):
-    """Records what each finished request left in its context."""
-
-    name = "recorder"
-
-    def __init__(self) -> None:
-        self.done: list[dict[str, Any]] = []
-        self.finished = threading.Event()
-
-    def on_response(self, ctx, body, response) -> None:  # noqa: ANN001
-        self.done.append({"endpoint": ctx.endpoint, "usage": ctx.usage})
-        self.finished.set()
-
-    def on_error(self, ctx, error) -> None:  # noqa: ANN001
-        self.done.append({"endpoint": ctx.endpoint, "error": error})
-        self.finished.set()
-
-    def wait(self) -> dict[str, Any]:
-        assert self.finished.wait(10), "the request never finished"
-        return self.done[-1]
 
 
 @pytest.fixture
@@ -77,8 +54,7 @@ def gw(oai, ant, app_factory, served):
         }
     )
     app = app_factory(config)
-    recorder = Recorder()
-    app.extensions["crabllm"].extensions.append(recorder)
+    recorder = attach(app)
     return served(app), recorder
 
 
