@@ -1,0 +1,345 @@
+"""Anthropic <-> OpenAI translation for /v1/messages (pure functions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from crabllm_sync.errors import InvalidRequestError, UnsupportedError
+from crabllm_sync.wire import anthropic as wire
+from crabllm_sync.wire.openai import validate
+
+
+def req(**over: Any) -> dict[str, Any]:
+    return {
+        "model": "m",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+        **over,
+    }
+
+
+# -- to_chat -----------------------------------------------------------------
+
+
+def test_system_blocks_join_into_one_system_message():
+    out = wire.to_chat(
+        req(
+            system=[
+                {"type": "text", "text": "one", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "two"},
+            ]
+        )
+    )
+    assert out["messages"][0] == {"role": "system", "content": "one\n\ntwo"}
+
+
+def test_stream_asks_for_usage():
+    out = wire.to_chat(req(stream=True))
+    assert out["stream"] is True
+    assert out["stream_options"] == {"include_usage": True}
+
+
+def test_tool_choice_mapping():
+    tools = [{"name": "f", "input_schema": {"type": "object"}}]
+    cases = {
+        "auto": "auto",
+        "any": "required",
+        "none": "none",
+    }
+    for kind, expected in cases.items():
+        out = wire.to_chat(req(tools=tools, tool_choice={"type": kind}))
+        assert out["tool_choice"] == expected
+    assert "parallel_tool_calls" not in out
+
+
+def test_tool_result_with_error_and_image():
+    out = wire.to_chat(
+        req(
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t1",
+                            "is_error": True,
+                            "content": [
+                                {"type": "text", "text": "no such city"},
+                                {
+                                    "type": "image",
+                                    "source": {"type": "url", "url": "https://x/y.png"},
+                                },
+                            ],
+                        }
+                    ],
+                }
+            ]
+        )
+    )
+    assert out["messages"] == [
+        {"role": "tool", "tool_call_id": "t1", "content": "Error: no such city"},
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
+        },
+    ]
+
+
+def test_assistant_thinking_is_dropped_and_text_kept():
+    out = wire.to_chat(
+        req(
+            messages=[
+                {"role": "user", "content": "q"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                        {"type": "text", "text": "answer"},
+                    ],
+                },
+                {"role": "user", "content": "more"},
+            ]
+        )
+    )
+    assert out["messages"][1] == {"role": "assistant", "content": "answer"}
+
+
+def test_document_sources():
+    text_doc = {"type": "document", "source": {"type": "text", "data": "plain"}}
+    pdf = {
+        "type": "document",
+        "title": "a.pdf",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"},
+    }
+    out = wire.to_chat(req(messages=[{"role": "user", "content": [text_doc, pdf]}]))
+    assert out["messages"][0]["content"] == [
+        {"type": "text", "text": "plain"},
+        {
+            "type": "file",
+            "file": {
+                "filename": "a.pdf",
+                "file_data": "data:application/pdf;base64,JVBE",
+            },
+        },
+    ]
+
+
+def test_unknown_block_type_is_refused():
+    with pytest.raises(UnsupportedError, match="container_upload"):
+        wire.to_chat(
+            req(messages=[{"role": "user", "content": [{"type": "container_upload"}]}])
+        )
+
+
+def test_image_without_usable_source_is_invalid():
+    with pytest.raises(InvalidRequestError):
+        wire.to_chat(
+            req(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [{"type": "image", "source": {"type": "file"}}],
+                    }
+                ]
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "m", "messages": []}, "messages"),
+        (req(max_tokens=0), "max_tokens"),
+        (req(temperature=1.5), "temperature"),
+        (req(messages=[{"role": "tool", "content": "x"}]), "messages.0.role"),
+        (req(messages=[{"role": "user", "content": [{"text": "x"}]}]), None),
+        (req(tool_choice={"type": "sometimes"}), "tool_choice.type"),
+    ],
+)
+def test_request_validation_names_the_field(body, param):
+    with pytest.raises(InvalidRequestError) as exc:
+        validate(wire.MessagesRequest, body)
+    if param:
+        assert exc.value.param is not None and exc.value.param.startswith(param)
+
+
+def test_unknown_fields_pass_validation():
+    validate(wire.MessagesRequest, req(brand_new={"x": 1}, service_tier="auto"))
+
+
+# -- from_chat ---------------------------------------------------------------
+
+
+def completion(
+    message: dict[str, Any], finish: str, usage: dict[str, Any] | None = None
+):
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": usage,
+    }
+
+
+@pytest.mark.parametrize(
+    ("finish", "stop"),
+    [
+        ("stop", "end_turn"),
+        ("length", "max_tokens"),
+        ("tool_calls", "tool_use"),
+        ("content_filter", "refusal"),
+        (None, "end_turn"),
+    ],
+)
+def test_stop_reasons(finish, stop):
+    out = wire.from_chat(completion({"role": "assistant", "content": "x"}, finish), "m")
+    assert out["stop_reason"] == stop
+
+
+def test_from_chat_reasoning_text_and_tools():
+    out = wire.from_chat(
+        completion(
+            {
+                "role": "assistant",
+                "reasoning_content": "think",
+                "content": "ok",
+                "tool_calls": [
+                    {"id": "c1", "function": {"name": "f", "arguments": '{"a": 1}'}},
+                    {"function": {"name": "g", "arguments": "not json"}},
+                ],
+            },
+            "tool_calls",
+            {
+                "prompt_tokens": 100,
+                "completion_tokens": 9,
+                "prompt_tokens_details": {"cached_tokens": 60},
+            },
+        ),
+        "alias",
+    )
+    assert out["id"] == "msg_chatcmpl-1" and out["model"] == "alias"
+    assert out["content"] == [
+        {"type": "thinking", "thinking": "think", "signature": ""},
+        {"type": "text", "text": "ok"},
+        {"type": "tool_use", "id": "c1", "name": "f", "input": {"a": 1}},
+        {
+            "type": "tool_use",
+            "id": "call_1",
+            "name": "g",
+            "input": {"_raw_arguments": "not json"},
+        },
+    ]
+    assert out["usage"] == {
+        "input_tokens": 40,
+        "output_tokens": 9,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 60,
+    }
+
+
+def test_usage_maps_both_ways():
+    anthropic_usage = {
+        "input_tokens": 5,
+        "output_tokens": 7,
+        "cache_creation_input_tokens": 11,
+        "cache_read_input_tokens": 13,
+    }
+    openai_usage = wire.usage_to_openai(anthropic_usage)
+    assert openai_usage["prompt_tokens"] == 29 and openai_usage["total_tokens"] == 36
+    assert openai_usage["prompt_tokens_details"] == {"cached_tokens": 13}
+    assert wire.usage_from_openai(openai_usage) == anthropic_usage
+
+
+# -- EventTranslator ---------------------------------------------------------
+
+
+def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **kw: Any):
+    choices = (
+        [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+    )
+    return {"id": "c", "object": "chat.completion.chunk", "choices": choices, **kw}
+
+
+def run(chunks: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    t = wire.EventTranslator("m")
+    events = [e for c in chunks for e in t.feed(c)]
+    return events + t.finish()
+
+
+def test_empty_stream_still_frames_a_message():
+    assert [n for n, _ in run([])] == ["message_start", "message_delta", "message_stop"]
+
+
+def test_thinking_then_text_are_two_blocks():
+    events = run(
+        [
+            chunk({"role": "assistant", "reasoning_content": "a"}),
+            chunk({"reasoning_content": "b"}),
+            chunk({"content": "x"}),
+            chunk({}, "stop"),
+            chunk(None, usage={"prompt_tokens": 3, "completion_tokens": 2}),
+        ]
+    )
+    assert events[1][1]["content_block"] == {
+        "type": "thinking",
+        "thinking": "",
+        "signature": "",
+    }
+    deltas = [(d["index"], d["delta"]) for n, d in events if n == "content_block_delta"]
+    assert deltas == [
+        (0, {"type": "thinking_delta", "thinking": "a"}),
+        (0, {"type": "thinking_delta", "thinking": "b"}),
+        (1, {"type": "text_delta", "text": "x"}),
+    ]
+    assert [d["index"] for n, d in events if n == "content_block_stop"] == [0, 1]
+    assert events[-2][1]["usage"]["input_tokens"] == 3
+    assert events[-2][1]["usage"]["output_tokens"] == 2
+
+
+def test_whole_tool_call_in_one_chunk_and_parallel_calls():
+    events = run(
+        [
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "a",
+                            "function": {"name": "f", "arguments": "{}"},
+                        },
+                        {
+                            "index": 1,
+                            "id": "b",
+                            "function": {"name": "g", "arguments": '{"x":'},
+                        },
+                    ]
+                }
+            ),
+            # A late piece for call 1, then one for call 0 (rare interleaving).
+            chunk({"tool_calls": [{"index": 1, "function": {"arguments": "1}"}}]}),
+            chunk({}, "tool_calls"),
+        ]
+    )
+    starts = [
+        (d["index"], d["content_block"]["id"])
+        for n, d in events
+        if n == "content_block_start"
+    ]
+    assert starts == [(0, "a"), (1, "b")]
+    deltas = [
+        (d["index"], d["delta"]["partial_json"])
+        for n, d in events
+        if n == "content_block_delta"
+    ]
+    assert deltas == [(0, "{}"), (1, '{"x":'), (1, "1}")]
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
+
+
+def test_other_choices_are_ignored():
+    t = wire.EventTranslator("m")
+    events = t.feed(
+        {"id": "c", "choices": [{"index": 1, "delta": {"content": "other"}}]}
+    )
+    assert [n for n, _ in events] == ["message_start"]
