@@ -39,7 +39,7 @@ class Tool(_Open):
 
 
 class ToolChoice(_Open):
-    type: Literal["auto", "any", "tool", "none"]
+    type: str = Field(min_length=1)  # auto | any | tool | none (native: any)
     name: str | None = None
     disable_parallel_tool_use: bool | None = None
 
@@ -155,13 +155,18 @@ def to_chat(req: dict[str, Any]) -> dict[str, Any]:
     choice = req.get("tool_choice")
     if choice:
         kind = choice.get("type")
-        if kind == "tool":
+        if kind == "tool" and choice.get("name"):
             out["tool_choice"] = {
                 "type": "function",
                 "function": {"name": choice["name"]},
             }
         elif kind in _TOOL_CHOICE:
             out["tool_choice"] = _TOOL_CHOICE[kind]
+        else:
+            raise UnsupportedError(
+                f"tool_choice type '{kind}' cannot be sent to this provider",
+                param="tool_choice",
+            )
         if choice.get("disable_parallel_tool_use") and req.get("tools"):
             out["parallel_tool_calls"] = False
     return out

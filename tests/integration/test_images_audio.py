@@ -199,6 +199,19 @@ def test_speech_is_streamed_not_buffered(gw, media):
     assert got == b"first-audio-bytes" + b"rest-of-the-audio"
 
 
+def test_speech_broken_mid_stream_is_not_a_silent_truncation(gw, media):
+    sdk, recorder = gw
+    media.enqueue(
+        Reply(chunks=iter(fake.SPEECH_PIECES), content_type="audio/mpeg", drop_after=3)
+    )
+    with pytest.raises((httpx.HTTPError, openai.APIError)):
+        with sdk.audio.speech.with_streaming_response.create(
+            model="tts-1", voice="alloy", input="hi"
+        ) as resp:
+            b"".join(resp.iter_bytes())
+    assert "error" in recorder.wait()
+
+
 def test_speech_unsupported_on_mock(gw):
     sdk, _ = gw
     with pytest.raises(openai.BadRequestError) as exc:

@@ -664,3 +664,19 @@ def test_server_tools_cannot_go_to_openai_provider(gw):
             messages=user("x"),
         )
     assert "server tool" in exc.value.body["error"]["message"]
+
+
+def test_body_over_the_limit_is_an_anthropic_413(oai, app_factory, served):
+    config = make_config(
+        {"providers": {"oa": openai_provider(oai, ["gpt-4o"])}, "max_body_size": 2048}
+    )
+    url = served(app_factory(config))
+    resp = httpx.post(
+        f"{url}/v1/messages",
+        json={"model": "gpt-4o", "max_tokens": 5, "messages": user("x" * 5000)},
+        timeout=10,
+    )
+    assert resp.status_code == 413
+    assert resp.json()["type"] == "error"
+    assert resp.json()["error"]["type"] == "request_too_large"
+    assert not oai.requests

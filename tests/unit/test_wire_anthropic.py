@@ -126,6 +126,12 @@ def test_document_sources():
     ]
 
 
+def test_unknown_tool_choice_is_refused_for_translation():
+    validate(wire.MessagesRequest, req(tool_choice={"type": "sometimes"}))
+    with pytest.raises(UnsupportedError, match="sometimes"):
+        wire.to_chat(req(tool_choice={"type": "sometimes"}))
+
+
 def test_unknown_block_type_is_refused():
     with pytest.raises(UnsupportedError, match="container_upload"):
         wire.to_chat(
@@ -155,7 +161,7 @@ def test_image_without_usable_source_is_invalid():
         (req(temperature=1.5), "temperature"),
         (req(messages=[{"role": "tool", "content": "x"}]), "messages.0.role"),
         (req(messages=[{"role": "user", "content": [{"text": "x"}]}]), None),
-        (req(tool_choice={"type": "sometimes"}), "tool_choice.type"),
+        (req(tool_choice={"name": "f"}), "tool_choice.type"),
     ],
 )
 def test_request_validation_names_the_field(body, param):
