@@ -282,9 +282,7 @@ class Gateway:
         def call(fn: Any, dep: Deployment, payload: dict[str, Any]) -> Any:
             return fn(dep, self.session(dep), payload, client_headers)
 
-        return self._once(
-            ctx, "messages", body, call, lambda r: usage_to_openai(r.get("usage"))
-        )
+        return self._once(ctx, "messages", body, call, _native_response_usage)
 
     def messages_native_stream(
         self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
@@ -473,6 +471,11 @@ def _first(events: Iterator[Any], provider: str) -> Any:
     except BaseException:
         _close(events)
         raise
+
+
+def _native_response_usage(response: Any) -> dict[str, Any]:
+    usage = response.get("usage") if isinstance(response, dict) else None
+    return usage_to_openai(usage)
 
 
 def _native_usage(event: sse.Event) -> dict[str, Any]:

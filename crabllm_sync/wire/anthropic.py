@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError
 
@@ -24,6 +24,41 @@ class _Open(BaseModel):
 
 class ContentBlock(_Open):
     type: str = Field(min_length=1)
+
+
+class TextBlock(ContentBlock):
+    text: str
+
+
+class ImageBlock(ContentBlock):
+    source: dict[str, Any]
+
+
+class DocumentBlock(ContentBlock):
+    source: dict[str, Any]
+    title: str | None = None
+
+
+class ToolUseBlock(ContentBlock):
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    input: dict[str, Any]
+
+
+class ToolResultBlock(ContentBlock):
+    tool_use_id: str = Field(min_length=1)
+    content: str | list[ContentBlock] | None = None
+    is_error: bool | None = None
+
+
+# Checked before translation: their fields are what the translation reads.
+_BLOCKS: dict[str, type[ContentBlock]] = {
+    "text": TextBlock,
+    "image": ImageBlock,
+    "document": DocumentBlock,
+    "tool_use": ToolUseBlock,
+    "tool_result": ToolResultBlock,
+}
 
 
 class Message(_Open):
@@ -129,11 +164,23 @@ def to_chat(req: dict[str, Any]) -> dict[str, Any]:
     system = _system_text(req.get("system"))
     if system:
         messages.append({"role": "system", "content": system})
-    for msg in req["messages"]:
+    for i, msg in enumerate(req["messages"]):
+        content = msg["content"]
+        if isinstance(content, list):
+            content = [
+                _checked(b, f"messages.{i}.content.{j}") for j, b in enumerate(content)
+            ]
         if msg["role"] == "assistant":
-            messages.append(_assistant(msg["content"]))
+            turn = _assistant(content)
+            if turn is not None:  # an empty turn (thinking only) has nothing to say
+                messages.append(turn)
         else:
-            messages.extend(_user(msg["content"]))
+            messages.extend(_user(content, f"messages.{i}.content"))
+    if not any(m["role"] != "system" for m in messages):
+        raise InvalidRequestError(
+            "messages: no content to send (every block was empty or dropped)",
+            param="messages",
+        )
     out: dict[str, Any] = {
         "model": req["model"],
         "messages": messages,
@@ -172,12 +219,27 @@ def to_chat(req: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _checked(block: dict[str, Any], where: str) -> dict[str, Any]:
+    """The block, once the fields translation reads have the right types."""
+    model = _BLOCKS.get(block.get("type", ""))
+    if model is not None:
+        try:
+            model.model_validate(block)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join([where, *(str(x) for x in err["loc"])])
+            msg = "is required" if err["type"] == "missing" else err["msg"]
+            raise InvalidRequestError(f"'{loc}': {msg}", param=loc) from None
+    return block
+
+
 def _system_text(system: Any) -> str:
     if system is None:
         return ""
     if isinstance(system, str):
         return system
-    return "\n\n".join(b.get("text", "") for b in system if b.get("type") == "text")
+    blocks = [_checked(b, f"system.{i}") for i, b in enumerate(system)]
+    return "\n\n".join(b["text"] for b in blocks if b.get("type") == "text")
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:
@@ -194,16 +256,16 @@ def _tool(tool: dict[str, Any]) -> dict[str, Any]:
     return {"type": "function", "function": fn}
 
 
-def _user(content: Any) -> list[dict[str, Any]]:
+def _user(content: Any, where: str) -> list[dict[str, Any]]:
     """One user turn -> tool messages (first, answering the calls) then the rest."""
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     tools: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    for block in content:
+    for j, block in enumerate(content):
         kind = block.get("type")
         if kind == "tool_result":
-            text, images = _tool_result(block)
+            text, images = _tool_result(block, f"{where}.{j}.content")
             tools.append(
                 {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}
             )
@@ -223,14 +285,15 @@ def _user(content: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _tool_result(block: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+def _tool_result(block: dict[str, Any], where: str) -> tuple[str, list[dict[str, Any]]]:
     content = block.get("content")
     if content is None:
         text, images = "", []
     elif isinstance(content, str):
         text, images = content, []
     else:
-        texts = [b.get("text", "") for b in content if b.get("type") == "text"]
+        content = [_checked(b, f"{where}.{k}") for k, b in enumerate(content)]
+        texts = [b["text"] for b in content if b.get("type") == "text"]
         images = [p for b in content if b.get("type") == "image" for p in [_part(b)]]
         text = "\n\n".join(texts)
     if block.get("is_error"):
@@ -242,13 +305,13 @@ def _part(block: dict[str, Any]) -> dict[str, Any] | None:
     """One Anthropic content block -> an OpenAI content part (None: dropped)."""
     kind = block.get("type")
     if kind == "text":
-        return {"type": "text", "text": block.get("text", "")}
+        return {"type": "text", "text": block["text"]}
     if kind == "image":
         return {"type": "image_url", "image_url": {"url": _source_url(block)}}
     if kind == "document":
         source = block.get("source") or {}
         if source.get("type") == "text":
-            return {"type": "text", "text": source.get("data", "")}
+            return {"type": "text", "text": _source_str(source, "data", block)}
         if source.get("type") == "base64":
             return {
                 "type": "file",
@@ -272,16 +335,28 @@ def _part(block: dict[str, Any]) -> dict[str, Any] | None:
 def _source_url(block: dict[str, Any]) -> str:
     source = block.get("source") or {}
     if source.get("type") == "base64":
-        media = source.get("media_type", "application/octet-stream")
-        return f"data:{media};base64,{source.get('data', '')}"
-    if source.get("type") == "url" and source.get("url"):
-        return source["url"]
+        media = source.get("media_type") or "application/octet-stream"
+        if not isinstance(media, str):
+            media = "application/octet-stream"
+        return f"data:{media};base64,{_source_str(source, 'data', block)}"
+    if source.get("type") == "url":
+        return _source_str(source, "url", block)
     raise InvalidRequestError(
         f"{block.get('type')} source must be base64 or url", param="messages"
     )
 
 
-def _assistant(content: Any) -> dict[str, Any]:
+def _source_str(source: dict[str, Any], key: str, block: dict[str, Any]) -> str:
+    value = source.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidRequestError(
+            f"{block.get('type')} source needs a non-empty string '{key}'",
+            param="messages",
+        )
+    return value
+
+
+def _assistant(content: Any) -> dict[str, Any] | None:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     texts: list[str] = []
@@ -289,7 +364,7 @@ def _assistant(content: Any) -> dict[str, Any]:
     for block in content:
         kind = block.get("type")
         if kind == "text":
-            texts.append(block.get("text", ""))
+            texts.append(block["text"])
         elif kind == "tool_use":
             calls.append(
                 {
@@ -301,6 +376,8 @@ def _assistant(content: Any) -> dict[str, Any]:
                     },
                 }
             )
+    if not calls and not "".join(texts):
+        return None
     out: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
     if calls:
         out["tool_calls"] = calls
@@ -322,27 +399,27 @@ def stop_reason(finish_reason: str | None) -> str:
     return _STOP_REASONS.get(finish_reason or "stop", "end_turn")
 
 
-def usage_from_openai(usage: dict[str, Any] | None) -> dict[str, Any]:
+def usage_from_openai(usage: Any) -> dict[str, Any]:
     """OpenAI usage -> Anthropic usage (input_tokens excludes cache reads)."""
-    usage = usage or {}
-    prompt = usage.get("prompt_tokens") or 0
-    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
-    written = usage.get("cache_creation_input_tokens") or 0
+    usage = _dict(usage)
+    prompt = _int(usage.get("prompt_tokens"))
+    cached = _int(_dict(usage.get("prompt_tokens_details")).get("cached_tokens"))
+    written = _int(usage.get("cache_creation_input_tokens"))
     return {
         "input_tokens": max(0, prompt - cached - written),
-        "output_tokens": usage.get("completion_tokens") or 0,
+        "output_tokens": _int(usage.get("completion_tokens")),
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": cached,
     }
 
 
-def usage_to_openai(usage: dict[str, Any] | None) -> dict[str, Any]:
+def usage_to_openai(usage: Any) -> dict[str, Any]:
     """Anthropic usage -> OpenAI usage; prompt_tokens counts cache reads and writes."""
-    usage = usage or {}
-    uncached = usage.get("input_tokens") or 0
-    read = usage.get("cache_read_input_tokens") or 0
-    written = usage.get("cache_creation_input_tokens") or 0
-    output = usage.get("output_tokens") or 0
+    usage = _dict(usage)
+    uncached = _int(usage.get("input_tokens"))
+    read = _int(usage.get("cache_read_input_tokens"))
+    written = _int(usage.get("cache_creation_input_tokens"))
+    output = _int(usage.get("output_tokens"))
     prompt = uncached + read + written
     return {
         "prompt_tokens": prompt,
@@ -360,9 +437,9 @@ def message_id(openai_id: str | None) -> str:
 
 def from_chat(resp: dict[str, Any], model: str) -> dict[str, Any]:
     """An OpenAI chat.completion -> an Anthropic message (first choice)."""
-    choices = resp.get("choices") or [{}]
-    choice = choices[0]
-    msg = choice.get("message") or {}
+    choices = resp.get("choices")
+    choice = _dict(choices[0] if isinstance(choices, list) and choices else None)
+    msg = _dict(choice.get("message"))
     content: list[dict[str, Any]] = []
     reasoning = msg.get("reasoning_content") or msg.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -370,28 +447,48 @@ def from_chat(resp: dict[str, Any], model: str) -> dict[str, Any]:
     text = msg.get("content")
     if isinstance(text, list):
         text = "".join(p.get("text", "") for p in text if isinstance(p, dict))
-    if text:
+    if isinstance(text, str) and text:
         content.append({"type": "text", "text": text})
-    for i, call in enumerate(msg.get("tool_calls") or []):
-        fn = call.get("function") or {}
+    for i, call in enumerate(_dicts(msg.get("tool_calls"))):
+        fn = _dict(call.get("function"))
         content.append(
             {
                 "type": "tool_use",
-                "id": call.get("id") or f"call_{i}",
-                "name": fn.get("name", ""),
+                "id": _str(call.get("id")) or f"call_{i}",
+                "name": _str(fn.get("name")),
                 "input": _arguments(fn.get("arguments")),
             }
         )
     return {
-        "id": message_id(resp.get("id")),
+        "id": message_id(_str(resp.get("id"))),
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(choice.get("finish_reason")),
+        "stop_reason": stop_reason(_str(choice.get("finish_reason"))),
         "stop_sequence": None,
         "usage": usage_from_openai(resp.get("usage")),
     }
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    # Upstreams that only claim OpenAI compatibility send odd shapes; never crash.
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _int(value: Any) -> int:
+    """A token count: a non-negative int, else 0."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(0, value)
+    return 0
+
+
+def _str(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _arguments(raw: Any) -> dict[str, Any]:
@@ -432,12 +529,12 @@ class EventTranslator:
         out: list[Event] = []
         if not self.started:
             out.append(self._start(chunk))
-        if chunk.get("usage"):
+        if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
+        for choice in _dicts(chunk.get("choices")):
             if choice.get("index", 0) != 0:
                 continue
-            delta = choice.get("delta") or {}
+            delta = _dict(choice.get("delta"))
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
             if isinstance(reasoning, str) and reasoning:
                 out.extend(self._open("thinking"))
@@ -448,9 +545,9 @@ class EventTranslator:
             if isinstance(text, str) and text:
                 out.extend(self._open("text"))
                 out.append(self._delta({"type": "text_delta", "text": text}))
-            for pos, call in enumerate(delta.get("tool_calls") or []):
+            for pos, call in enumerate(_dicts(delta.get("tool_calls"))):
                 out.extend(self._tool_delta(pos, call))
-            if choice.get("finish_reason"):
+            if isinstance(choice.get("finish_reason"), str):
                 self.finish_reason = choice["finish_reason"]
         return out
 
@@ -484,7 +581,7 @@ class EventTranslator:
             {
                 "type": "message_start",
                 "message": {
-                    "id": message_id(chunk.get("id")),
+                    "id": message_id(_str(chunk.get("id"))),
                     "type": "message",
                     "role": "assistant",
                     "model": self.model,
@@ -536,18 +633,20 @@ class EventTranslator:
     def _tool_delta(self, pos: int, call: dict[str, Any]) -> list[Event]:
         out: list[Event] = []
         key = call.get("index", pos)
-        fn = call.get("function") or {}
+        if not isinstance(key, int):
+            key = pos
+        fn = _dict(call.get("function"))
         if key not in self.tools:
             block = {
                 "type": "tool_use",
-                "id": call.get("id") or f"call_{key}",
-                "name": fn.get("name") or "",
+                "id": _str(call.get("id")) or f"call_{key}",
+                "name": _str(fn.get("name")),
                 "input": {},
             }
             out.extend(self._open("tool_use", block))
             self.tools[key] = self.count - 1
         args = fn.get("arguments")
-        if args:
+        if isinstance(args, str) and args:
             # A delta for an earlier call (rare interleaving) still goes to its index.
             out.append(
                 self._delta(

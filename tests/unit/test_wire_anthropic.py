@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError
 from crabllm_sync.wire import anthropic as wire
-from crabllm_sync.wire.openai import validate
+from crabllm_sync.wire.openai import ChatRequest, validate
 
 
 def req(**over: Any) -> dict[str, Any]:
@@ -349,3 +351,185 @@ def test_other_choices_are_ignored():
         {"id": "c", "choices": [{"index": 1, "delta": {"content": "other"}}]}
     )
     assert [n for n, _ in events] == ["message_start"]
+
+
+# -- any valid-looking body translates or is refused with a 400 ----------------
+
+_values = st.one_of(
+    st.none(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=2)
+)
+_source = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["base64", "url", "text", "file", 3]),
+        "media_type": _values,
+        "data": _values,
+        "url": _values,
+    },
+)
+_block = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            ["text", "image", "document", "tool_use", "tool_result", "thinking", "odd"]
+        )
+    },
+    optional={
+        "text": _values,
+        "source": _source,
+        "id": _values,
+        "name": _values,
+        "input": st.one_of(_values, st.dictionaries(st.text(max_size=3), _values)),
+        "tool_use_id": _values,
+        "is_error": _values,
+        "title": _values,
+        "content": st.one_of(
+            _values,
+            st.lists(
+                st.fixed_dictionaries(
+                    {"type": st.sampled_from(["text", "image"])},
+                    optional={"text": _values, "source": _source},
+                ),
+                max_size=2,
+            ),
+        ),
+    },
+)
+_message = st.fixed_dictionaries(
+    {
+        "role": st.sampled_from(["user", "assistant"]),
+        "content": st.one_of(st.text(max_size=5), st.lists(_block, max_size=3)),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    messages=st.lists(_message, min_size=1, max_size=3),
+    system=st.one_of(st.none(), st.text(max_size=5), st.lists(_block, max_size=2)),
+)
+def test_translation_never_crashes(messages, system):
+    body = req(messages=messages)
+    if system is not None:
+        body["system"] = system
+    try:
+        validate(wire.MessagesRequest, body)
+        out = wire.to_chat(body)
+    except InvalidRequestError:
+        return  # a clear 400 (UnsupportedError is one too)
+    validate(ChatRequest, out)
+    for msg in out["messages"]:
+        content = msg.get("content")
+        assert (
+            content is None
+            or isinstance(content, str)
+            or all(isinstance(p.get("text", ""), str) for p in content)
+        )
+
+
+_odd = st.one_of(
+    _values,
+    st.dictionaries(st.sampled_from(["name", "arguments", "x"]), _values, max_size=2),
+)
+_call = st.fixed_dictionaries(
+    {},
+    optional={
+        "index": st.one_of(st.integers(0, 2), _values),
+        "id": _values,
+        "function": _odd,
+    },
+)
+_delta = st.fixed_dictionaries(
+    {},
+    optional={
+        "role": st.just("assistant"),
+        "content": _values,
+        "reasoning_content": _values,
+        "tool_calls": st.one_of(
+            _values, st.lists(st.one_of(_call, _values), max_size=2)
+        ),
+    },
+)
+_chunk = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": _values,
+        "choices": st.one_of(
+            _values,
+            st.lists(
+                st.one_of(
+                    _values,
+                    st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "index": st.sampled_from([0, 0, 1]),
+                            "delta": st.one_of(_delta, _values),
+                            "finish_reason": st.one_of(
+                                _values, st.sampled_from(["stop", "tool_calls"])
+                            ),
+                        },
+                    ),
+                ),
+                max_size=2,
+            ),
+        ),
+        "usage": st.one_of(
+            _values,
+            st.fixed_dictionaries(
+                {}, optional={"prompt_tokens": _values, "completion_tokens": _values}
+            ),
+        ),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_chunk, max_size=6))
+def test_any_chunk_sequence_gives_a_well_formed_event_stream(chunks):
+    events = run(chunks)
+    names = [n for n, _ in events]
+    assert names[0] == "message_start"
+    assert names[-2:] == ["message_delta", "message_stop"]
+    open_blocks: set[int] = set()
+    started: list[int] = []
+    for name, data in events:
+        assert data["type"] == name
+        if name == "content_block_start":
+            assert not open_blocks, "a block opened before the last one closed"
+            open_blocks.add(data["index"])
+            started.append(data["index"])
+        elif name == "content_block_stop":
+            open_blocks.remove(data["index"])
+        elif name == "content_block_delta":
+            assert data["index"] in started
+    assert not open_blocks
+    assert started == list(range(len(started)))
+    usage = events[-2][1]["usage"]
+    assert all(isinstance(v, int) and v >= 0 for v in usage.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "id": _values,
+            "choices": st.one_of(
+                _values,
+                st.lists(
+                    st.fixed_dictionaries(
+                        {},
+                        optional={
+                            "message": st.one_of(_values, _delta),
+                            "finish_reason": _values,
+                        },
+                    ),
+                    max_size=2,
+                ),
+            ),
+            "usage": _values,
+        },
+    )
+)
+def test_any_completion_gives_a_valid_message(resp):
+    out = wire.from_chat(resp, "m")
+    wire.MessageResponse.model_validate(out)
