@@ -680,3 +680,75 @@ def test_body_over_the_limit_is_an_anthropic_413(oai, app_factory, served):
     assert resp.json()["type"] == "error"
     assert resp.json()["error"]["type"] == "request_too_large"
     assert not oai.requests
+
+
+def test_native_calls_retry_and_fall_back(ant, app_factory, served):
+    def provider(**over: Any) -> dict[str, Any]:
+        return {
+            "kind": "anthropic",
+            "base_url": f"{ant.url}/v1",
+            "api_key": "k",
+            "models": ["claude-x"],
+            "max_retries": 0,
+            "timeout": 5,
+            **over,
+        }
+
+    app = app_factory(
+        make_config(
+            {"providers": {"a1": provider(weight=1000), "a2": provider(weight=0.001)}}
+        )
+    )
+    recorder = attach(app)
+    url = served(app)
+    ant.enqueue(
+        Reply(
+            status=529,
+            json={
+                "type": "error",
+                "error": {"type": "overloaded_error", "message": "busy"},
+            },
+        )
+    )
+    msg = client(url).messages.create(
+        model="claude-x", max_tokens=5, messages=user("a")
+    )
+    assert msg.content[0].text == "echo: a"
+    assert len(ant.requests) == 2
+    assert recorder.wait()["provider"] == "a2"
+
+    # A stream whose first event is an error is retried the same way.
+    overloaded = {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "x"},
+    }
+    ant.enqueue(Reply(events=[("error", overloaded)]))
+    with client(url).messages.stream(
+        model="claude-x", max_tokens=5, messages=user("b")
+    ) as stream:
+        assert "".join(stream.text_stream) == "echo: b"
+    assert len(ant.requests) == 4
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "claude-x"])
+def test_client_going_away_closes_the_upstream_stream(gw, oai, ant, model):
+    url, _ = gw
+    if model == "gpt-4o":
+        events = fake_oai.stream_events("gpt-4o", ["w"] * 400)
+        up = oai
+    else:
+        events = fake_ant.stream_events("claude-x", ["w"] * 400)
+        up = ant
+    up.enqueue(Reply(events=events, chunk_delay=0.1))  # 40 s if never closed
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/messages",
+        json={"model": model, "max_tokens": 9, "stream": True, "messages": user("a")},
+        headers={"x-api-key": KEY},
+        timeout=10,
+    ) as resp:
+        lines = resp.iter_lines()
+        assert next(lines).startswith("event: message_start")
+    # The gateway notices on its next write, closes its upstream response, and
+    # the upstream's generator ends long before its 400 events are sent.
+    assert up.streams_closed.wait(15), "upstream stream left open"
