@@ -13,8 +13,6 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import orjson
-
 from crabllm_sync import providers, sse
 from crabllm_sync.auth import Authenticator, Principal, check_model
 from crabllm_sync.config import Config
@@ -24,8 +22,8 @@ from crabllm_sync.extensions import Extension, build_extensions
 from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment, Registry, call_with_retries
 from crabllm_sync.storage import Storage
+from crabllm_sync.wire import anthropic as wire_anthropic
 from crabllm_sync.wire import openai as wire_openai
-from crabllm_sync.wire.anthropic import usage_to_openai
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +280,7 @@ class Gateway:
         def call(fn: Any, dep: Deployment, payload: dict[str, Any]) -> Any:
             return fn(dep, self.session(dep), payload, client_headers)
 
-        return self._once(ctx, "messages", body, call, _native_response_usage)
+        return self._once(ctx, "messages", body, call, wire_anthropic.message_usage)
 
     def messages_native_stream(
         self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
@@ -295,7 +293,7 @@ class Gateway:
             first = _first(events, dep.provider)
             if first.event == "error":
                 _close(events)
-                raise _native_error(first, dep.provider)
+                raise wire_anthropic.event_error(first.data, dep.provider)
             return first, events
 
         try:
@@ -319,12 +317,13 @@ class Gateway:
             event: sse.Event | None = first
             while event is not None:
                 if event.event in ("message_start", "message_delta"):
-                    usage.update(_native_usage(event))
-                    ctx.usage = usage_to_openai(usage)
+                    usage.update(wire_anthropic.event_usage(event.data))
+                    ctx.usage = wire_anthropic.usage_to_openai(usage)
                 yield event
                 if event.event == "error":
                     # Passed on verbatim (Anthropic's own type); the stream ends.
-                    self._fail(ctx, _native_error(event, ctx.provider or "?"))
+                    err = wire_anthropic.event_error(event.data, ctx.provider or "?")
+                    self._fail(ctx, err)
                     return
                 event = next(events, None)
             finished = True
@@ -471,39 +470,6 @@ def _first(events: Iterator[Any], provider: str) -> Any:
     except BaseException:
         _close(events)
         raise
-
-
-def _native_response_usage(response: Any) -> dict[str, Any]:
-    usage = response.get("usage") if isinstance(response, dict) else None
-    return usage_to_openai(usage)
-
-
-def _native_usage(event: sse.Event) -> dict[str, Any]:
-    """The usage counts of a native message_start / message_delta event."""
-    try:
-        data = orjson.loads(event.data)
-    except orjson.JSONDecodeError:
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    usage = (data.get("message") or {}).get("usage") or data.get("usage") or {}
-    return {k: v for k, v in usage.items() if isinstance(v, int)}
-
-
-def _native_error(event: sse.Event, provider: str) -> UpstreamError:
-    """An Anthropic `error` event -> UpstreamError (overloaded is transient)."""
-    try:
-        err = orjson.loads(event.data).get("error") or {}
-    except (orjson.JSONDecodeError, AttributeError):
-        err = {}
-    kind = err.get("type") if isinstance(err, dict) else None
-    message = err.get("message") if isinstance(err, dict) else None
-    status = {"overloaded_error": 529, "rate_limit_error": 429}.get(kind or "", 500)
-    return UpstreamError(
-        f"{provider}: {message or kind or 'stream error'}",
-        provider=provider,
-        upstream_status=status,
-    )
 
 
 def _close(it: Any) -> None:

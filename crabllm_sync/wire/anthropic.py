@@ -12,7 +12,7 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from crabllm_sync.errors import InvalidRequestError, UnsupportedError
+from crabllm_sync.errors import InvalidRequestError, UnsupportedError, UpstreamError
 
 
 class _Open(BaseModel):
@@ -429,6 +429,37 @@ def usage_to_openai(usage: Any) -> dict[str, Any]:
         "cache_read_input_tokens": read,
         "cache_creation_input_tokens": written,
     }
+
+
+def message_usage(message: Any) -> dict[str, Any]:
+    """The OpenAI-shaped usage of a native Anthropic message."""
+    return usage_to_openai(message.get("usage") if isinstance(message, dict) else None)
+
+
+def event_usage(data: str) -> dict[str, int]:
+    """The usage counts in a native message_start / message_delta event's data."""
+    try:
+        event = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return {}
+    event = _dict(event)
+    usage = _dict(_dict(event.get("message")).get("usage") or event.get("usage"))
+    return {k: v for k, v in usage.items() if isinstance(v, int)}
+
+
+def event_error(data: str, provider: str) -> UpstreamError:
+    """A native `error` event -> UpstreamError (overloaded and rate limits retry)."""
+    try:
+        err = _dict(_dict(orjson.loads(data)).get("error"))
+    except orjson.JSONDecodeError:
+        err = {}
+    kind, message = _str(err.get("type")), _str(err.get("message"))
+    status = {"overloaded_error": 529, "rate_limit_error": 429}.get(kind, 500)
+    return UpstreamError(
+        f"{provider}: {message or kind or 'stream error'}",
+        provider=provider,
+        upstream_status=status,
+    )
 
 
 def message_id(openai_id: str | None) -> str:

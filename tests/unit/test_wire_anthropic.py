@@ -533,3 +533,40 @@ def test_any_chunk_sequence_gives_a_well_formed_event_stream(chunks):
 def test_any_completion_gives_a_valid_message(resp):
     out = wire.from_chat(resp, "m")
     wire.MessageResponse.model_validate(out)
+
+
+@pytest.mark.parametrize(
+    ("data", "usage"),
+    [
+        (
+            '{"type":"message_start","message":{"usage":{"input_tokens":5,'
+            '"cache_read_input_tokens":2,"output_tokens":1}}}',
+            {"input_tokens": 5, "cache_read_input_tokens": 2, "output_tokens": 1},
+        ),
+        ('{"type":"message_delta","usage":{"output_tokens":9}}', {"output_tokens": 9}),
+        ('{"type":"message_delta","usage":{"output_tokens":null}}', {}),
+        ('{"type":"message_start","message":[]}', {}),
+        ("not json", {}),
+        ("[1]", {}),
+    ],
+)
+def test_event_usage(data, usage):
+    assert wire.event_usage(data) == usage
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "transient"),
+    [
+        (
+            '{"type":"error","error":{"type":"overloaded_error","message":"o"}}',
+            529,
+            True,
+        ),
+        ('{"type":"error","error":{"type":"invalid_request_error"}}', 500, True),
+        ("garbage", 500, True),
+    ],
+)
+def test_event_error(data, status, transient):
+    err = wire.event_error(data, "an")
+    assert err.upstream_status == status and err.is_transient is transient
+    assert err.message.startswith("an: ")
