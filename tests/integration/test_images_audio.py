@@ -325,3 +325,11 @@ def test_bad_uploads_are_400(gw, kwargs, message):
     )
     assert resp.status_code == 400
     assert resp.json()["error"]["message"].startswith(message)
+
+
+def test_speech_provider_4xx_is_passed_on(gw, media):
+    sdk, _ = gw
+    media.enqueue(Reply(status=400, json={"error": {"message": "voice 'x' not found"}}))
+    with pytest.raises(openai.BadRequestError) as exc:
+        sdk.audio.speech.create(model="tts-1", voice="x", input="hi")
+    assert "voice 'x' not found" in exc.value.body["message"]

@@ -752,3 +752,15 @@ def test_client_going_away_closes_the_upstream_stream(gw, oai, ant, model):
     # The gateway notices on its next write, closes its upstream response, and
     # the upstream's generator ends long before its 400 events are sent.
     assert up.streams_closed.wait(15), "upstream stream left open"
+
+
+def test_mock_provider_streams_through_messages(gw):
+    url, recorder = gw
+    with client(url).messages.stream(
+        model="mock", max_tokens=20, messages=user("one two")
+    ) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text.replace(" ", "") == "Mockreply:onetwo"
+    assert final.usage.output_tokens > 0 and final.usage.input_tokens > 0
+    assert recorder.wait()["usage"]["completion_tokens"] == final.usage.output_tokens
