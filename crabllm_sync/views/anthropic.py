@@ -15,6 +15,7 @@ from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from crabllm_sync import errors, sse
+from crabllm_sync.context import RequestContext
 from crabllm_sync.errors import GatewayError
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.providers.anthropic import PASSTHROUGH_HEADERS
@@ -37,20 +38,8 @@ def make_blueprint(gw: Gateway) -> Blueprint:
         validate(wire.MessagesRequest, body)
         ctx.no_cache = "no-cache" in request.headers.get("Cache-Control", "")
         if gw.serves_natively(body["model"], NATIVE_KIND):
-            headers = _client_headers()
-            if body.get("stream"):
-                events = gw.messages_native_stream(ctx, body, headers)
-                return sse_response(_native_events(events), ctx.headers)
-            return json_response(
-                gw.messages_native(ctx, body, headers), headers=ctx.headers
-            )
-        chat = wire.to_chat(body)
-        if body.get("stream"):
-            chunks = gw.chat_stream(ctx, chat)
-            return sse_response(_translated_events(chunks, body["model"]), ctx.headers)
-        return json_response(
-            wire.from_chat(gw.chat(ctx, chat), body["model"]), headers=ctx.headers
-        )
+            return _native(gw, ctx, body, _client_headers())
+        return _translated(gw, ctx, body)
 
     @bp.post("/v1/messages/count_tokens")
     def count_tokens() -> Response:
@@ -75,6 +64,29 @@ def make_blueprint(gw: Gateway) -> Blueprint:
         return error_response(err, errors.to_anthropic)
 
     return bp
+
+
+def _native(
+    gw: Gateway, ctx: RequestContext, body: dict[str, Any], headers: dict[str, str]
+) -> Response:
+    """Anthropic in, Anthropic out: the body and the answer pass through."""
+    if body.get("stream"):
+        events = gw.messages_native_stream(ctx, body, headers)
+        return sse_response(_native_events(events), ctx.headers)
+    return json_response(gw.messages_native(ctx, body, headers), headers=ctx.headers)
+
+
+def _translated(gw: Gateway, ctx: RequestContext, body: dict[str, Any]) -> Response:
+    """Through OpenAI's format and the chat pipeline (cache included)."""
+    chat = wire.to_chat(body)
+    if body.get("stream"):
+        chunks = gw.chat_stream(ctx, chat)
+        return sse_response(_translated_events(chunks, body["model"]), ctx.headers)
+    message = wire.from_chat(gw.chat(ctx, chat), body["model"])
+    headers = dict(ctx.headers)
+    if ctx.cache_hit:
+        headers["x-crabllm-cache"] = "hit"
+    return json_response(message, headers=headers)
 
 
 def _client_headers() -> dict[str, str]:
