@@ -333,3 +333,17 @@ def test_speech_provider_4xx_is_passed_on(gw, media):
     with pytest.raises(openai.BadRequestError) as exc:
         sdk.audio.speech.create(model="tts-1", voice="x", input="hi")
     assert "voice 'x' not found" in exc.value.body["message"]
+
+
+def test_speech_client_going_away_closes_the_upstream(gw, media):
+    sdk, recorder = gw
+    pieces = [b"x" * 1024] * 400
+    media.enqueue(
+        Reply(chunks=iter(pieces), content_type="audio/mpeg", chunk_delay=0.1)
+    )  # 40 s if never closed
+    with sdk.audio.speech.with_streaming_response.create(
+        model="tts-1", voice="alloy", input="hi"
+    ) as resp:
+        assert next(resp.iter_bytes())
+    assert media.streams_closed.wait(15), "upstream stream left open"
+    assert recorder.wait()["usage"] == {"characters": 2}
