@@ -13,8 +13,10 @@ from crabllm_sync.errors import GatewayError
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.storage import Storage, open_storage
 from crabllm_sync.views import admin as admin_views
+from crabllm_sync.views import anthropic as anthropic_views
 from crabllm_sync.views import error_response
 from crabllm_sync.views import openai as openai_views
+from crabllm_sync.views import openapi as openapi_views
 from crabllm_sync.views import ops as ops_views
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,8 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
     app.register_blueprint(openai_views.make_blueprint(gw))
     app.register_blueprint(ops_views.make_blueprint(gw))
     app.register_blueprint(admin_views.make_blueprint(gw))
+    app.register_blueprint(anthropic_views.make_blueprint(gw))
+    app.register_blueprint(openapi_views.make_blueprint(gw))
 
     @app.errorhandler(GatewayError)
     def gateway_error(err: GatewayError) -> Response:

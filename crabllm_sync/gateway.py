@@ -13,12 +13,17 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from crabllm_sync import providers
+from crabllm_sync import providers, sse
 from crabllm_sync.auth import Authenticator, Principal, check_model
 from crabllm_sync.config import Config
 from crabllm_sync.context import RequestContext
 from crabllm_sync.db import open_database
-from crabllm_sync.errors import GatewayError, ServiceUnavailableError, UpstreamError
+from crabllm_sync.errors import (
+    GatewayError,
+    ServiceUnavailableError,
+    UnsupportedError,
+    UpstreamError,
+)
 from crabllm_sync.extensions import Extension, build_extensions
 from crabllm_sync.health import Health
 from crabllm_sync.keystore import KeyStore
@@ -26,8 +31,12 @@ from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment, Registry, call_with_retries
 from crabllm_sync.storage import Storage
 from crabllm_sync.streams import Relay
+from crabllm_sync.wire import anthropic as wire_anthropic
+from crabllm_sync.wire import openai as wire_openai
 
 log = logging.getLogger(__name__)
+
+Headers = Mapping[str, str]
 
 
 class Gateway:
@@ -314,6 +323,182 @@ class Gateway:
                 ctx.status = 499
                 self._succeed(ctx, body, None)
 
+    # -- Anthropic-native, images, audio -------------------------------------
+
+    def serves_natively(self, requested: Any, kind: str) -> bool:
+        """Whether every deployment of the requested model is of provider `kind`."""
+        if not isinstance(requested, str):
+            return False
+        deps = self.registry.models.get(self.registry.aliases.get(requested, requested))
+        return bool(deps) and all(d.kind == kind for d in deps)
+
+    def messages_native(
+        self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
+    ) -> dict[str, Any]:
+        """An Anthropic Messages call passed through to anthropic-kind deployments."""
+
+        def call(fn: Any, dep: Deployment, payload: dict[str, Any]) -> Any:
+            return fn(dep, self.session(dep), payload, client_headers)
+
+        return self._once(ctx, "messages", body, call, wire_anthropic.message_usage)
+
+    def messages_native_stream(
+        self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
+    ) -> Iterator[sse.Event]:
+        """Open a native Anthropic stream (first event read before returning)."""
+        ctx.stream = True
+
+        def open_stream(fn: Any, dep: Deployment, payload: dict[str, Any]) -> Any:
+            events = fn(dep, self.session(dep), payload, client_headers)
+            first = _first(events, dep.provider)
+            if first.event == "error":
+                _close(events)
+                raise wire_anthropic.event_error(first.data, dep.provider)
+            return first, events
+
+        try:
+            self.prepare(ctx, body)
+            first, events = self._route(ctx, "messages_stream", body, open_stream)
+        except GatewayError as err:
+            self._fail(ctx, err)
+            raise
+        return self._relay_native(ctx, body, first, events)
+
+    def _relay_native(
+        self,
+        ctx: RequestContext,
+        body: dict[str, Any],
+        first: sse.Event,
+        events: Iterator[sse.Event],
+    ) -> Iterator[sse.Event]:
+        usage: dict[str, Any] = {}
+        finished = False
+        try:
+            event: sse.Event | None = first
+            while event is not None:
+                if event.event in ("message_start", "message_delta"):
+                    usage.update(wire_anthropic.event_usage(event.data))
+                    ctx.usage = wire_anthropic.usage_to_openai(usage)
+                yield event
+                if event.event == "error":
+                    # Passed on verbatim (Anthropic's own type); the stream ends.
+                    err = wire_anthropic.event_error(event.data, ctx.provider or "?")
+                    self._fail(ctx, err)
+                    return
+                event = next(events, None)
+            finished = True
+        except GatewayError as err:
+            self._fail(ctx, err)
+            raise
+        finally:
+            _close(events)
+            if finished:
+                self._succeed(ctx, body, None)
+            elif ctx.status == 200:
+                ctx.status = 499
+                self._succeed(ctx, body, None)
+
+    def count_tokens(
+        self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
+    ) -> dict[str, Any]:
+        """Anthropic's count_tokens; only anthropic-kind deployments can answer it.
+
+        Counting generates nothing, so no extension hooks run and no usage is kept.
+        """
+
+        def call(fn: Any, dep: Deployment, payload: dict[str, Any]) -> Any:
+            return fn(dep, self.session(dep), payload, client_headers)
+
+        try:
+            ctx.requested_model = body["model"]
+            ctx.model = self.registry.resolve(body["model"])
+            check_model(ctx.principal, body["model"], ctx.model)
+            for dep in self.registry.models[ctx.model]:
+                # Other adapters' count_tokens (the mock's) are not this endpoint.
+                if dep.kind != "anthropic":
+                    raise UnsupportedError(
+                        f"provider '{dep.provider}' does not support the "
+                        "count_tokens endpoint",
+                        code="unsupported_endpoint",
+                    )
+            result = self._route(ctx, "count_tokens", body, call)
+        except GatewayError as err:
+            self._fail(ctx, err)
+            raise
+        self._log(ctx)
+        return result
+
+    def images(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        """Image generation; usage is {"images": n} (plus tokens when reported)."""
+        return self._once(ctx, "images", body, None, wire_openai.image_usage)
+
+    def speech(
+        self, ctx: RequestContext, body: dict[str, Any]
+    ) -> tuple[str, Iterator[bytes]]:
+        """Text to speech: (content type, audio bytes as they arrive upstream)."""
+        ctx.stream = True
+        try:
+            self.prepare(ctx, body)
+            content_type, chunks = self._route(ctx, "speech", body)
+        except GatewayError as err:
+            self._fail(ctx, err)
+            raise
+        ctx.usage = {"characters": len(body.get("input") or "")}
+        return content_type, self._relay_bytes(ctx, body, chunks)
+
+    def _relay_bytes(
+        self, ctx: RequestContext, body: dict[str, Any], chunks: Iterator[bytes]
+    ) -> Iterator[bytes]:
+        finished = False
+        try:
+            yield from chunks
+            finished = True
+        except GatewayError as err:
+            self._fail(ctx, err)
+            raise
+        finally:
+            _close(chunks)
+            if finished:
+                self._succeed(ctx, body, None)
+            elif ctx.status == 200:
+                ctx.status = 499
+                self._succeed(ctx, body, None)
+
+    def transcription(
+        self, ctx: RequestContext, endpoint: str, body: dict[str, Any], upload: Any
+    ) -> tuple[str, bytes]:
+        """Transcription or translation (`endpoint`) of an uploaded audio file.
+
+        `body` holds the form fields; `upload` (multipart.Upload) is rewound and
+        streamed again on each attempt. Usage is {"seconds": x} or tokens.
+        """
+
+        def call(fn: Any, dep: Deployment, payload: dict[str, Any]) -> Any:
+            return fn(dep, self.session(dep), payload, upload)
+
+        return self._once(
+            ctx, endpoint, body, call, lambda r: wire_openai.audio_usage(*r)
+        )
+
+    def _once(
+        self,
+        ctx: RequestContext,
+        endpoint: str,
+        body: dict[str, Any],
+        call: Callable[[Any, Deployment, dict[str, Any]], Any] | None,
+        usage_of: Callable[[Any], dict[str, Any] | None],
+    ) -> Any:
+        """One uncached call: prepare, route, record usage, run the hooks."""
+        try:
+            self.prepare(ctx, body)
+            result = self._route(ctx, endpoint, body, call)
+            ctx.usage = usage_of(result)
+        except GatewayError as err:
+            self._fail(ctx, err)
+            raise
+        self._succeed(ctx, body, None)
+        return result
+
     def list_models(self, principal: Principal) -> list[str]:
         from crabllm_sync.auth import allows
 
@@ -336,6 +521,21 @@ class Gateway:
 
 def _nothing() -> None:
     pass
+
+
+def _first(events: Iterator[Any], provider: str) -> Any:
+    """The first item of an upstream stream; an empty stream is a 502."""
+    try:
+        return next(events)
+    except StopIteration:
+        raise UpstreamError(
+            f"{provider}: stream ended before any data",
+            provider=provider,
+            upstream_status=502,
+        ) from None
+    except BaseException:
+        _close(events)
+        raise
 
 
 def _close(it: Any) -> None:

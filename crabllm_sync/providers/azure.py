@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import requests
 
+from crabllm_sync.multipart import Upload
 from crabllm_sync.providers import http, openai
 from crabllm_sync.routing import Deployment
 
@@ -47,3 +48,27 @@ def embeddings(
     dep: Deployment, session: requests.Session, body: dict[str, Any]
 ) -> dict[str, Any]:
     return openai.embeddings(dep, session, body, target=target)
+
+
+def images(
+    dep: Deployment, session: requests.Session, body: dict[str, Any]
+) -> dict[str, Any]:
+    return openai.images(dep, session, body, target=target)
+
+
+def speech(
+    dep: Deployment, session: requests.Session, body: dict[str, Any]
+) -> tuple[str, Iterator[bytes]]:
+    return openai.speech(dep, session, body, target=target)
+
+
+def transcription(
+    dep: Deployment, session: requests.Session, body: dict[str, Any], upload: Upload
+) -> tuple[str, bytes]:
+    return openai.transcription(dep, session, body, upload, target=target)
+
+
+def translation(
+    dep: Deployment, session: requests.Session, body: dict[str, Any], upload: Upload
+) -> tuple[str, bytes]:
+    return openai.translation(dep, session, body, upload, target=target)

@@ -5,6 +5,7 @@ Only the URL and auth header are ours; azure.py reuses this with its own target.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ import requests
 
 from crabllm_sync import sse
 from crabllm_sync.errors import UpstreamError
+from crabllm_sync.multipart import MultipartBody, Upload, form_fields
 from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment
 
@@ -65,6 +67,83 @@ def embeddings(
     return http.post_json(
         session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
     )
+
+
+def images(
+    dep: Deployment,
+    session: requests.Session,
+    body: dict[str, Any],
+    target: Target = target,
+) -> dict[str, Any]:
+    url, headers = target(dep, "/images/generations")
+    return http.post_json(
+        session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
+    )
+
+
+def speech(
+    dep: Deployment,
+    session: requests.Session,
+    body: dict[str, Any],
+    target: Target = target,
+) -> tuple[str, Iterator[bytes]]:
+    """(content type, the audio bytes as they arrive); nothing is buffered."""
+    url, headers = target(dep, "/audio/speech")
+    headers["accept"] = "*/*"
+    resp, chunks = http.post_raw(
+        session,
+        url,
+        data=orjson.dumps(body),
+        headers=headers,
+        timeout=dep.timeout,
+        provider=dep.provider,
+    )
+    return resp.headers.get("content-type", "application/octet-stream"), chunks
+
+
+def transcription(
+    dep: Deployment,
+    session: requests.Session,
+    body: dict[str, Any],
+    upload: Upload,
+    target: Target = target,
+) -> tuple[str, bytes]:
+    return _audio_upload(dep, session, "/audio/transcriptions", body, upload, target)
+
+
+def translation(
+    dep: Deployment,
+    session: requests.Session,
+    body: dict[str, Any],
+    upload: Upload,
+    target: Target = target,
+) -> tuple[str, bytes]:
+    return _audio_upload(dep, session, "/audio/translations", body, upload, target)
+
+
+def _audio_upload(
+    dep: Deployment,
+    session: requests.Session,
+    path: str,
+    body: dict[str, Any],
+    upload: Upload,
+    target: Target,
+) -> tuple[str, bytes]:
+    """POST the form fields and the file as multipart, the file read in blocks."""
+    url, headers = target(dep, path)
+    multipart = MultipartBody(form_fields(body), upload, uuid.uuid4().hex)
+    headers["content-type"] = multipart.content_type
+    headers["accept"] = "*/*"
+    resp, chunks = http.post_raw(
+        session,
+        url,
+        data=multipart,
+        headers=headers,
+        timeout=dep.timeout,
+        provider=dep.provider,
+    )
+    content = b"".join(chunks)
+    return resp.headers.get("content-type", "application/json"), content
 
 
 def read_chunks(lines: Iterator[bytes], provider: str) -> Iterator[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from crabllm_sync.errors import InvalidRequestError
@@ -91,6 +92,164 @@ class SpeechRequest(_Open):
     voice: str | dict[str, Any]
     response_format: str | None = None
     speed: float | None = Field(None, ge=0.25, le=4.0)
+
+
+class TranscriptionRequest(_Open):
+    """The form fields of /v1/audio/transcriptions and /translations (file aside)."""
+
+    model: str = Field(min_length=1)
+    language: str | None = None
+    prompt: str | None = None
+    response_format: (
+        Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"] | None
+    ) = None
+    temperature: float | None = Field(None, ge=0, le=1)
+
+
+# -- Response models: what the gateway answers (the OpenAPI document's source) --
+
+
+class Usage(_Open):
+    prompt_tokens: int
+    completion_tokens: int | None = None
+    total_tokens: int
+
+
+class AssistantMessage(_Open):
+    role: Literal["assistant"]
+    content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class Choice(_Open):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None
+
+
+class ChatCompletion(_Open):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage | None = None
+
+
+class ChunkChoice(_Open):
+    index: int
+    delta: dict[str, Any]
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(_Open):
+    """One `data:` event of a streamed chat completion."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+class Embedding(_Open):
+    object: Literal["embedding"]
+    index: int
+    embedding: list[float] | str
+
+
+class EmbeddingResponse(_Open):
+    object: Literal["list"]
+    data: list[Embedding]
+    model: str
+    usage: Usage | None = None
+
+
+class Model(_Open):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(_Open):
+    object: Literal["list"]
+    data: list[Model]
+
+
+class Image(_Open):
+    url: str | None = None
+    b64_json: str | None = None
+    revised_prompt: str | None = None
+
+
+class ImagesResponse(_Open):
+    created: int
+    data: list[Image]
+
+
+class TranscriptionResponse(_Open):
+    """The `json` response_format; text, srt and vtt answer plain text."""
+
+    text: str
+
+
+class ErrorDetail(_Open):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorResponse(_Open):
+    error: ErrorDetail
+
+
+# -- Usage of the non-token endpoints (priced per image, character, second) ----
+
+
+def image_usage(response: Any) -> dict[str, Any] | None:
+    """{"images": n}, plus token counts when the provider reports them."""
+    if not isinstance(response, dict):
+        return None
+    out: dict[str, Any] = {"images": len(response.get("data") or [])}
+    out.update(_token_usage(response.get("usage")))
+    return out
+
+
+def audio_usage(content_type: str, content: bytes) -> dict[str, Any] | None:
+    """{"seconds": x} or token counts from a JSON transcription answer."""
+    if "json" not in content_type:
+        return None
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    usage = body.get("usage")
+    if isinstance(usage, dict) and usage.get("type") == "duration":
+        return {"seconds": float(usage.get("seconds") or 0)}
+    tokens = _token_usage(usage)
+    if tokens:
+        return tokens
+    if isinstance(body.get("duration"), int | float):  # verbose_json
+        return {"seconds": float(body["duration"])}
+    return None
+
+
+def _token_usage(usage: Any) -> dict[str, Any]:
+    """OpenAI's input/output token usage (images, audio) -> prompt/completion."""
+    if not isinstance(usage, dict) or "input_tokens" not in usage:
+        return {}
+    prompt = usage.get("input_tokens") or 0
+    completion = usage.get("output_tokens") or 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": usage.get("total_tokens") or prompt + completion,
+    }
 
 
 _ADAPTERS: dict[type[BaseModel], TypeAdapter[Any]] = {}

@@ -1,0 +1,290 @@
+"""GET /openapi.json: OpenAPI 3.1 for every public endpoint, from the wire models.
+
+Request and response schemas come from the pydantic models in wire/, so the
+document changes when they do. Streams are described per event (x-sse-event).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from crabllm_sync import __version__
+from crabllm_sync.gateway import Gateway
+from crabllm_sync.views import json_response
+from crabllm_sync.wire import anthropic as a
+from crabllm_sync.wire import openai as o
+
+ANTHROPIC_PREFIX = "Anthropic"
+
+_OPENAI_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+    (o.ChatRequest, "validation"),
+    (o.EmbeddingRequest, "validation"),
+    (o.ImageRequest, "validation"),
+    (o.SpeechRequest, "validation"),
+    (o.TranscriptionRequest, "validation"),
+    (o.ChatCompletion, "serialization"),
+    (o.ChatCompletionChunk, "serialization"),
+    (o.EmbeddingResponse, "serialization"),
+    (o.Model, "serialization"),
+    (o.ModelList, "serialization"),
+    (o.ImagesResponse, "serialization"),
+    (o.TranscriptionResponse, "serialization"),
+    (o.ErrorResponse, "serialization"),
+]
+_ANTHROPIC_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
+    (a.MessagesRequest, "validation"),
+    (a.CountTokensRequest, "validation"),
+    (a.MessageResponse, "serialization"),
+    (a.CountTokensResponse, "serialization"),
+    (a.StreamEvent, "serialization"),
+    (a.ErrorResponse, "serialization"),
+]
+
+
+def make_blueprint(gw: Gateway) -> Blueprint:
+    bp = Blueprint("openapi", __name__)
+    doc = document()
+
+    @bp.get("/openapi.json")
+    def openapi() -> Response:
+        return json_response(doc)
+
+    return bp
+
+
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document (pure: built from the models, no I/O)."""
+    schemas = {
+        **_schemas(_OPENAI_MODELS, ""),
+        **_schemas(_ANTHROPIC_MODELS, ANTHROPIC_PREFIX),
+    }
+    schemas["TranscriptionUpload"] = {
+        "allOf": [{"$ref": "#/components/schemas/TranscriptionRequest"}],
+        "type": "object",
+        "properties": {"file": {"type": "string", "contentMediaType": "audio/*"}},
+        "required": ["file", "model"],
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "crabllm-sync",
+            "version": __version__,
+            "description": "An LLM API gateway: OpenAI's API and Anthropic's "
+            "Messages API in front of many providers.",
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+    }
+
+
+def _schemas(
+    models: list[tuple[type[BaseModel], JsonSchemaMode]], prefix: str
+) -> dict[str, Any]:
+    _, top = models_json_schema(
+        models, ref_template=f"#/components/schemas/{prefix}{{model}}"
+    )
+    return {f"{prefix}{name}": schema for name, schema in top["$defs"].items()}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(name)}}
+
+
+def _sse(event: str, what: str) -> dict[str, Any]:
+    return {
+        "text/event-stream": {
+            "schema": {"type": "string", "description": what},
+            "x-sse-event": _ref(event),
+        }
+    }
+
+
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    body: dict[str, Any] | None = None,
+    error: str = "ErrorResponse",
+    security: list[dict[str, list[str]]] | None = None,
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            **responses,
+            "default": {"description": "error", "content": _json(error)},
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": body}
+    if security is not None:
+        op["security"] = security
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _ok(content: dict[str, Any] | None = None, description: str = "OK") -> Any:
+    out: dict[str, Any] = {"description": description}
+    if content is not None:
+        out["content"] = content
+    return {"200": out}
+
+
+_ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
+_ANY_LIST = {"application/json": {"schema": {"type": ["array", "object"]}}}
+_NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+_MODEL = [
+    {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
+]
+_PUBLIC: list[dict[str, list[str]]] = []
+_ANTHROPIC_AUTH = [{"x-api-key": []}, {"bearer": []}]
+
+
+def _paths() -> dict[str, Any]:
+    ae = f"{ANTHROPIC_PREFIX}ErrorResponse"
+    return {
+        "/v1/chat/completions": {
+            "post": _op(
+                "Chat completion; `stream: true` answers SSE chunks then [DONE]",
+                _ok(
+                    {
+                        **_json("ChatCompletion"),
+                        **_sse("ChatCompletionChunk", "data: {chunk} ... [DONE]"),
+                    }
+                ),
+                body=_json("ChatRequest"),
+            )
+        },
+        "/v1/embeddings": {
+            "post": _op(
+                "Embeddings",
+                _ok(_json("EmbeddingResponse")),
+                body=_json("EmbeddingRequest"),
+            )
+        },
+        "/v1/models": {"get": _op("Models this key may use", _ok(_json("ModelList")))},
+        "/v1/models/{model}": {
+            "get": _op("One model", _ok(_json("Model")), params=_MODEL)
+        },
+        "/v1/images/generations": {
+            "post": _op(
+                "Image generation",
+                _ok(_json("ImagesResponse")),
+                body=_json("ImageRequest"),
+            )
+        },
+        "/v1/audio/speech": {
+            "post": _op(
+                "Text to speech; the audio bytes are streamed as they arrive",
+                _ok({"audio/*": {"schema": {"type": "string", "format": "binary"}}}),
+                body=_json("SpeechRequest"),
+            )
+        },
+        "/v1/audio/transcriptions": {
+            "post": _op(
+                "Transcription of an uploaded audio file",
+                _ok(
+                    {
+                        **_json("TranscriptionResponse"),
+                        "text/plain": {"schema": {"type": "string"}},
+                    }
+                ),
+                body={"multipart/form-data": {"schema": _ref("TranscriptionUpload")}},
+            )
+        },
+        "/v1/audio/translations": {
+            "post": _op(
+                "Translation to English of an uploaded audio file",
+                _ok(
+                    {
+                        **_json("TranscriptionResponse"),
+                        "text/plain": {"schema": {"type": "string"}},
+                    }
+                ),
+                body={"multipart/form-data": {"schema": _ref("TranscriptionUpload")}},
+            )
+        },
+        "/v1/messages": {
+            "post": _op(
+                "Anthropic Messages API, to any configured model",
+                _ok(
+                    {
+                        **_json(f"{ANTHROPIC_PREFIX}MessageResponse"),
+                        **_sse(
+                            f"{ANTHROPIC_PREFIX}StreamEvent",
+                            "event: message_start, content_block_start / _delta / "
+                            "_stop, message_delta, message_stop",
+                        ),
+                    }
+                ),
+                body=_json(f"{ANTHROPIC_PREFIX}MessagesRequest"),
+                error=ae,
+                security=_ANTHROPIC_AUTH,
+            )
+        },
+        "/v1/messages/count_tokens": {
+            "post": _op(
+                "Anthropic token count (anthropic-kind models only)",
+                _ok(_json(f"{ANTHROPIC_PREFIX}CountTokensResponse")),
+                body=_json(f"{ANTHROPIC_PREFIX}CountTokensRequest"),
+                error=ae,
+                security=_ANTHROPIC_AUTH,
+            )
+        },
+        "/v1/usage": {"get": _op("Usage rows per key and model", _ok(_ANY_LIST))},
+        "/v1/budget": {"get": _op("Spent, budget, remaining per key", _ok(_ANY_LIST))},
+        "/v1/cache": {
+            "delete": _op("Clear the response cache (admin)", _ok(_ANY_JSON))
+        },
+        "/v1/admin/keys": {
+            "get": _op("List keys (admin)", _ok(_ANY_LIST)),
+            "post": _op(
+                "Create a key (admin); the secret is shown once",
+                {
+                    "201": {"description": "created", "content": _ANY_JSON},
+                    **_ok(_ANY_JSON),
+                },
+                body=_ANY_JSON,
+            ),
+        },
+        "/v1/admin/keys/{name}": {
+            "get": _op("Show a key (admin)", _ok(_ANY_JSON), params=_NAME),
+            "patch": _op(
+                "Update a key (admin)", _ok(_ANY_JSON), body=_ANY_JSON, params=_NAME
+            ),
+            "delete": _op("Revoke a key (admin)", _ok(_ANY_JSON), params=_NAME),
+        },
+        "/health": {
+            "get": _op(
+                "Liveness",
+                _ok({"application/json": {"schema": {"type": "object"}}}),
+                security=_PUBLIC,
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "Prometheus text format",
+                _ok({"text/plain": {"schema": {"type": "string"}}}),
+                security=_PUBLIC,
+            )
+        },
+        "/openapi.json": {
+            "get": _op("This document", _ok(_ANY_JSON), security=_PUBLIC)
+        },
+    }
