@@ -15,6 +15,7 @@ from crabllm_sync.storage import Storage, open_storage
 from crabllm_sync.views import error_response
 from crabllm_sync.views import openai as openai_views
 from crabllm_sync.views import ops as ops_views
+from crabllm_sync.views import usage as usage_views
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
 
     app.register_blueprint(openai_views.make_blueprint(gw))
     app.register_blueprint(ops_views.make_blueprint(gw))
+    app.register_blueprint(usage_views.make_blueprint(gw))
 
     @app.errorhandler(GatewayError)
     def gateway_error(err: GatewayError) -> Response:

@@ -126,29 +126,12 @@ class Gateway:
         ctx.status = err.http_status
         for ext in self.extensions:
             ext.on_error(ctx, err)
-        self._log(ctx)
 
     def _succeed(
         self, ctx: RequestContext, body: dict[str, Any], response: dict[str, Any] | None
     ) -> None:
         for ext in self.extensions:
             ext.on_response(ctx, body, response)
-        self._log(ctx)
-
-    def _log(self, ctx: RequestContext) -> None:
-        log.info(
-            "request id=%s key=%s endpoint=%s model=%s provider=%s status=%s "
-            "ms=%.1f stream=%s cache=%s",
-            ctx.request_id,
-            ctx.principal.name,
-            ctx.endpoint,
-            ctx.model or "-",
-            ctx.provider or "-",
-            ctx.status,
-            (time.monotonic() - ctx.started) * 1000,
-            ctx.stream,
-            "hit" if ctx.cache_hit else "-",
-        )
 
     # -- endpoints -----------------------------------------------------------
 
@@ -270,6 +253,8 @@ class Gateway:
         ]
 
     def close(self) -> None:
+        for ext in self.extensions:
+            ext.close()
         for s in self._sessions.values():
             close = getattr(s, "close", None)
             if close is not None:
