@@ -280,6 +280,8 @@ def _text_chars(content: Any) -> int:
         for part in content:
             if isinstance(part, str):
                 total += len(part)
+            elif isinstance(part, list):  # a batch of pre-tokenised inputs
+                total += _text_chars(part)
             elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
                 total += len(part["text"])
             elif isinstance(part, int):
