@@ -44,7 +44,9 @@ class Gateway:
         self.registry = Registry(config, providers.base_urls())
         self.auth = Authenticator(config)
         self.extensions = (
-            build_extensions(config, storage) if extensions is None else extensions
+            build_extensions(config, storage, clock=clock)
+            if extensions is None
+            else extensions
         )
         self.rng = rng or random.Random()
         self.sleep = sleep
