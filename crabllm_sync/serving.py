@@ -5,6 +5,7 @@ Shared by `crabllm-sync serve` and gunicorn.conf.py so the two cannot drift.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import shutil
@@ -63,7 +64,8 @@ _OWNED_DIR_ENV = "CRABLLM_OWNS_PROMETHEUS_DIR"
 
 
 def on_starting(server: Any) -> None:
-    """Master, before workers: an empty metrics directory (ours unless given)."""
+    """Master, before workers: request log to stderr, an empty metrics directory."""
+    _log_to_stderr()
     path = os.environ.get(MULTIPROC_ENV)
     if path:
         os.makedirs(path, exist_ok=True)
@@ -73,6 +75,27 @@ def on_starting(server: Any) -> None:
     else:
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="crabllm-metrics-")
         os.environ[_OWNED_DIR_ENV] = "1"
+
+
+def _log_to_stderr() -> None:
+    """The gateway's own log lines (one per request) on stderr, as gunicorn's.
+
+    Workers inherit the handler; [extensions.logging] level sets the level.
+    """
+    logger = logging.getLogger("crabllm_sync")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+            "[%Y-%m-%d %H:%M:%S %z]",
+        )
+    )
+    logger.addHandler(handler)
+    logger.propagate = False
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
 
 
 def child_exit(server: Any, worker: Any) -> None:

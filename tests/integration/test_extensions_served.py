@@ -342,6 +342,12 @@ def test_graceful_shutdown_writes_buffered_usage(gunicorn, upstream, tmp_path, s
     parallel(lambda _: post_chat(srv.url, KEY_A).status_code, 12)
     srv.stop()  # SIGTERM: each worker's exit hook writes its buffer
     assert per_request_costs(storage["db"]) == (12, 12 * ONE)
+    # One log line per request, by key name, never the key.
+    log = srv.log_path.read_text(errors="replace")
+    lines = [ln for ln in log.splitlines() if "event=request" in ln]
+    assert len(lines) == 12
+    assert all("key=team-a" in ln and "status=200" in ln for ln in lines)
+    assert KEY_A not in log
 
 
 # -- redis: several gateway processes, outages ----------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -13,7 +14,12 @@ from crabllm_sync import serving
 def env(monkeypatch):
     monkeypatch.delenv(serving.MULTIPROC_ENV, raising=False)
     monkeypatch.delenv(serving._OWNED_DIR_ENV, raising=False)
-    return monkeypatch
+    logger = logging.getLogger("crabllm_sync")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield monkeypatch
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
 
 
 def test_settings_carry_the_hooks():
@@ -44,3 +50,13 @@ def test_a_given_directory_is_emptied_of_old_samples_and_kept(env, tmp_path):
 
 def test_worker_exit_without_an_app_is_harmless(env):
     serving.worker_exit(None, None)
+
+
+def test_on_starting_sends_gateway_logs_to_stderr_once(env):
+    logger = logging.getLogger("crabllm_sync")
+    logger.handlers.clear()
+    serving.on_starting(None)
+    serving.on_starting(None)
+    assert len(logger.handlers) == 1
+    assert logger.getEffectiveLevel() == logging.INFO
+    serving.on_exit(None)
