@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 # Rows kept through a database outage; beyond this the oldest are dropped.
 MAX_BUFFER = 100_000
 CLOSE_TIMEOUT = 10.0
+# While the database is down, retries back off up to this (seconds): a
+# connect attempt can block a gevent worker, so it must not run on every row.
+MAX_RETRY_DELAY = 30.0
 
 
 def open_usage_database(config: Config) -> Database | None:
@@ -84,10 +87,12 @@ class UsageRecorder(Extension):
         self._rows: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # a full batch, or close()
+        self._waiting = threading.Event()  # rows are buffered (set under _lock)
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._closed = False
+        self._retry_delay = 0.0  # > 0 while the database is failing
 
     # -- hooks -----------------------------------------------------------------
 
@@ -104,9 +109,10 @@ class UsageRecorder(Extension):
     def add(self, row: dict[str, Any]) -> None:
         with self._lock:
             self._rows.append(row)
+            self._waiting.set()
             full = len(self._rows) >= self.batch_size
         self._ensure_flusher()
-        if full:
+        if full and not self._retry_delay:
             self._wake.set()
 
     def pending(self) -> int:
@@ -118,22 +124,29 @@ class UsageRecorder(Extension):
         with self._flushing:
             with self._lock:
                 rows, self._rows = self._rows, []
+                self._waiting.clear()
             for i in range(0, len(rows), self.batch_size):
                 try:
                     self.db.insert_usage(rows[i : i + self.batch_size])
                 except (peewee.PeeweeException, OSError) as exc:
                     self._requeue(rows[i:])
+                    self._retry_delay = min(
+                        MAX_RETRY_DELAY,
+                        max(self.flush_interval, 2 * self._retry_delay),
+                    )
                     log.warning(
                         "usage: database unavailable, %d records kept: %s",
                         len(rows) - i,
                         exc,
                     )
                     return False
+            self._retry_delay = 0.0
             return True
 
     def _requeue(self, rows: list[dict[str, Any]]) -> None:
         with self._lock:
             self._rows[:0] = rows
+            self._waiting.set()
             excess = len(self._rows) - MAX_BUFFER
             if excess > 0:
                 del self._rows[:excess]
@@ -156,8 +169,13 @@ class UsageRecorder(Extension):
         atexit.register(self.close)
 
     def _run(self) -> None:
+        # Idle (nothing buffered) it sleeps; once a row is buffered it writes
+        # within flush_interval, or at once when a batch is full.
         while not self._closed:
-            self._wake.wait(self.flush_interval)
+            self._waiting.wait()
+            if self._closed:
+                break
+            self._wake.wait(max(self.flush_interval, self._retry_delay))
             self._wake.clear()
             if self._closed:
                 break
@@ -167,6 +185,7 @@ class UsageRecorder(Extension):
         """Stop the flusher and write what is left (worker exit)."""
         self._closed = True
         self._wake.set()
+        self._waiting.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(CLOSE_TIMEOUT)

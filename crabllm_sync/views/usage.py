@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import peewee
 from flask import Blueprint, Response, request
 
 from crabllm_sync.auth import Principal
@@ -13,6 +14,7 @@ from crabllm_sync.errors import (
     InvalidRequestError,
     NotFoundError,
     PermissionDeniedError,
+    ServiceUnavailableError,
 )
 from crabllm_sync.extensions import find
 from crabllm_sync.extensions.budget import Budget
@@ -37,13 +39,18 @@ def make_blueprint(gw: Gateway) -> Blueprint:
                 "usage is not recorded: configure sqlite or redis storage, "
                 "or [storage] database"
             )
+        key = _own_key(ctx.principal, request.args.get("key"))
+        model = request.args.get("model") or None
+        since, until = _time_arg("from"), _time_arg("to")
         recorder.flush()  # this worker's own buffer; others flush on their timer
-        rows = recorder.db.usage_totals(
-            key_name=_own_key(ctx.principal, request.args.get("key")),
-            model=request.args.get("model") or None,
-            since=_time_arg("from"),
-            until=_time_arg("to"),
-        )
+        try:
+            rows = recorder.db.usage_totals(
+                key_name=key, model=model, since=since, until=until
+            )
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            raise ServiceUnavailableError(
+                f"usage database unavailable: {exc}"
+            ) from None
         return json_response({"object": "list", "data": [_usage_row(r) for r in rows]})
 
     @bp.get("/v1/budget")
