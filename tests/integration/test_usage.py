@@ -267,6 +267,7 @@ def test_batch_size_wakes_the_flusher(upstream, tmp_path):
     rec = recorder(app)
     for _ in range(2):
         client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+
     def written() -> int:
         with rec.db.db.connection_context():
             return rec.db.m.UsageRecord.select().count()
