@@ -227,11 +227,12 @@ def test_rows_wait_in_the_buffer_through_a_database_outage(upstream, tmp_path):
     app = create_app(config)
     client = app.test_client()
     rec = recorder(app)
-    away = tmp_path / "away"
-    home.rename(away)  # the database file is unreachable
     for _ in range(3):
         r = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
-        assert r.status_code == 200  # requests do not wait on the database
+        assert r.status_code == 200
+    assert rec.pending() == 3  # buffered: requests did not wait on the database
+    away = tmp_path / "away"
+    home.rename(away)  # the database file is unreachable
     assert rec.flush() is False
     assert rec.pending() == 3
     r = client.get("/v1/usage", headers=auth(ADMIN))
