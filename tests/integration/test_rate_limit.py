@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
 import openai
 import pytest
 
 from crabllm_sync.app import create_app
+from crabllm_sync.extensions.rate_limit import window_index
 from tests.conftest import sdk_for_app
 from tests.extensions_support import (
     KEY_A,
@@ -196,3 +201,27 @@ def test_budget_refusal_still_carries_rate_limit_headers(upstream, tmp_path, clo
     assert r.status_code == 429
     assert r.json["error"]["code"] == "insufficient_quota"
     assert r.headers["x-ratelimit-remaining-requests"] == "9"
+
+
+def test_parallel_requests_get_exactly_the_limit(upstream, tmp_path, served):
+    app = create_app(
+        ext_config(
+            upstream, tmp_path, extensions={"rate_limit": {"requests_per_minute": 10}}
+        )
+    )
+    url = served(app)
+    _, elapsed = window_index(time.time())
+    if elapsed > 45:  # keep all 40 requests in one fixed window (clock alignment)
+        time.sleep(60 - elapsed + 0.2)
+
+    def call(_):
+        return httpx.post(
+            f"{url}/v1/chat/completions",
+            json=chat_body(),
+            headers=auth(KEY_A),
+            timeout=30,
+        ).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(call, range(40)))
+    assert codes.count(200) == 10 and codes.count(429) == 30
