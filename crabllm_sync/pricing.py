@@ -61,6 +61,7 @@ BUILTIN: dict[str, Price] = {
     "gpt-5": Price(1.25, 10.00, 0.125),
     "gpt-5-mini": Price(0.25, 2.00, 0.025),
     "gpt-5-nano": Price(0.05, 0.40, 0.005),
+    "gpt-5-pro": Price(15.00, 120.00),
     "gpt-4.1": Price(2.00, 8.00, 0.50),
     "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
     "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
@@ -69,9 +70,12 @@ BUILTIN: dict[str, Price] = {
     "gpt-4-turbo": Price(10.00, 30.00),
     "gpt-4": Price(30.00, 60.00),
     "gpt-3.5-turbo": Price(0.50, 1.50),
+    "gpt-4.5-preview": Price(75.00, 150.00, 37.50),
     "o1": Price(15.00, 60.00, 7.50),
+    "o1-pro": Price(150.00, 600.00),
     "o1-mini": Price(1.10, 4.40, 0.55),
     "o3": Price(2.00, 8.00, 0.50),
+    "o3-pro": Price(20.00, 80.00),
     "o3-mini": Price(1.10, 4.40, 0.55),
     "o4-mini": Price(1.10, 4.40, 0.275),
     "text-embedding-3-small": Price(0.02),
@@ -119,7 +123,8 @@ BUILTIN: dict[str, Price] = {
 }
 
 _BEDROCK_REGION_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.")
-_BOUNDARIES = ("-", ":", "@", ".", "/")
+# Not ".": gpt-4.5 is not a gpt-4 (ids differ in versions after a dot).
+_BOUNDARIES = ("-", ":", "@", "/")
 
 
 def price_from_config(p: PricingConfig) -> Price:

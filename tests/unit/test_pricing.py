@@ -120,13 +120,17 @@ def test_reasoning_tokens_are_not_charged_twice():
         ("anthropic.claude-3-5-sonnet-20241022-v2:0", "anthropic.claude-3-5-sonnet"),
         ("us.anthropic.claude-3-7-sonnet-20250219-v1:0", "anthropic.claude-3-7-sonnet"),
         ("amazon.nova-pro-v1:0", "amazon.nova-pro-v1"),
+        ("o1-pro-2025-03-19", "o1-pro"),
+        ("o3-2025-04-16", "o3"),
     ],
 )
 def test_builtin_lookup_matches_ids_and_dated_versions(model, expected):
     assert pricing.lookup(model) == pricing.BUILTIN[expected]
 
 
-@pytest.mark.parametrize("model", ["mock", "gpt-4ox", "my-local-llama", "o1x"])
+@pytest.mark.parametrize(
+    "model", ["mock", "gpt-4ox", "my-local-llama", "o1x", "gpt-4.7-new"]
+)
 def test_unknown_models_cost_nothing(model):
     assert pricing.lookup(model) == pricing.ZERO_PRICE
 
