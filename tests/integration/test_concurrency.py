@@ -136,3 +136,27 @@ def test_refused_request_holds_no_slot(upstream, tmp_path, app_factory):
     r = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
     assert r.status_code == 429 and "per minute" in r.json["error"]["message"]
     assert leases(app) == []
+
+
+def test_a_dead_workers_slot_expires_with_its_lease(upstream, tmp_path):
+    from crabllm_sync.storage.memory import MemoryStorage
+
+    now = [1000.0]
+    storage = MemoryStorage(clock=lambda: now[0])
+    keys = [{"name": "team-a", "key": KEY_A, "max_parallel_requests": 1}]
+    app = create_app(
+        ext_config(upstream, tmp_path, keys=keys, routing={"request_deadline": 30}),
+        storage=storage,
+    )
+    # A worker took the only slot and died before releasing it.
+    exts = app.extensions["crabllm"].extensions
+    ttl = next(e for e in exts if e.name == "concurrency").lease_ttl
+    assert ttl == 30 + 60
+    assert storage.incr("conc:team-a:0", 1, ttl) == 1
+    client = app.test_client()
+    r = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    assert r.status_code == 429
+    now[0] += ttl + 1
+    r = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    assert r.status_code == 200
+    assert leases(app) == []
