@@ -18,6 +18,7 @@ from crabllm_sync.views import error_response
 from crabllm_sync.views import openai as openai_views
 from crabllm_sync.views import openapi as openapi_views
 from crabllm_sync.views import ops as ops_views
+from crabllm_sync.views import usage as usage_views
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
     app.register_blueprint(admin_views.make_blueprint(gw))
     app.register_blueprint(anthropic_views.make_blueprint(gw))
     app.register_blueprint(openapi_views.make_blueprint(gw))
+    app.register_blueprint(usage_views.make_blueprint(gw))
 
     @app.errorhandler(GatewayError)
     def gateway_error(err: GatewayError) -> Response:

@@ -5,7 +5,12 @@ Shared by `crabllm-sync serve` and gunicorn.conf.py so the two cannot drift.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
+import os
+import shutil
+import sys
+import tempfile
 from typing import Any
 
 MAX_DEFAULT_WORKERS = 8
@@ -41,4 +46,76 @@ def gunicorn_settings(
         "loglevel": "info",
         "proc_name": "crabllm-sync",
         "forwarded_allow_ips": "127.0.0.1,::1",
+        "on_starting": on_starting,
+        "child_exit": child_exit,
+        "worker_exit": worker_exit,
+        "on_exit": on_exit,
     }
+
+
+# -- gunicorn server hooks -------------------------------------------------------
+# Prometheus multiprocess mode: every worker writes its samples to files in
+# PROMETHEUS_MULTIPROC_DIR and /metrics sums them, so the numbers are the
+# gateway's, not one worker's. The directory must be set before any worker
+# imports prometheus_client and must start empty.
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_OWNED_DIR_ENV = "CRABLLM_OWNS_PROMETHEUS_DIR"
+
+
+def on_starting(server: Any) -> None:
+    """Master, before workers: request log to stderr, an empty metrics directory."""
+    _log_to_stderr()
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.remove(os.path.join(path, name))
+    else:
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="crabllm-metrics-")
+        os.environ[_OWNED_DIR_ENV] = "1"
+
+
+def _log_to_stderr() -> None:
+    """The gateway's own log lines (one per request) on stderr, as gunicorn's.
+
+    Workers inherit the handler; [extensions.logging] level sets the level.
+    """
+    logger = logging.getLogger("crabllm_sync")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s",
+            "[%Y-%m-%d %H:%M:%S %z]",
+        )
+    )
+    logger.addHandler(handler)
+    logger.propagate = False
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Master: a worker is gone; drop its live gauges (active streams)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Worker, on its way out: flush buffered usage records and close storage."""
+    wsgi = sys.modules.get("crabllm_sync.wsgi")
+    app = getattr(wsgi, "application", None)
+    gw = app.extensions.get("crabllm") if app is not None else None
+    if gw is not None:
+        gw.close()
+
+
+def on_exit(server: Any) -> None:
+    """Master, at shutdown: remove the metrics directory if we made it."""
+    if os.environ.get(_OWNED_DIR_ENV) and os.environ.get(MULTIPROC_ENV):
+        shutil.rmtree(os.environ[MULTIPROC_ENV], ignore_errors=True)

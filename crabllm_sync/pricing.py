@@ -1,0 +1,308 @@
+"""Prices and costs: normalised usage, the built-in price table, cost in nanos.
+
+Pure: data in, data out. Money is integer nanodollars (USD x 1e9), so the sum
+of per-request costs is exact wherever it is added up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from crabllm_sync.config import PricingConfig
+
+NANOS_PER_USD = 1_000_000_000
+CHARS_PER_TOKEN = 4  # the usual rule of thumb when an upstream reports no usage
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens of one request, each counted once.
+
+    `input` is uncached input only; cache reads and writes are apart. `output`
+    includes reasoning tokens (priced as output); `reasoning` says how many.
+    """
+
+    input: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    output: int = 0
+    reasoning: int = 0
+    estimated: bool = False
+
+    @property
+    def prompt_tokens(self) -> int:
+        """All input, as OpenAI's prompt_tokens counts it."""
+        return self.input + self.cache_read + self.cache_write
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.output
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """USD per million tokens; cache rates default to the input rate."""
+
+    input: float = 0.0
+    output: float = 0.0
+    cache_read: float | None = None
+    cache_write: float | None = None
+
+
+ZERO_PRICE = Price()
+
+# List prices (USD per million tokens) when this table was written; override
+# any of them with [pricing.MODEL]. Keys match a model id or its prefix.
+BUILTIN: dict[str, Price] = {
+    # OpenAI (cache_read = cached input)
+    "gpt-5": Price(1.25, 10.00, 0.125),
+    "gpt-5-mini": Price(0.25, 2.00, 0.025),
+    "gpt-5-nano": Price(0.05, 0.40, 0.005),
+    "gpt-5-pro": Price(15.00, 120.00),
+    "gpt-4.1": Price(2.00, 8.00, 0.50),
+    "gpt-4.1-mini": Price(0.40, 1.60, 0.10),
+    "gpt-4.1-nano": Price(0.10, 0.40, 0.025),
+    "gpt-4o": Price(2.50, 10.00, 1.25),
+    "gpt-4o-mini": Price(0.15, 0.60, 0.075),
+    "gpt-4-turbo": Price(10.00, 30.00),
+    "gpt-4": Price(30.00, 60.00),
+    "gpt-3.5-turbo": Price(0.50, 1.50),
+    "gpt-4.5-preview": Price(75.00, 150.00, 37.50),
+    "o1": Price(15.00, 60.00, 7.50),
+    "o1-pro": Price(150.00, 600.00),
+    "o1-mini": Price(1.10, 4.40, 0.55),
+    "o3": Price(2.00, 8.00, 0.50),
+    "o3-pro": Price(20.00, 80.00),
+    "o3-mini": Price(1.10, 4.40, 0.55),
+    "o4-mini": Price(1.10, 4.40, 0.275),
+    "text-embedding-3-small": Price(0.02),
+    "text-embedding-3-large": Price(0.13),
+    "text-embedding-ada-002": Price(0.10),
+    # Anthropic (cache_write = 5-minute cache write, 1.25x input; read 0.1x)
+    "claude-opus-4-5": Price(5.00, 25.00, 0.50, 6.25),
+    "claude-opus-4-1": Price(15.00, 75.00, 1.50, 18.75),
+    "claude-opus-4": Price(15.00, 75.00, 1.50, 18.75),
+    "claude-sonnet-4-5": Price(3.00, 15.00, 0.30, 3.75),
+    "claude-sonnet-4": Price(3.00, 15.00, 0.30, 3.75),
+    "claude-haiku-4-5": Price(1.00, 5.00, 0.10, 1.25),
+    "claude-3-7-sonnet": Price(3.00, 15.00, 0.30, 3.75),
+    "claude-3-5-sonnet": Price(3.00, 15.00, 0.30, 3.75),
+    "claude-3-5-haiku": Price(0.80, 4.00, 0.08, 1.00),
+    "claude-3-opus": Price(15.00, 75.00, 1.50, 18.75),
+    "claude-3-haiku": Price(0.25, 1.25, 0.03, 0.30),
+    # Google Gemini (prompts up to 200k tokens; cache_read = context cache)
+    "gemini-2.5-pro": Price(1.25, 10.00, 0.125),
+    "gemini-2.5-flash": Price(0.30, 2.50, 0.03),
+    "gemini-2.5-flash-lite": Price(0.10, 0.40, 0.01),
+    "gemini-2.0-flash": Price(0.10, 0.40, 0.025),
+    "gemini-2.0-flash-lite": Price(0.075, 0.30),
+    "gemini-1.5-pro": Price(1.25, 5.00),
+    "gemini-1.5-flash": Price(0.075, 0.30),
+    "gemini-embedding-001": Price(0.15),
+    "text-embedding-004": Price(0.0),
+    # AWS Bedrock ids (a region prefix like "us." is ignored when matching)
+    "anthropic.claude-opus-4-1": Price(15.00, 75.00, 1.50, 18.75),
+    "anthropic.claude-opus-4": Price(15.00, 75.00, 1.50, 18.75),
+    "anthropic.claude-sonnet-4-5": Price(3.00, 15.00, 0.30, 3.75),
+    "anthropic.claude-sonnet-4": Price(3.00, 15.00, 0.30, 3.75),
+    "anthropic.claude-haiku-4-5": Price(1.00, 5.00, 0.10, 1.25),
+    "anthropic.claude-3-7-sonnet": Price(3.00, 15.00, 0.30, 3.75),
+    "anthropic.claude-3-5-sonnet": Price(3.00, 15.00, 0.30, 3.75),
+    "anthropic.claude-3-5-haiku": Price(0.80, 4.00, 0.08, 1.00),
+    "anthropic.claude-3-haiku": Price(0.25, 1.25),
+    "amazon.nova-pro-v1": Price(0.80, 3.20, 0.20),
+    "amazon.nova-lite-v1": Price(0.06, 0.24, 0.015),
+    "amazon.nova-micro-v1": Price(0.035, 0.14, 0.00875),
+    "amazon.titan-embed-text-v2": Price(0.02),
+    "meta.llama3-1-70b-instruct": Price(0.72, 0.72),
+    "meta.llama3-1-8b-instruct": Price(0.22, 0.22),
+    "mistral.mistral-large-2407": Price(2.00, 6.00),
+}
+
+_BEDROCK_REGION_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.")
+# Not ".": gpt-4.5 is not a gpt-4 (ids differ in versions after a dot).
+_BOUNDARIES = ("-", ":", "@", "/")
+
+
+def price_from_config(p: PricingConfig) -> Price:
+    return Price(
+        input=p.prompt_cost_per_million,
+        output=p.completion_cost_per_million,
+        cache_read=p.cache_read_cost_per_million,
+        cache_write=p.cache_write_cost_per_million,
+    )
+
+
+def lookup(
+    model: str,
+    overrides: Mapping[str, PricingConfig] | None = None,
+    table: Mapping[str, Price] = BUILTIN,
+) -> Price:
+    """The price of `model`: [pricing.MODEL], else the built-in table, else zero.
+
+    The table matches the exact id, then the longest key that is a prefix of
+    the id at a boundary (`gpt-4o-2024-08-06` -> `gpt-4o`), ignoring a Bedrock
+    cross-region prefix (`us.anthropic...`).
+    """
+    if overrides and model in overrides:
+        return price_from_config(overrides[model])
+    name = model
+    for prefix in _BEDROCK_REGION_PREFIXES:
+        if name.startswith(prefix) and "." in name[len(prefix) :]:
+            name = name[len(prefix) :]
+            break
+    if name in table:
+        return table[name]
+    best = ""
+    for key in table:
+        if (
+            len(key) > len(best)
+            and name.startswith(key)
+            and name[len(key)] in _BOUNDARIES
+        ):
+            best = key
+    return table[best] if best else ZERO_PRICE
+
+
+def rate(per_million_usd: float) -> int:
+    """Nanodollars per million tokens (exact for prices with up to 9 decimals)."""
+    return round(per_million_usd * NANOS_PER_USD)
+
+
+def cost(usage: Usage, price: Price) -> int:
+    """Cost of `usage` in nanodollars; each token priced once at its own rate."""
+    read = price.input if price.cache_read is None else price.cache_read
+    write = price.input if price.cache_write is None else price.cache_write
+    total = (
+        usage.input * rate(price.input)
+        + usage.cache_read * rate(read)
+        + usage.cache_write * rate(write)
+        + usage.output * rate(price.output)
+    )
+    return (total + 500_000) // 1_000_000  # round half up to a whole nano
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def normalise(raw: Mapping[str, Any] | None) -> Usage | None:
+    """Usage as an upstream reported it -> Usage; None when it reported nothing.
+
+    OpenAI shape: prompt_tokens includes cached reads
+    (prompt_tokens_details.cached_tokens) and, from the Anthropic adapter,
+    cache writes (cache_creation_input_tokens); both are taken out of `input`.
+    Anthropic's native shape (input_tokens excludes the cache) is read too.
+    """
+    if not isinstance(raw, Mapping):
+        return None
+    if "prompt_tokens" in raw or "completion_tokens" in raw:
+        details = raw.get("prompt_tokens_details")
+        details = details if isinstance(details, Mapping) else {}
+        out_details = raw.get("completion_tokens_details")
+        out_details = out_details if isinstance(out_details, Mapping) else {}
+        prompt = _int(raw.get("prompt_tokens"))
+        read = _int(details.get("cached_tokens") or raw.get("cache_read_input_tokens"))
+        write = _int(raw.get("cache_creation_input_tokens"))
+        return Usage(
+            input=max(0, prompt - read - write),
+            cache_read=read,
+            cache_write=write,
+            output=_int(raw.get("completion_tokens")),
+            reasoning=_int(out_details.get("reasoning_tokens")),
+        )
+    if "input_tokens" in raw or "output_tokens" in raw:
+        in_details = raw.get("input_tokens_details")
+        out_details = raw.get("output_tokens_details")
+        out_details = out_details if isinstance(out_details, Mapping) else {}
+        if isinstance(in_details, Mapping):  # OpenAI Responses: input includes cache
+            read = _int(in_details.get("cached_tokens"))
+            uncached = max(0, _int(raw.get("input_tokens")) - read)
+        else:  # Anthropic: input_tokens excludes cache reads and writes
+            read = _int(raw.get("cache_read_input_tokens"))
+            uncached = _int(raw.get("input_tokens"))
+        return Usage(
+            input=uncached,
+            cache_read=read,
+            cache_write=_int(raw.get("cache_creation_input_tokens")),
+            output=_int(raw.get("output_tokens")),
+            reasoning=_int(out_details.get("reasoning_tokens")),
+        )
+    return None
+
+
+def estimate_tokens(chars: int) -> int:
+    """Tokens for `chars` characters of text when no count was given."""
+    return math.ceil(max(0, chars) / CHARS_PER_TOKEN)
+
+
+def request_chars(body: Mapping[str, Any]) -> int:
+    """Characters of prompt text in a chat or embeddings request body."""
+    total = 0
+    for msg in body.get("messages") or []:
+        if isinstance(msg, Mapping):
+            total += _text_chars(msg.get("content"))
+    if "input" in body:
+        total += _text_chars(body.get("input"))
+    return total
+
+
+def response_chars(response: Mapping[str, Any] | None) -> int:
+    """Characters of generated text in a chat completion."""
+    if not isinstance(response, Mapping):
+        return 0
+    total = 0
+    for choice in response.get("choices") or []:
+        if isinstance(choice, Mapping):
+            msg = choice.get("message") or {}
+            if isinstance(msg, Mapping):
+                total += _text_chars(msg.get("content"))
+    return total
+
+
+def chunk_chars(chunk: Mapping[str, Any]) -> int:
+    """Characters of generated text in one stream chunk."""
+    total = 0
+    for choice in chunk.get("choices") or []:
+        if isinstance(choice, Mapping):
+            delta = choice.get("delta") or {}
+            if isinstance(delta, Mapping):
+                total += _text_chars(delta.get("content"))
+    return total
+
+
+def _text_chars(content: Any) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, list):
+        total = 0
+        for part in content:
+            if isinstance(part, str):
+                total += len(part)
+            elif isinstance(part, list):  # a batch of pre-tokenised inputs
+                total += _text_chars(part)
+            elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                total += len(part["text"])
+            elif isinstance(part, int):
+                total += CHARS_PER_TOKEN  # a pre-tokenised input: one token each
+        return total
+    return 0
+
+
+def estimate(
+    body: Mapping[str, Any], output_chars: int, *, output_tokens: int | None = None
+) -> Usage:
+    """An estimated Usage from text lengths (marked estimated)."""
+    return Usage(
+        input=estimate_tokens(request_chars(body)),
+        output=output_tokens
+        if output_tokens is not None
+        else estimate_tokens(output_chars),
+        estimated=True,
+    )

@@ -1,0 +1,151 @@
+"""Usage, budget, cache and metrics endpoints: /v1/usage, /v1/budget,
+DELETE /v1/cache (admin) and /metrics (no auth)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import peewee
+from flask import Blueprint, Response, request
+
+from crabllm_sync.auth import Principal
+from crabllm_sync.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
+)
+from crabllm_sync.extensions import find
+from crabllm_sync.extensions.budget import Budget
+from crabllm_sync.extensions.cache import clear
+from crabllm_sync.extensions.metrics import MetricsExtension
+from crabllm_sync.extensions.usage import UsageRecorder
+from crabllm_sync.gateway import Gateway
+from crabllm_sync.metrics import CONTENT_TYPE
+from crabllm_sync.pricing import NANOS_PER_USD
+from crabllm_sync.views import json_response
+
+
+def make_blueprint(gw: Gateway) -> Blueprint:
+    bp = Blueprint("usage", __name__)
+
+    @bp.get("/v1/usage")
+    def usage() -> Response:
+        ctx = gw.begin("usage", request.headers)
+        recorder = find(gw.extensions, UsageRecorder)
+        if recorder is None:
+            raise NotFoundError(
+                "usage is not recorded: configure sqlite or redis storage, "
+                "or [storage] database"
+            )
+        key = _own_key(ctx.principal, request.args.get("key"))
+        model = request.args.get("model") or None
+        since, until = _time_arg("from"), _time_arg("to")
+        recorder.flush()  # this worker's own buffer; others flush on their timer
+        try:
+            rows = recorder.db.usage_totals(
+                key_name=key, model=model, since=since, until=until
+            )
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
+            raise ServiceUnavailableError(
+                f"usage database unavailable: {exc}"
+            ) from None
+        return json_response({"object": "list", "data": [_usage_row(r) for r in rows]})
+
+    @bp.get("/v1/budget")
+    def budget() -> Response:
+        ctx = gw.begin("budget", request.headers)
+        ext = find(gw.extensions, Budget)
+        if ext is None:
+            raise NotFoundError("budgets are not enabled on this gateway")
+        if ctx.principal.name is None and not ctx.principal.is_admin:
+            principals = [ctx.principal]  # auth is off: the one shared budget
+        elif ctx.principal.is_admin:
+            wanted = request.args.get("key")
+            names = [wanted] if wanted else _budget_keys(gw, ext)
+            # Config keys; a key created at run time is read with ?key=NAME
+            # by its own token (its limits ride on its Principal).
+            principals = [Principal(name=n) for n in names]
+        else:
+            _own_key(ctx.principal, request.args.get("key"))
+            principals = [ctx.principal]
+        data = []
+        for p in principals:
+            standing = ext.standing(p)
+            if standing is not None:
+                data.append(standing.as_dict())
+        return json_response({"object": "list", "data": data})
+
+    @bp.delete("/v1/cache")
+    def clear_cache() -> Response:
+        ctx = gw.begin("cache", request.headers)
+        if not ctx.principal.is_admin:
+            raise PermissionDeniedError("clearing the cache needs the admin token")
+        return json_response({"deleted": clear(gw.storage)})
+
+    @bp.get("/metrics")
+    def metrics() -> Response:
+        ext = find(gw.extensions, MetricsExtension)
+        body = ext.metrics.render() if ext is not None else b""
+        return Response(body, mimetype=None, content_type=CONTENT_TYPE)
+
+    return bp
+
+
+def _sees_all(principal: Principal) -> bool:
+    # The admin token, or anyone when auth is off (no keys anywhere).
+    return principal.is_admin or principal.name is None
+
+
+def _own_key(principal: Principal, wanted: str | None) -> str | None:
+    """The key filter a principal may use: admin any (or none), a key its own."""
+    if _sees_all(principal):
+        return wanted or None
+    if wanted and wanted != principal.name:
+        raise PermissionDeniedError("a key may only read its own usage", param="key")
+    return principal.name
+
+
+def _time_arg(name: str) -> float | None:
+    """`from`/`to` as epoch seconds or ISO 8601 (a date means its UTC midnight)."""
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequestError(
+            f"'{name}' must be epoch seconds or an ISO 8601 date/time", param=name
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def _usage_row(r: dict[str, Any]) -> dict[str, Any]:
+    prompt = r["input_tokens"] + r["cache_read_tokens"] + r["cache_write_tokens"]
+    return {
+        "key": r["key_name"],
+        "model": r["model"],
+        "requests": r["requests"],
+        "prompt_tokens": prompt,
+        "completion_tokens": r["output_tokens"],
+        "total_tokens": prompt + r["output_tokens"],
+        "cost_usd": r["cost_nanos"] / NANOS_PER_USD,
+        "cost_nanos": r["cost_nanos"],
+        "input_tokens": r["input_tokens"],
+        "cache_read_tokens": r["cache_read_tokens"],
+        "cache_write_tokens": r["cache_write_tokens"],
+        "reasoning_tokens": r["reasoning_tokens"],
+    }
+
+
+def _budget_keys(gw: Gateway, ext: Budget) -> list[str]:
+    """Keys the admin listing covers: configured keys and [extensions.budget.keys]."""
+    names = {k.name for k in gw.config.keys} | set(ext.per_key)
+    return sorted(names)

@@ -1,0 +1,227 @@
+"""Requests and tokens per minute, in-process on memory storage with a fake clock."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import openai
+import pytest
+
+from crabllm_sync.app import create_app
+from crabllm_sync.extensions.rate_limit import window_index
+from tests.conftest import sdk_for_app
+from tests.extensions_support import (
+    KEY_A,
+    KEY_B,
+    FakeClock,
+    auth,
+    chat_body,
+    ext_config,
+    with_clock,
+)
+
+
+@pytest.fixture
+def clock():
+    # 10 s into a minute, so a test's requests share one fixed window.
+    return FakeClock(1_800_000_010.0 - 1_800_000_010.0 % 60 + 10)
+
+
+def make(upstream, tmp_path, clock, **over):
+    app = create_app(ext_config(upstream, tmp_path, **over))
+    app.testing = True
+    return with_clock(app, clock)
+
+
+def test_rpm_lets_exactly_n_through_then_429_with_openai_headers(
+    upstream, tmp_path, clock
+):
+    app = make(
+        upstream, tmp_path, clock, extensions={"rate_limit": {"requests_per_minute": 3}}
+    )
+    client = app.test_client()
+    statuses = []
+    for _ in range(5):
+        r = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+        statuses.append(r.status_code)
+        last = r
+        if r.status_code == 200:
+            assert r.headers["x-ratelimit-limit-requests"] == "3"
+    assert statuses == [200, 200, 200, 429, 429]
+    assert len(upstream.requests) == 3
+    assert last.json["error"]["code"] == "rate_limit_exceeded"
+    assert last.json["error"]["type"] == "rate_limit_error"
+    # 50 s to the window end, then 3 * (1 - e/60) <= 2 needs e >= 20 s.
+    assert last.headers["Retry-After"] == "70"
+    assert last.headers["x-ratelimit-remaining-requests"] == "0"
+    assert last.headers["x-ratelimit-reset-requests"] == "1m50s"
+
+
+def test_remaining_counts_down_on_successes(upstream, tmp_path, clock):
+    app = make(
+        upstream, tmp_path, clock, extensions={"rate_limit": {"requests_per_minute": 3}}
+    )
+    client = app.test_client()
+    seen = [
+        client.post(
+            "/v1/chat/completions", json=chat_body(), headers=auth(KEY_A)
+        ).headers["x-ratelimit-remaining-requests"]
+        for _ in range(3)
+    ]
+    assert seen == ["2", "1", "0"]
+
+
+def test_openai_sdk_sees_rate_limit_error_and_retry_after(upstream, tmp_path, clock):
+    app = make(
+        upstream, tmp_path, clock, extensions={"rate_limit": {"requests_per_minute": 1}}
+    )
+    sdk = sdk_for_app(app, KEY_A)
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="m", messages=[{"role": "user", "content": "x"}]
+    )
+    assert raw.headers["x-ratelimit-remaining-requests"] == "0"
+    with pytest.raises(openai.RateLimitError) as exc:
+        sdk.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}]
+        )
+    assert exc.value.code == "rate_limit_exceeded"
+    assert int(exc.value.response.headers["retry-after"]) > 0
+
+
+def test_limits_are_per_key_and_a_key_override_wins(upstream, tmp_path, clock):
+    keys = [
+        {"name": "team-a", "key": KEY_A, "rate_limit": {"requests_per_minute": 1}},
+        {"name": "team-b", "key": KEY_B},
+    ]
+    app = make(
+        upstream,
+        tmp_path,
+        clock,
+        keys=keys,
+        extensions={"rate_limit": {"requests_per_minute": 2}},
+    )
+    client = app.test_client()
+
+    def post(key):
+        return client.post(
+            "/v1/chat/completions", json=chat_body(), headers=auth(key)
+        ).status_code
+
+    assert [post(KEY_A), post(KEY_A)] == [200, 429]
+    assert [post(KEY_B), post(KEY_B), post(KEY_B)] == [200, 200, 429]
+
+
+def test_window_slides_with_the_clock(upstream, tmp_path, clock):
+    app = make(
+        upstream, tmp_path, clock, extensions={"rate_limit": {"requests_per_minute": 2}}
+    )
+    client = app.test_client()
+
+    def post():
+        return client.post(
+            "/v1/chat/completions", json=chat_body(), headers=auth(KEY_A)
+        ).status_code
+
+    assert [post(), post(), post()] == [200, 200, 429]
+    clock.advance(50)  # next window, 0 s in: previous window weighs fully
+    assert post() == 429
+    clock.advance(30)  # 30 s in: 2 * 0.5 = 1 counted, one more fits
+    assert [post(), post()] == [200, 429]
+    clock.advance(120)  # both windows gone
+    assert [post(), post(), post()] == [200, 200, 429]
+
+
+def test_refused_requests_do_not_extend_the_block(upstream, tmp_path, clock):
+    app = make(
+        upstream, tmp_path, clock, extensions={"rate_limit": {"requests_per_minute": 1}}
+    )
+    client = app.test_client()
+    statuses = [
+        client.post(
+            "/v1/chat/completions", json=chat_body(), headers=auth(KEY_A)
+        ).status_code
+        for _ in range(20)
+    ]
+    assert statuses == [200] + [429] * 19
+    clock.advance(120)
+    r = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    assert r.status_code == 200
+
+
+def test_tpm_counts_actual_usage_of_responses_and_streams(upstream, tmp_path, clock):
+    # Each non-stream answer is 7 + 3 tokens; the stream "a b" reports 7 + 3 too
+    # (three pieces: "echo:", "a", "b").
+    app = make(
+        upstream, tmp_path, clock, extensions={"rate_limit": {"tokens_per_minute": 25}}
+    )
+    client = app.test_client()
+    r1 = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    assert r1.status_code == 200
+    assert r1.headers["x-ratelimit-remaining-tokens"] == "25"  # checked before
+    r2 = client.post(
+        "/v1/chat/completions", json=chat_body("a b", stream=True), headers=auth(KEY_A)
+    )
+    assert r2.status_code == 200
+    assert b"[DONE]" in r2.data  # drain the stream: usage is charged at its end
+    assert r2.headers["x-ratelimit-remaining-tokens"] == "15"
+    r3 = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    assert r3.headers["x-ratelimit-remaining-tokens"] == "5"
+    r4 = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    assert r4.status_code == 429
+    assert r4.json["error"]["code"] == "rate_limit_exceeded"
+    assert "tokens per minute" in r4.json["error"]["message"]
+    assert r4.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert len(upstream.requests) == 3
+
+
+def test_no_limit_configured_means_no_headers(upstream, tmp_path, clock):
+    app = make(upstream, tmp_path, clock)
+    r = app.test_client().post(
+        "/v1/chat/completions", json=chat_body(), headers=auth(KEY_A)
+    )
+    assert r.status_code == 200
+    assert not [h for h in r.headers.keys() if h.lower().startswith("x-ratelimit")]
+
+
+def test_budget_refusal_still_carries_rate_limit_headers(upstream, tmp_path, clock):
+    app = make(
+        upstream,
+        tmp_path,
+        clock,
+        extensions={
+            "rate_limit": {"requests_per_minute": 10},
+            "budget": {"default_budget": 0.0},
+        },
+    )
+    r = app.test_client().post(
+        "/v1/chat/completions", json=chat_body(), headers=auth(KEY_A)
+    )
+    assert r.status_code == 429
+    assert r.json["error"]["code"] == "insufficient_quota"
+    assert r.headers["x-ratelimit-remaining-requests"] == "9"
+
+
+def test_parallel_requests_get_exactly_the_limit(upstream, tmp_path, served):
+    app = create_app(
+        ext_config(
+            upstream, tmp_path, extensions={"rate_limit": {"requests_per_minute": 10}}
+        )
+    )
+    url = served(app)
+    _, elapsed = window_index(time.time())
+    if elapsed > 45:  # keep all 40 requests in one fixed window (clock alignment)
+        time.sleep(60 - elapsed + 0.2)
+
+    def call(_):
+        return httpx.post(
+            f"{url}/v1/chat/completions",
+            json=chat_body(),
+            headers=auth(KEY_A),
+            timeout=30,
+        ).status_code
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(call, range(40)))
+    assert codes.count(200) == 10 and codes.count(429) == 30

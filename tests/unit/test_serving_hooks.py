@@ -1,0 +1,62 @@
+"""gunicorn hooks: the Prometheus multiprocess directory is set and cleaned."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+from crabllm_sync import serving
+
+
+@pytest.fixture
+def env(monkeypatch):
+    monkeypatch.delenv(serving.MULTIPROC_ENV, raising=False)
+    monkeypatch.delenv(serving._OWNED_DIR_ENV, raising=False)
+    logger = logging.getLogger("crabllm_sync")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    yield monkeypatch
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
+
+
+def test_settings_carry_the_hooks():
+    s = serving.gunicorn_settings(listen="127.0.0.1:1", workers=2)
+    assert s["on_starting"] is serving.on_starting
+    assert s["child_exit"] is serving.child_exit
+    assert s["worker_exit"] is serving.worker_exit
+    assert s["on_exit"] is serving.on_exit
+
+
+def test_on_starting_makes_a_directory_and_on_exit_removes_it(env):
+    serving.on_starting(None)
+    path = os.environ[serving.MULTIPROC_ENV]
+    assert os.path.isdir(path) and os.listdir(path) == []
+    serving.on_exit(None)
+    assert not os.path.exists(path)
+
+
+def test_a_given_directory_is_emptied_of_old_samples_and_kept(env, tmp_path):
+    (tmp_path / "counter_123.db").write_bytes(b"old")
+    (tmp_path / "notes.txt").write_text("not ours")
+    env.setenv(serving.MULTIPROC_ENV, str(tmp_path))
+    serving.on_starting(None)
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt"]
+    serving.on_exit(None)
+    assert tmp_path.exists()  # not ours to remove
+
+
+def test_worker_exit_without_an_app_is_harmless(env):
+    serving.worker_exit(None, None)
+
+
+def test_on_starting_sends_gateway_logs_to_stderr_once(env):
+    logger = logging.getLogger("crabllm_sync")
+    logger.handlers.clear()
+    serving.on_starting(None)
+    serving.on_starting(None)
+    assert len(logger.handlers) == 1
+    assert logger.getEffectiveLevel() == logging.INFO
+    serving.on_exit(None)
