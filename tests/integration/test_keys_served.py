@@ -150,8 +150,11 @@ def _survives_restart(tmp_path: Path, gunicorn, config: Path, db_url: str, resta
         timeout=10,
     ).json()
     assert shown["budget"] == 4 and shown["status"] == "active"
+    # Stopping flushes the usage buffer: the two real chats (4 prompt and 3
+    # completion tokens each, "mock" is free) join the two rows written above.
+    again.stop()
     usage = _cli(config, "usage", "--key", "durable").splitlines()
-    assert usage[1].split() == ["durable", "mock", "2", "22", "8", "0.004000"]
+    assert usage[1].split() == ["durable", "mock", "4", "30", "14", "0.004000"]
 
 
 def test_keys_and_usage_survive_a_restart_with_sqlite(tmp_path, gunicorn):
