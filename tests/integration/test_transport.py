@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import socketserver
 import threading
 
 import pytest
 
 from crabllm_sync.errors import UpstreamError, UpstreamTimeoutError
-from crabllm_sync.providers import http
+from crabllm_sync.providers import http, openai
 from tests.conftest import free_port
 from tests.fakes import openai as fake_openai
 from tests.upstream import Reply
@@ -145,3 +146,58 @@ def test_stream_that_fails_to_start_raises_before_iteration(upstream):
         _stream(session, f"{upstream.url}/v1/chat/completions")
     assert info.value.upstream_status == 503
     assert "overloaded" in info.value.message
+
+
+class _KeepAliveSSE(socketserver.ThreadingTCPServer):
+    """A tiny HTTP/1.1 keep-alive server answering every POST with a chunked SSE
+    stream; counts the TCP connections it accepts (werkzeug's server cannot)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        self.connections = 0
+        super().__init__(("127.0.0.1", 0), _SSEHandler)
+
+
+class _SSEHandler(socketserver.BaseRequestHandler):
+    EVENTS = [b'data: {"object":"chat.completion.chunk","choices":[]}\n\n'] * 3
+    EVENTS.append(b"data: [DONE]\n\n")
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = self.request.recv(65536)
+                if not data:
+                    return
+                buf += data
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            size = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    size = int(line.split(b":", 1)[1])
+            while len(buf) < size:
+                buf += self.request.recv(65536)
+            buf = buf[size:]
+            out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            out += b"transfer-encoding: chunked\r\n\r\n"
+            for event in self.EVENTS:
+                out += b"%x\r\n%s\r\n" % (len(event), event)
+            self.request.sendall(out + b"0\r\n\r\n")
+
+
+def test_chunks_read_to_done_leave_the_connection_in_the_pool():
+    server = _KeepAliveSSE()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        session = http.make_session()
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+        for _ in range(3):
+            chunks = list(openai.read_chunks(_stream(session, url), "up"))
+            assert len(chunks) == 3
+        assert server.connections == 1
+    finally:
+        server.shutdown()
+        server.server_close()
