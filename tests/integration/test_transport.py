@@ -201,3 +201,16 @@ def test_chunks_read_to_done_leave_the_connection_in_the_pool():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_one_pool_per_origin_and_a_closed_one_is_replaced(upstream):
+    session = http.make_session()
+    url = f"{upstream.url}/v1/chat/completions"
+    first = _pool(session, url)
+    assert _pool(session, f"{upstream.url}/v1/embeddings") is first
+    _post(session, url)
+    # As when the manager disposes of an evicted pool: dropped, then closed.
+    session.get_adapter(url).poolmanager.clear()
+    first.close()
+    assert _post(session, url)["object"] == "chat.completion"
+    assert _pool(session, url) is not first
