@@ -14,22 +14,19 @@ Prints one JSON object (see `summarise`) on stdout.
 
 from __future__ import annotations
 
+import argparse
+import resource
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+import gevent
+import gevent.pool
+import orjson
 from gevent import monkey
 
-monkey.patch_all()
-
-import argparse  # noqa: E402 - gevent must patch before the rest is imported
-import resource  # noqa: E402
-import socket  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-
-import gevent  # noqa: E402
-import gevent.pool  # noqa: E402
-import orjson  # noqa: E402
-
-from bench.workloads import WORKLOADS  # noqa: E402
+from bench.workloads import WORKLOADS
 
 PERCENTILES = (50, 90, 99, 99.9)
 
@@ -256,6 +253,7 @@ def summarise(results: list[Result], start: float, end: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    monkey.patch_all()  # before any socket is made; the modules are patched in place
     parser = argparse.ArgumentParser(description="open-loop load generator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)

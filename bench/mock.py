@@ -10,17 +10,14 @@ the path, a model name ending in "slow" (wait between chunks) and include_usage.
 
 from __future__ import annotations
 
+import argparse
+import socket
+import sys
+
+import gevent
+import orjson
 from gevent import monkey
-
-monkey.patch_all()
-
-import argparse  # noqa: E402 - gevent must patch before the rest is imported
-import socket  # noqa: E402
-import sys  # noqa: E402
-
-import gevent  # noqa: E402
-import orjson  # noqa: E402
-from gevent.server import StreamServer  # noqa: E402
+from gevent.server import StreamServer
 
 CHUNKS = 20
 EMBED_DIMS = 1536
@@ -184,6 +181,7 @@ class Mock:
 
 
 def main(argv: list[str] | None = None) -> None:
+    monkey.patch_all()  # before any socket is made; the modules are patched in place
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)

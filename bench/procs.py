@@ -208,7 +208,9 @@ def start_gateway(workdir: Path, config: Path, workers: int = 2) -> Server:
     return server.wait_ready(("GET", "/health", b""))
 
 
-def start_bare(workdir: Path, upstream: str, workers: int = 2) -> Server:
+def start_bare(
+    workdir: Path, upstream: str, workers: int = 2, app: str = "bench.bare:application"
+) -> Server:
     """bench/bare.py under gunicorn with the gateway's own worker settings."""
     from crabllm_sync.serving import gunicorn_settings
 
@@ -230,10 +232,11 @@ def start_bare(workdir: Path, upstream: str, workers: int = 2) -> Server:
         str(s["keepalive"]),
         "--bind",
         f"127.0.0.1:{port}",
-        "bench.bare:application",
+        app,
     ]
     env = {"BENCH_UPSTREAM": upstream}
-    server = Server("bare", argv, port, env, workdir / "bare.log")
+    name = app.split(":")[0].rsplit(".", 1)[-1]
+    server = Server(name, argv, port, env, workdir / f"{name}.log")
     return server.wait_ready(
         ("POST", "/v1/chat/completions", WORKLOADS["chat-minimal"].body)
     )

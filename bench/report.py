@@ -349,6 +349,20 @@ def markdown(data: dict[str, Any]) -> str:
             )
         w("")
 
+    nd = meta.get("nodelay")
+    if nd:
+        w("## TCP_NODELAY\n")
+        w(
+            "Read under a gunicorn gevent worker with the gateway's settings "
+            "(`bench/nodelay.py`): the accepted client socket inherits it from "
+            "gunicorn's listener, urllib3 sets it on upstream connections.\n"
+        )
+        w(
+            f"- client socket: {nd.get('client')}; upstream socket: "
+            f"{nd.get('upstream')} (1 = Nagle off)"
+        )
+        w("")
+
     # -- tooling ---------------------------------------------------------------
     w("## Is the tooling the bottleneck?\n")
     w(

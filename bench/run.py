@@ -119,6 +119,24 @@ def load(
     return json.loads(out)
 
 
+def check_nodelay(work: Path, mock_port: int) -> dict[str, Any]:
+    """TCP_NODELAY on the client and upstream sockets under a gevent worker."""
+    import http.client
+
+    server = procs.start_bare(
+        work,
+        f"http://127.0.0.1:{mock_port}",
+        workers=1,
+        app="bench.nodelay:application",
+    )
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("GET", "/")
+        return json.loads(conn.getresponse().read())
+    finally:
+        server.stop()
+
+
 class Bench:
     def __init__(self, servers: dict[str, procs.Server], mock: procs.Server) -> None:
         self.servers = servers
@@ -204,6 +222,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for s in servers.values():
                 s.start_sampling()
             meta["idle_rss_kb"] = {n: s.rss_kb() for n, s in servers.items()}
+            meta["nodelay"] = check_nodelay(work, mock.port)
             bench = Bench(servers, mock)
             print(f"crabllm-sync bench ({meta['mode']}): {meta['config']}", flush=True)
             print("warm-up", flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socketserver
 import threading
+from typing import Any
 
 import pytest
 
@@ -17,11 +18,11 @@ HEADERS = {**http.JSON_HEADERS, "authorization": "Bearer sk-up"}
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def _pool(session, url):  # noqa: ANN001, ANN202 - test helper
+def _pool(session: Any, url: str) -> Any:
     return http.connection_pool(session, url)[0]
 
 
-def _post(session, url, **over):  # noqa: ANN001, ANN202 - test helper
+def _post(session: Any, url: str, **over: Any) -> Any:
     kw = {"headers": HEADERS, "timeout": 5, "provider": "up", **over}
     return http.post_json(session, url, BODY, **kw)
 
@@ -99,7 +100,7 @@ def test_invalid_json_answer_is_502(upstream):
     assert info.value.upstream_status == 502
 
 
-def _stream(session, url):  # noqa: ANN001, ANN202 - test helper
+def _stream(session: Any, url: str) -> Any:
     return http.post_stream(
         session,
         url,
