@@ -85,19 +85,21 @@ def exchange(
     client: Client, payload: bytes, res: Result, clock=time.perf_counter
 ) -> None:
     """Send one request on a pooled socket and read its whole answer into `res`."""
-    sock, buf = client.get()
+    conn = None
     reusable = False
     try:
+        conn = client.get()
         res.lag = clock() - res.scheduled
-        sock.sendall(payload)
-        reusable = _read(sock, buf, res, clock)
+        conn[0].sendall(payload)
+        reusable = _read(conn[0], conn[1], res, clock)
     except (OSError, ValueError) as exc:
         res.error = type(exc).__name__
     finally:
-        if reusable:
-            client.put((sock, buf))
-        else:
-            sock.close()
+        if conn is not None:
+            if reusable:
+                client.put(conn)
+            else:
+                conn[0].close()
 
 
 def _read(sock: socket.socket, buf: bytearray, res: Result, clock) -> bool:
