@@ -147,6 +147,10 @@ def markdown(data: dict[str, Any]) -> str:
         "same rate in the same run. CPU is user+system seconds of the whole gunicorn "
         "tree (/proc) divided by answered requests."
     )
+    w(
+        "- What the profile shows and what bounds the gateway where a target is "
+        "missed: bench/README.md, last section."
+    )
     w("")
 
     # -- targets -------------------------------------------------------------
