@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import requests
+import urllib3
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
@@ -33,22 +34,36 @@ _BROKEN = (
 )
 
 
+# Origins a session pools connections for; our sessions serve one provider each.
+POOL_ORIGINS = 8
+
+
 def make_session(pool_size: int = POOL_SIZE) -> requests.Session:
     """A pooled keep-alive session with no hidden retries and no env proxies."""
     session = requests.Session()
     # Reading proxy settings from the environment costs time on every call.
     session.trust_env = False
     adapter = HTTPAdapter(
-        pool_connections=4, pool_maxsize=pool_size, max_retries=0, pool_block=False
+        pool_connections=POOL_ORIGINS,
+        pool_maxsize=pool_size,
+        max_retries=0,
+        pool_block=False,
     )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
+    # origin -> its urllib3 pool: finding it through requests costs ~0.1 ms a call.
+    session.crabllm_pools = {}  # type: ignore[attr-defined]
     return session
 
 
 def timeouts(seconds: float) -> tuple[float, float]:
     """(connect, read) from a provider's `timeout`: connect is capped at 10 s."""
     return (min(seconds, 10.0), seconds)
+
+
+def _timeout(seconds: float) -> urllib3.Timeout:
+    connect, read = timeouts(seconds)
+    return urllib3.Timeout(connect=connect, read=read)
 
 
 def post_json(
@@ -61,21 +76,11 @@ def post_json(
     provider: str,
 ) -> Any:
     """POST JSON, return the parsed JSON answer; errors become UpstreamError."""
-    resp = _send(session, url, orjson.dumps(body), headers, timeout, provider, False)
+    # preload_content: the body is read inside urlopen and the connection is
+    # back in the pool before we parse; read errors surface from _urlopen.
+    resp = _urlopen(session, url, orjson.dumps(body), headers, timeout, provider, False)
     try:
-        content = resp.content
-    except _TIMEOUTS as exc:
-        raise UpstreamTimeoutError(
-            f"{provider}: read timed out", provider=provider
-        ) from exc
-    except _BROKEN as exc:
-        raise UpstreamError(
-            f"{provider}: connection failed: {_why(exc)}", provider=provider
-        ) from exc
-    finally:
-        resp.close()
-    try:
-        return orjson.loads(content)
+        return orjson.loads(resp.data)
     except orjson.JSONDecodeError:
         raise UpstreamError(
             f"{provider}: answered with invalid JSON",
@@ -98,7 +103,7 @@ def post_stream(
     The request is sent and its status checked before this returns, so a failure
     to start raises here; failures while reading raise from the iterator.
     """
-    resp = _send(session, url, orjson.dumps(body), headers, timeout, provider, True)
+    resp = _urlopen(session, url, orjson.dumps(body), headers, timeout, provider, True)
     return _lines(resp, provider)
 
 
@@ -113,7 +118,7 @@ def post_raw(
 ) -> tuple[requests.Response, Iterator[bytes]]:
     """POST any body (bytes, iterator); return the response and its chunks."""
     resp = _send(session, url, data, headers, timeout, provider, True)
-    return resp, _chunks(resp, provider)
+    return resp, _chunks(resp.raw, provider)
 
 
 def _send(
@@ -149,6 +154,90 @@ def _send(
         finally:
             resp.close()
     return resp
+
+
+def _urlopen(
+    session: requests.Session,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    provider: str,
+    stream: bool,
+) -> urllib3.BaseHTTPResponse:
+    """POST on the session's own urllib3 pool, skipping requests' per-call layer.
+
+    requests.Session.request (merging settings, cookies, hooks, URL re-parsing,
+    building a Response) cost more CPU than the HTTP exchange itself (bench/
+    README.md). The pool and its TLS settings are still the mounted adapter's,
+    so connections are shared with post_raw. retries=False: routing.py retries.
+    """
+    try:
+        pool, path = connection_pool(session, url)
+        resp = pool.urlopen(
+            "POST",
+            path,
+            body=body,
+            headers=headers,
+            retries=False,
+            redirect=False,
+            assert_same_host=False,
+            timeout=_timeout(timeout),
+            preload_content=not stream,
+        )
+    except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError
+        raise UpstreamError(
+            f"{provider}: connection failed: {_why(exc)}", provider=provider
+        ) from exc
+    except _TIMEOUTS as exc:
+        raise UpstreamTimeoutError(f"{provider}: timed out", provider=provider) from exc
+    except _BROKEN as exc:
+        raise UpstreamError(
+            f"{provider}: connection failed: {_why(exc)}", provider=provider
+        ) from exc
+    if resp.status >= 400:
+        try:
+            content = resp.data
+        except _BROKEN as exc:
+            _release(resp, consumed=False)
+            raise UpstreamError(
+                f"{provider}: answered {resp.status}",
+                provider=provider,
+                upstream_status=resp.status,
+            ) from exc
+        _release(resp, consumed=True)
+        raise error_from_response(resp.status, content, resp.headers, provider)
+    return resp
+
+
+def connection_pool(
+    session: requests.Session, url: str
+) -> tuple[urllib3.HTTPConnectionPool, str]:
+    """The session's pool for `url` (the one requests itself would use), and the
+    request target to send on it; remembered per origin for make_session's."""
+    start = url.find("://") + 3
+    cut = url.find("/", start)
+    origin, path = (url, "/") if cut < 0 else (url[:cut], url[cut:])
+    pools = getattr(session, "crabllm_pools", None)
+    if pools is not None and not session.proxies:
+        pool = pools.get(origin)
+        # A pool the manager evicted is closed (its queue is gone): look again.
+        if pool is not None and pool.pool is not None:
+            return pool, path
+    adapter = session.get_adapter(url)
+    target = requests.PreparedRequest()
+    target.url = url
+    pool = adapter.get_connection_with_tls_context(target, True, session.proxies)
+    if pools is not None and not session.proxies and len(pools) < POOL_ORIGINS:
+        pools[origin] = pool
+    return pool, adapter.request_url(target, session.proxies)
+
+
+def _release(resp: urllib3.BaseHTTPResponse, *, consumed: bool) -> None:
+    """Give the connection back to the pool; closed first if the body is unread."""
+    if not consumed:
+        resp.close()
+    resp.release_conn()
 
 
 def error_from_response(
@@ -203,9 +292,9 @@ def _message(content: bytes) -> str:
     return content[:300].decode("utf-8", "replace").strip()
 
 
-def _chunks(resp: requests.Response, provider: str) -> Iterator[bytes]:
-    """Body bytes as they arrive; closes the response however iteration ends."""
-    raw = resp.raw
+def _chunks(raw: urllib3.BaseHTTPResponse, provider: str) -> Iterator[bytes]:
+    """Body bytes as they arrive; releases the connection however iteration ends."""
+    consumed = False
     try:
         if raw.chunked and raw.supports_chunked_reads():
             yield from raw.read_chunked(decode_content=True)
@@ -215,6 +304,7 @@ def _chunks(resp: requests.Response, provider: str) -> Iterator[bytes]:
                 if not data:
                     break
                 yield data
+        consumed = True
     except _TIMEOUTS as exc:
         raise UpstreamTimeoutError(
             f"{provider}: stream read timed out", provider=provider
@@ -224,10 +314,10 @@ def _chunks(resp: requests.Response, provider: str) -> Iterator[bytes]:
             f"{provider}: stream broken: {_why(exc)}", provider=provider
         ) from exc
     finally:
-        resp.close()
+        _release(raw, consumed=consumed)
 
 
-def _lines(resp: requests.Response, provider: str) -> Iterator[bytes]:
+def _lines(resp: urllib3.BaseHTTPResponse, provider: str) -> Iterator[bytes]:
     buf = b""
     chunks = _chunks(resp, provider)
     try:

@@ -151,6 +151,11 @@ def read_chunks(lines: Iterator[bytes], provider: str) -> Iterator[dict[str, Any
     try:
         for event in sse.parse(lines):
             if event.data == "[DONE]":
+                # Read on to the end of the body (its terminator is normally in
+                # the same packet) so the connection goes back to the pool
+                # instead of being closed; the openai SDK drains the same way.
+                for _ in lines:
+                    pass
                 return
             try:
                 chunk = orjson.loads(event.data)

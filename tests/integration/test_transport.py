@@ -1,0 +1,217 @@
+"""providers/http.py against a real local upstream: pooling, errors, stream release."""
+
+from __future__ import annotations
+
+import socketserver
+import threading
+from typing import Any
+
+import pytest
+
+from crabllm_sync.errors import UpstreamError, UpstreamTimeoutError
+from crabllm_sync.providers import http, openai
+from tests.conftest import free_port
+from tests.fakes import openai as fake_openai
+from tests.upstream import Reply
+
+HEADERS = {**http.JSON_HEADERS, "authorization": "Bearer sk-up"}
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _pool(session: Any, url: str) -> Any:
+    return http.connection_pool(session, url)[0]
+
+
+def _post(session: Any, url: str, **over: Any) -> Any:
+    kw = {"headers": HEADERS, "timeout": 5, "provider": "up", **over}
+    return http.post_json(session, url, BODY, **kw)
+
+
+def test_post_json_sends_headers_and_body_and_parses_answer(upstream):
+    session = http.make_session()
+    url = f"{upstream.url}/v1/chat/completions"
+    answer = _post(session, url)
+    assert answer["choices"][0]["message"]["content"] == "echo: hi"
+    rec = upstream.requests[0]
+    assert rec.json == BODY
+    assert rec.headers["authorization"] == "Bearer sk-up"
+    assert rec.headers["content-type"] == "application/json"
+    assert int(rec.headers["content-length"]) == len(rec.body)
+
+
+def test_sequential_calls_reuse_one_keep_alive_connection(upstream):
+    session = http.make_session()
+    url = f"{upstream.url}/v1/chat/completions"
+    for _ in range(3):
+        _post(session, url)
+    assert _pool(session, url).num_connections == 1
+
+
+def test_refused_connection_is_upstream_error_not_timeout():
+    session = http.make_session()
+    url = f"http://127.0.0.1:{free_port()}/v1/chat/completions"
+    with pytest.raises(UpstreamError) as info:
+        _post(session, url)
+    assert not isinstance(info.value, UpstreamTimeoutError)
+    assert info.value.is_transient
+    assert "connection failed" in info.value.message
+
+
+def test_slow_answer_is_upstream_timeout(upstream):
+    release = threading.Event()
+    upstream.enqueue(Reply(json={"ok": True}, hang=release))
+    session = http.make_session()
+    try:
+        with pytest.raises(UpstreamTimeoutError):
+            _post(session, f"{upstream.url}/v1/chat/completions", timeout=0.3)
+    finally:
+        release.set()
+
+
+def test_error_answer_keeps_its_message_and_frees_the_connection(upstream):
+    upstream.enqueue(
+        Reply(status=400, json={"error": {"message": "bad 'temperature'"}}),
+        Reply(
+            status=429,
+            json={"error": {"message": "slow down"}},
+            headers={"Retry-After": "2"},
+        ),
+    )
+    session = http.make_session()
+    url = f"{upstream.url}/v1/chat/completions"
+    with pytest.raises(UpstreamError) as bad:
+        _post(session, url)
+    assert bad.value.upstream_status == 400
+    assert "bad 'temperature'" in bad.value.message
+    assert not bad.value.is_transient
+    with pytest.raises(UpstreamError) as limited:
+        _post(session, url)
+    assert limited.value.upstream_status == 429
+    assert limited.value.retry_after == 2.0
+    assert _post(session, url)["object"] == "chat.completion"
+    assert _pool(session, url).num_connections == 1
+
+
+def test_invalid_json_answer_is_502(upstream):
+    upstream.enqueue(Reply(body=b"<html>oops</html>", content_type="text/html"))
+    session = http.make_session()
+    with pytest.raises(UpstreamError) as info:
+        _post(session, f"{upstream.url}/v1/chat/completions")
+    assert info.value.upstream_status == 502
+
+
+def _stream(session: Any, url: str) -> Any:
+    return http.post_stream(
+        session,
+        url,
+        {**BODY, "stream": True},
+        headers=HEADERS,
+        timeout=5,
+        provider="up",
+    )
+
+
+def test_stream_lines_arrive_and_connection_is_reused_after_the_end(upstream):
+    session = http.make_session()
+    url = f"{upstream.url}/v1/chat/completions"
+    for _ in range(2):
+        lines = [line for line in _stream(session, url) if line]
+        assert lines[-1] == b"data: [DONE]"
+        assert lines[0].startswith(b"data: {")
+    assert _pool(session, url).num_connections == 1
+
+
+def test_stream_closed_early_drops_its_connection_and_the_next_call_works(upstream):
+    session = http.make_session()
+    url = f"{upstream.url}/v1/chat/completions"
+    lines = _stream(session, url)
+    assert next(lines).startswith(b"data: {")
+    lines.close()
+    assert [line for line in _stream(session, url) if line][-1] == b"data: [DONE]"
+
+
+def test_stream_broken_mid_way_raises_upstream_error(upstream):
+    events = fake_openai.stream_events("gpt-4o", ["a", "b", "c"])
+    upstream.enqueue(Reply(events=events, drop_after=2))
+    session = http.make_session()
+    lines = _stream(session, f"{upstream.url}/v1/chat/completions")
+    with pytest.raises(UpstreamError) as info:
+        list(lines)
+    assert info.value.is_transient
+
+
+def test_stream_that_fails_to_start_raises_before_iteration(upstream):
+    upstream.enqueue(Reply(status=503, json={"error": {"message": "overloaded"}}))
+    session = http.make_session()
+    with pytest.raises(UpstreamError) as info:
+        _stream(session, f"{upstream.url}/v1/chat/completions")
+    assert info.value.upstream_status == 503
+    assert "overloaded" in info.value.message
+
+
+class _KeepAliveSSE(socketserver.ThreadingTCPServer):
+    """A tiny HTTP/1.1 keep-alive server answering every POST with a chunked SSE
+    stream; counts the TCP connections it accepts (werkzeug's server cannot)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        self.connections = 0
+        super().__init__(("127.0.0.1", 0), _SSEHandler)
+
+
+class _SSEHandler(socketserver.BaseRequestHandler):
+    EVENTS = [b'data: {"object":"chat.completion.chunk","choices":[]}\n\n'] * 3
+    EVENTS.append(b"data: [DONE]\n\n")
+
+    def handle(self) -> None:
+        self.server.connections += 1
+        buf = b""
+        while True:
+            while b"\r\n\r\n" not in buf:
+                data = self.request.recv(65536)
+                if not data:
+                    return
+                buf += data
+            head, _, buf = buf.partition(b"\r\n\r\n")
+            size = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    size = int(line.split(b":", 1)[1])
+            while len(buf) < size:
+                buf += self.request.recv(65536)
+            buf = buf[size:]
+            out = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+            out += b"transfer-encoding: chunked\r\n\r\n"
+            for event in self.EVENTS:
+                out += b"%x\r\n%s\r\n" % (len(event), event)
+            self.request.sendall(out + b"0\r\n\r\n")
+
+
+def test_chunks_read_to_done_leave_the_connection_in_the_pool():
+    server = _KeepAliveSSE()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        session = http.make_session()
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+        for _ in range(3):
+            chunks = list(openai.read_chunks(_stream(session, url), "up"))
+            assert len(chunks) == 3
+        assert server.connections == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_one_pool_per_origin_and_a_closed_one_is_replaced(upstream):
+    session = http.make_session()
+    url = f"{upstream.url}/v1/chat/completions"
+    first = _pool(session, url)
+    assert _pool(session, f"{upstream.url}/v1/embeddings") is first
+    _post(session, url)
+    # As when the manager disposes of an evicted pool: dropped, then closed.
+    session.get_adapter(url).poolmanager.clear()
+    first.close()
+    assert _post(session, url)["object"] == "chat.completion"
+    assert _pool(session, url) is not first
