@@ -195,6 +195,9 @@ def _urlopen(
         raise UpstreamError(
             f"{provider}: connection failed: {_why(exc)}", provider=provider
         ) from exc
+    track = getattr(session, "track", None)
+    if track is not None:
+        track(resp)
     if resp.status >= 400:
         try:
             content = resp.data
@@ -345,12 +348,16 @@ class ScopedSession:
 
     def __init__(self, session: requests.Session) -> None:
         self._session = session
-        self._responses: list[requests.Response] = []
+        self._responses: list[urllib3.BaseHTTPResponse] = []
 
     def post(self, *args: Any, **kwargs: Any) -> requests.Response:
         resp = self._session.post(*args, **kwargs)
-        self._responses.append(resp)
+        self._responses.append(resp.raw)
         return resp
+
+    def track(self, resp: urllib3.BaseHTTPResponse) -> None:
+        """Remember a response opened on the pool directly (_urlopen)."""
+        self._responses.append(resp)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
@@ -360,7 +367,7 @@ class ScopedSession:
         for resp in self._responses:
             try:
                 # urllib3's own way to wake a read blocked in another thread.
-                resp.raw.shutdown()
+                resp.shutdown()
             except (ValueError, RuntimeError, OSError, AttributeError):
                 pass  # already closed, or released to the pool
 
