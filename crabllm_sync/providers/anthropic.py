@@ -858,6 +858,10 @@ def _chunks(
             if isinstance(payload, dict):
                 yield from translator.feed(payload)
             if translator.done:
+                # Read on to the end of the body so the connection returns to
+                # the pool instead of being closed (as openai.read_chunks does).
+                for _ in events:
+                    pass
                 return
         raise UpstreamError(
             f"{provider}: stream ended before message_stop",
