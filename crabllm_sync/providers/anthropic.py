@@ -831,14 +831,7 @@ def _chunks(
 ) -> Iterator[dict[str, Any]]:
     try:
         for event in events:
-            try:
-                payload = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise UpstreamError(
-                    f"{provider}: malformed stream event",
-                    provider=provider,
-                    upstream_status=502,
-                ) from None
+            payload = sse.event_json(event, provider)
             if isinstance(payload, dict):
                 yield from translator.feed(payload)
             if translator.done:

@@ -152,14 +152,7 @@ def read_chunks(lines: Iterator[bytes], provider: str) -> Iterator[dict[str, Any
         for event in sse.parse(lines):
             if event.data == "[DONE]":
                 return
-            try:
-                chunk = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise UpstreamError(
-                    f"{provider}: malformed stream event",
-                    provider=provider,
-                    upstream_status=502,
-                ) from None
+            chunk = sse.event_json(event, provider)
             if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
                 err = chunk["error"]
                 msg = err.get("message") if isinstance(err, dict) else str(err)
