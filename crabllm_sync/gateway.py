@@ -329,25 +329,37 @@ class Gateway:
 
     def messages_native_stream(
         self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
-    ) -> Iterator[sse.Event]:
-        """Open a native Anthropic stream (first event read before returning)."""
+    ) -> Relay[sse.Event]:
+        """Open a native Anthropic stream (first event read before returning).
+
+        As with chat_stream, the Relay's abort() cuts the upstream from another
+        thread (streams.paced).
+        """
         ctx.stream = True
 
         def open_stream(fn: Any, dep: Deployment, payload: dict[str, Any]) -> Any:
-            events = fn(dep, self.session(dep), payload, client_headers)
+            session = http.scoped(self.session(dep))
+            events = fn(dep, session, payload, client_headers)
             first = _first(events, dep.provider)
             if first.event == "error":
                 _close(events)
                 raise wire_anthropic.event_error(first.data, dep.provider)
-            return first, events
+            return first, events, session
 
         try:
             self.prepare(ctx, body)
-            first, events = self._route(ctx, "messages_stream", body, open_stream)
+            first, events, session = self._route(
+                ctx, "messages_stream", body, open_stream
+            )
         except GatewayError as err:
             self._fail(ctx, err)
             raise
-        return self._relay_native(ctx, body, first, events)
+        abort = getattr(session, "abort", _nothing)
+        relay: Relay[sse.Event] = Relay(
+            self._relay_native(ctx, body, first, events, lambda: relay.is_aborted),
+            abort,
+        )
+        return relay
 
     def _relay_native(
         self,
@@ -355,6 +367,7 @@ class Gateway:
         body: dict[str, Any],
         first: sse.Event,
         events: Iterator[sse.Event],
+        is_aborted: Callable[[], bool] = lambda: False,
     ) -> Iterator[sse.Event]:
         usage: dict[str, Any] = {}
         finished = False
@@ -373,7 +386,8 @@ class Gateway:
                 event = next(events, None)
             finished = True
         except GatewayError as err:
-            self._fail(ctx, err)
+            if not is_aborted():  # else we cut it: the client left (499 below)
+                self._fail(ctx, err)
             raise
         finally:
             _close(events)
