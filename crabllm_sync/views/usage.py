@@ -142,6 +142,9 @@ def _usage_row(r: dict[str, Any]) -> dict[str, Any]:
         "cache_read_tokens": r["cache_read_tokens"],
         "cache_write_tokens": r["cache_write_tokens"],
         "reasoning_tokens": r["reasoning_tokens"],
+        "images": r["images"],
+        "characters": r["characters"],
+        "audio_seconds": r["audio_ms"] / 1000,
     }
 
 
