@@ -162,6 +162,17 @@ class Gateway:
         ctx.provider = dep.provider
         return result
 
+    def _end_stream(
+        self, ctx: RequestContext, body: dict[str, Any], finished: bool
+    ) -> None:
+        """After a relayed stream: a success, or (no error recorded yet) the
+        client went away (GeneratorExit) or a bug: still accounted, as 499."""
+        if finished:
+            self._succeed(ctx, body, None)
+        elif ctx.status == 200:
+            ctx.status = 499
+            self._succeed(ctx, body, None)
+
     def _fail(self, ctx: RequestContext, err: GatewayError) -> None:
         ctx.status = err.http_status
         for ext in self.extensions:
@@ -301,12 +312,7 @@ class Gateway:
             raise
         finally:
             _close(chunks)
-            if finished:
-                self._succeed(ctx, body, None)
-            elif ctx.status == 200:
-                # The client went away (GeneratorExit) or a bug: still account.
-                ctx.status = 499
-                self._succeed(ctx, body, None)
+            self._end_stream(ctx, body, finished)
 
     # -- Anthropic-native, images, audio -------------------------------------
 
@@ -391,11 +397,7 @@ class Gateway:
             raise
         finally:
             _close(events)
-            if finished:
-                self._succeed(ctx, body, None)
-            elif ctx.status == 200:
-                ctx.status = 499
-                self._succeed(ctx, body, None)
+            self._end_stream(ctx, body, finished)
 
     def count_tokens(
         self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
@@ -459,11 +461,7 @@ class Gateway:
             raise
         finally:
             _close(chunks)
-            if finished:
-                self._succeed(ctx, body, None)
-            elif ctx.status == 200:
-                ctx.status = 499
-                self._succeed(ctx, body, None)
+            self._end_stream(ctx, body, finished)
 
     def transcription(
         self, ctx: RequestContext, endpoint: str, body: dict[str, Any], upload: Any
