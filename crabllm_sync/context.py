@@ -11,7 +11,10 @@ from crabllm_sync.auth import Principal
 @dataclass(slots=True)
 class RequestContext:
     request_id: str
-    endpoint: str  # chat | embeddings | messages | images | speech | transcription
+    # The value each view passes to Gateway.begin: chat | embeddings | models |
+    # images | speech | transcription | translation | messages | count_tokens |
+    # usage | budget | cache
+    endpoint: str
     principal: Principal
     started: float  # monotonic seconds
     timestamp: float  # wall-clock seconds

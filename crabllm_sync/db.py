@@ -107,6 +107,9 @@ def _models(db: peewee.Database) -> Models:
         reasoning_tokens = peewee.IntegerField(default=0)
         estimated = peewee.BooleanField(default=False)
         cost_nanos = peewee.BigIntegerField(default=0)  # USD x 1e9, exact sums
+        images = peewee.IntegerField(default=0)  # images generated
+        characters = peewee.IntegerField(default=0)  # speech input characters
+        audio_ms = peewee.BigIntegerField(default=0)  # transcribed audio, ms
         latency_ms = peewee.FloatField(default=0)
         status = peewee.IntegerField(default=200)
         stream = peewee.BooleanField(default=False)
@@ -123,7 +126,26 @@ def _v1(m: Models, db: peewee.Database) -> None:
     db.create_tables([m.ApiKey, m.UsageRecord])
 
 
-MIGRATIONS = {1: _v1}
+def _v2(m: Models, db: peewee.Database) -> None:
+    """Media units (images, speech characters, audio ms) on usage rows."""
+    from playhouse.migrate import SchemaMigrator, migrate
+
+    have = {c.name for c in db.get_columns(m.UsageRecord._meta.table_name)}
+    migrator = SchemaMigrator.from_database(db)
+    migrate(
+        *(
+            migrator.add_column(m.UsageRecord._meta.table_name, name, field)
+            for name, field in (
+                ("images", peewee.IntegerField(default=0)),
+                ("characters", peewee.IntegerField(default=0)),
+                ("audio_ms", peewee.BigIntegerField(default=0)),
+            )
+            if name not in have  # a database made at v2 has them from _v1
+        )
+    )
+
+
+MIGRATIONS = {1: _v1, 2: _v2}
 
 
 class Database:
@@ -224,6 +246,9 @@ class Database:
             fn.SUM(U.output_tokens).alias("output_tokens"),
             fn.SUM(U.reasoning_tokens).alias("reasoning_tokens"),
             fn.SUM(U.cost_nanos).alias("cost_nanos"),
+            fn.SUM(U.images).alias("images"),
+            fn.SUM(U.characters).alias("characters"),
+            fn.SUM(U.audio_ms).alias("audio_ms"),
         )
         conds = []
         if key_name is not None:

@@ -162,6 +162,17 @@ class Gateway:
         ctx.provider = dep.provider
         return result
 
+    def _end_stream(
+        self, ctx: RequestContext, body: dict[str, Any], finished: bool
+    ) -> None:
+        """After a relayed stream: a success, or (no error recorded yet) the
+        client went away (GeneratorExit) or a bug: still accounted, as 499."""
+        if finished:
+            self._succeed(ctx, body, None)
+        elif ctx.status == 200:
+            ctx.status = 499
+            self._succeed(ctx, body, None)
+
     def _fail(self, ctx: RequestContext, err: GatewayError) -> None:
         ctx.status = err.http_status
         for ext in self.extensions:
@@ -301,12 +312,7 @@ class Gateway:
             raise
         finally:
             _close(chunks)
-            if finished:
-                self._succeed(ctx, body, None)
-            elif ctx.status == 200:
-                # The client went away (GeneratorExit) or a bug: still account.
-                ctx.status = 499
-                self._succeed(ctx, body, None)
+            self._end_stream(ctx, body, finished)
 
     # -- Anthropic-native, images, audio -------------------------------------
 
@@ -329,25 +335,37 @@ class Gateway:
 
     def messages_native_stream(
         self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
-    ) -> Iterator[sse.Event]:
-        """Open a native Anthropic stream (first event read before returning)."""
+    ) -> Relay[sse.Event]:
+        """Open a native Anthropic stream (first event read before returning).
+
+        As with chat_stream, the Relay's abort() cuts the upstream from another
+        thread (streams.paced).
+        """
         ctx.stream = True
 
         def open_stream(fn: Any, dep: Deployment, payload: dict[str, Any]) -> Any:
-            events = fn(dep, self.session(dep), payload, client_headers)
+            session = http.scoped(self.session(dep))
+            events = fn(dep, session, payload, client_headers)
             first = _first(events, dep.provider)
             if first.event == "error":
                 _close(events)
                 raise wire_anthropic.event_error(first.data, dep.provider)
-            return first, events
+            return first, events, session
 
         try:
             self.prepare(ctx, body)
-            first, events = self._route(ctx, "messages_stream", body, open_stream)
+            first, events, session = self._route(
+                ctx, "messages_stream", body, open_stream
+            )
         except GatewayError as err:
             self._fail(ctx, err)
             raise
-        return self._relay_native(ctx, body, first, events)
+        abort = getattr(session, "abort", _nothing)
+        relay: Relay[sse.Event] = Relay(
+            self._relay_native(ctx, body, first, events, lambda: relay.is_aborted),
+            abort,
+        )
+        return relay
 
     def _relay_native(
         self,
@@ -355,6 +373,7 @@ class Gateway:
         body: dict[str, Any],
         first: sse.Event,
         events: Iterator[sse.Event],
+        is_aborted: Callable[[], bool] = lambda: False,
     ) -> Iterator[sse.Event]:
         usage: dict[str, Any] = {}
         finished = False
@@ -373,15 +392,12 @@ class Gateway:
                 event = next(events, None)
             finished = True
         except GatewayError as err:
-            self._fail(ctx, err)
+            if not is_aborted():  # else we cut it: the client left (499 below)
+                self._fail(ctx, err)
             raise
         finally:
             _close(events)
-            if finished:
-                self._succeed(ctx, body, None)
-            elif ctx.status == 200:
-                ctx.status = 499
-                self._succeed(ctx, body, None)
+            self._end_stream(ctx, body, finished)
 
     def count_tokens(
         self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
@@ -445,11 +461,7 @@ class Gateway:
             raise
         finally:
             _close(chunks)
-            if finished:
-                self._succeed(ctx, body, None)
-            elif ctx.status == 200:
-                ctx.status = 499
-                self._succeed(ctx, body, None)
+            self._end_stream(ctx, body, finished)
 
     def transcription(
         self, ctx: RequestContext, endpoint: str, body: dict[str, Any], upload: Any

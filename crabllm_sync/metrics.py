@@ -3,12 +3,16 @@
 Under gunicorn each worker writes its samples to PROMETHEUS_MULTIPROC_DIR
 (serving.py sets and cleans it before workers start) and /metrics adds up all
 workers. Without that directory (tests, a single process) the metrics live in
-this object's own registry; nothing is registered globally.
+this object's own registry; nothing is registered globally. Deployment
+health is read from shared storage at scrape time (health_exposition), so
+every worker answers the same values and nothing is summed.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +22,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from crabllm_sync.health import DeploymentHealth
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -75,12 +83,51 @@ class Metrics:
             **gauge_mode,
         )
 
-    def render(self) -> bytes:
-        """The Prometheus text exposition, summed over all workers."""
+    def render(self, health: Sequence[DeploymentHealth] = ()) -> bytes:
+        """The Prometheus text exposition, summed over all workers, plus the
+        deployment health gauges of `health` (Health.snapshot())."""
         if self.multiproc_dir:
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self.multiproc_dir)
-            return generate_latest(registry)
-        return generate_latest(self.registry)
+            body = generate_latest(registry)
+        else:
+            body = generate_latest(self.registry)
+        return body + health_exposition(health)
+
+
+class _Snapshot:
+    """A one-off collector over a health snapshot (no state kept between scrapes)."""
+
+    def __init__(self, health: Sequence[DeploymentHealth]) -> None:
+        self.health = health
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        from crabllm_sync.health import CLOSED, HALF_OPEN, OPEN, UNKNOWN
+
+        state = GaugeMetricFamily(
+            "crabllm_deployment_state",
+            "Circuit breaker of each deployment: 1 for its current state "
+            "(closed, open, half-open, unknown), 0 for the others.",
+            labels=["provider", "model", "state"],
+        )
+        failures = GaugeMetricFamily(
+            "crabllm_deployment_consecutive_failures",
+            "Consecutive transient failures of each deployment.",
+            labels=["provider", "model"],
+        )
+        for h in self.health:
+            for name in (CLOSED, OPEN, HALF_OPEN, UNKNOWN):
+                state.add_metric([h.provider, h.model, name], int(h.state == name))
+            failures.add_metric([h.provider, h.model], h.consecutive_failures)
+        return [state, failures]
+
+
+def health_exposition(health: Sequence[DeploymentHealth]) -> bytes:
+    """Deployment health as Prometheus gauges (empty when there is none)."""
+    if not health:
+        return b""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Snapshot(health))
+    return generate_latest(registry)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from crabllm_sync.config import PricingConfig
@@ -31,6 +31,10 @@ class Usage:
     output: int = 0
     reasoning: int = 0
     estimated: bool = False
+    # Units of the media endpoints (priced apart from tokens).
+    images: int = 0  # images generated
+    characters: int = 0  # characters of speech input
+    audio_ms: int = 0  # milliseconds of transcribed / translated audio
 
     @property
     def prompt_tokens(self) -> int:
@@ -44,12 +48,18 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per million tokens; cache rates default to the input rate."""
+    """USD per million tokens; cache rates default to the input rate.
+
+    Media: USD per image, per million speech characters, per audio second.
+    """
 
     input: float = 0.0
     output: float = 0.0
     cache_read: float | None = None
     cache_write: float | None = None
+    per_image: float = 0.0
+    per_million_characters: float = 0.0
+    per_second: float = 0.0
 
 
 ZERO_PRICE = Price()
@@ -133,6 +143,9 @@ def price_from_config(p: PricingConfig) -> Price:
         output=p.completion_cost_per_million,
         cache_read=p.cache_read_cost_per_million,
         cache_write=p.cache_write_cost_per_million,
+        per_image=p.cost_per_image or 0.0,
+        per_million_characters=p.cost_per_million_characters or 0.0,
+        per_second=p.cost_per_second or 0.0,
     )
 
 
@@ -173,7 +186,10 @@ def rate(per_million_usd: float) -> int:
 
 
 def cost(usage: Usage, price: Price) -> int:
-    """Cost of `usage` in nanodollars; each token priced once at its own rate."""
+    """Cost of `usage` in nanodollars; each token (and media unit) priced once.
+
+    Integer arithmetic in millionths of a nano, rounded once at the end.
+    """
     read = price.input if price.cache_read is None else price.cache_read
     write = price.input if price.cache_write is None else price.cache_write
     total = (
@@ -181,6 +197,11 @@ def cost(usage: Usage, price: Price) -> int:
         + usage.cache_read * rate(read)
         + usage.cache_write * rate(write)
         + usage.output * rate(price.output)
+        # rate(x) is nanos per million units; per image and per second are
+        # per one unit (nanos x 1e6), and a millisecond is 1e-3 s (x 1e3).
+        + usage.images * rate(price.per_image) * 1_000_000
+        + usage.characters * rate(price.per_million_characters)
+        + usage.audio_ms * rate(price.per_second) * 1_000
     )
     return (total + 500_000) // 1_000_000  # round half up to a whole nano
 
@@ -192,6 +213,9 @@ def _int(value: Any) -> int:
         return 0
 
 
+MEDIA_KEYS = ("images", "characters", "seconds")
+
+
 def normalise(raw: Mapping[str, Any] | None) -> Usage | None:
     """Usage as an upstream reported it -> Usage; None when it reported nothing.
 
@@ -199,9 +223,32 @@ def normalise(raw: Mapping[str, Any] | None) -> Usage | None:
     (prompt_tokens_details.cached_tokens) and, from the Anthropic adapter,
     cache writes (cache_creation_input_tokens); both are taken out of `input`.
     Anthropic's native shape (input_tokens excludes the cache) is read too.
+    The media endpoints' {"images": n}, {"characters": n}, {"seconds": x}
+    (wire/openai.py, gateway.speech) count alongside any tokens reported.
     """
     if not isinstance(raw, Mapping):
         return None
+    tokens = _tokens(raw)
+    if not any(k in raw for k in MEDIA_KEYS):
+        return tokens
+    return replace(
+        tokens or Usage(),
+        images=_int(raw.get("images")),
+        characters=_int(raw.get("characters")),
+        audio_ms=_millis(raw.get("seconds")),
+    )
+
+
+def _millis(seconds: Any) -> int:
+    """Whole milliseconds of a duration in seconds (0 when not a number >= 0)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return 0
+    if not math.isfinite(seconds) or seconds <= 0:
+        return 0
+    return round(seconds * 1000)
+
+
+def _tokens(raw: Mapping[str, Any]) -> Usage | None:
     if "prompt_tokens" in raw or "completion_tokens" in raw:
         details = raw.get("prompt_tokens_details")
         details = details if isinstance(details, Mapping) else {}

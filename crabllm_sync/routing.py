@@ -18,6 +18,7 @@ from crabllm_sync.errors import (
     AllDeploymentsFailedError,
     GatewayError,
     ModelNotFoundError,
+    UnsupportedError,
     UpstreamError,
     UpstreamTimeoutError,
 )
@@ -135,14 +136,19 @@ def call_with_retries(
 ) -> tuple[T, Deployment]:
     """Call `fn` on each deployment in order, retrying transient failures.
 
-    A non-transient error (a provider's 4xx) is raised at once. A deployment
-    whose breaker is open is skipped; a half-open one gets a single probe.
-    Past `deadline` (a `now()` value) nothing more is tried, and each attempt's
-    timeout is cut to the time left. When every deployment is spent,
+    A non-transient error (a provider's 4xx) is raised at once. An
+    UnsupportedError (this deployment's provider cannot honour the request,
+    refused before any network call) moves on to the next deployment: it is
+    neither retried nor a failure for the breaker, and when every deployment
+    refused, the first refusal is raised (a 400). A deployment whose breaker
+    is open is skipped; a half-open one gets a single probe. Past `deadline`
+    (a `now()` value) nothing more is tried, and each attempt's timeout is cut
+    to the time left. When every deployment is spent,
     AllDeploymentsFailedError says what was tried.
     """
     failures: list[tuple[Deployment, GatewayError]] = []
     cooling: list[tuple[Deployment, float]] = []
+    refusals: list[UnsupportedError] = []
     for dep in deployments:
         admission = health.admit(dep) if health is not None else None
         if admission is not None and not admission.allowed:
@@ -161,6 +167,12 @@ def call_with_retries(
                 target = replace(dep, timeout=left)
             try:
                 result = fn(target)
+            except UnsupportedError as err:
+                if health is not None and admission is not None:
+                    health.released(dep, admission)
+                refusals.append(err)
+                log.info("%s cannot serve this request: %s", dep.provider, err.message)
+                break
             except GatewayError as err:
                 if not err.is_transient:
                     if health is not None and admission is not None:
@@ -198,6 +210,8 @@ def call_with_retries(
             return result, dep
         if dep is not deployments[-1]:
             log.warning("falling back from %s for %s", dep.provider, model or dep.model)
+    if refusals and not failures and not cooling:
+        raise refusals[0]
     raise exhausted(model, failures, cooling)
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
+
+from crabllm_sync.errors import UpstreamError
 
 DONE = b"data: [DONE]\n\n"
 KEEPALIVE = b": keep-alive\n\n"
@@ -15,6 +18,18 @@ KEEPALIVE = b": keep-alive\n\n"
 class Event:
     data: str
     event: str | None = None
+
+
+def event_json(event: Event, provider: str) -> Any:
+    """An upstream event's JSON data; malformed JSON is the provider's 502."""
+    try:
+        return orjson.loads(event.data)
+    except orjson.JSONDecodeError:
+        raise UpstreamError(
+            f"{provider}: malformed stream event",
+            provider=provider,
+            upstream_status=502,
+        ) from None
 
 
 def parse(lines: Iterable[bytes | str]) -> Iterator[Event]:

@@ -1,7 +1,8 @@
 """Real redis-server and PostgreSQL for tests: free 127.0.0.1 ports, stopped after.
 
 Each helper raises Unavailable (tests skip with its reason) when the system
-binary is missing or cannot run here.
+binary is missing or cannot run here. RedisServer.stop()/start() on the same
+port simulate an outage and a recovery.
 """
 
 from __future__ import annotations

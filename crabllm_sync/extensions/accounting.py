@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from crabllm_sync.errors import GatewayError
 
 STATE = "charge"
+# Priced per image, speech character or audio second (pricing.Usage media units).
+MEDIA_ENDPOINTS = frozenset({"images", "speech", "transcription", "translation"})
 _CHARS = "accounting.chars"
 
 
@@ -61,7 +63,11 @@ class Accounting(Extension):
             ctx.state[STATE] = NO_CHARGE
             return
         usage = pricing.normalise(ctx.usage)
-        if usage is None:
+        if usage is None and ctx.endpoint in MEDIA_ENDPOINTS:
+            # No count from upstream (a transcription asked for as text, srt
+            # or vtt carries no duration); text length says nothing here.
+            usage = Usage(estimated=True)
+        elif usage is None:
             chars = (
                 ctx.state.get(_CHARS, 0)
                 if response is None

@@ -18,6 +18,7 @@ from crabllm_sync import sse
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError, UpstreamError
 from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment
+from crabllm_sync.wire.anthropic import usage_to_openai
 
 BASE_URL = "https://api.anthropic.com/v1"
 API_VERSION = "2023-06-01"
@@ -576,26 +577,9 @@ def map_stop_reason(reason: str | None) -> str | None:
     return _STOP_REASONS.get(reason, "stop")
 
 
-def map_usage(usage: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Anthropic usage -> OpenAI usage.
-
-    prompt_tokens counts all input (uncached + cache reads + cache writes), as
-    OpenAI's does; the raw cache counts stay alongside so cost can price them.
-    """
-    usage = usage or {}
-    uncached = usage.get("input_tokens") or 0
-    read = usage.get("cache_read_input_tokens") or 0
-    written = usage.get("cache_creation_input_tokens") or 0
-    output = usage.get("output_tokens") or 0
-    prompt = uncached + read + written
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": output,
-        "total_tokens": prompt + output,
-        "prompt_tokens_details": {"cached_tokens": read},
-        "cache_read_input_tokens": read,
-        "cache_creation_input_tokens": written,
-    }
+# Anthropic usage -> OpenAI usage lives with the Messages wire models, which
+# /v1/messages pass-through uses too: one function for both paths.
+map_usage = usage_to_openai
 
 
 def translate_response(
@@ -847,14 +831,7 @@ def _chunks(
 ) -> Iterator[dict[str, Any]]:
     try:
         for event in events:
-            try:
-                payload = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise UpstreamError(
-                    f"{provider}: malformed stream event",
-                    provider=provider,
-                    upstream_status=502,
-                ) from None
+            payload = sse.event_json(event, provider)
             if isinstance(payload, dict):
                 yield from translator.feed(payload)
             if translator.done:

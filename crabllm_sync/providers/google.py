@@ -897,14 +897,7 @@ def _read_chunks(
     provider = translator.provider
     try:
         for event in sse.parse(lines):
-            try:
-                payload = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise UpstreamError(
-                    f"{provider}: malformed stream event",
-                    provider=provider,
-                    upstream_status=502,
-                ) from None
+            payload = sse.event_json(event, provider)
             if not isinstance(payload, dict):
                 raise UpstreamError(
                     f"{provider}: malformed stream event",

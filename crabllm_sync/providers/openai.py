@@ -157,14 +157,7 @@ def read_chunks(lines: Iterator[bytes], provider: str) -> Iterator[dict[str, Any
                 for _ in lines:
                     pass
                 return
-            try:
-                chunk = orjson.loads(event.data)
-            except orjson.JSONDecodeError:
-                raise UpstreamError(
-                    f"{provider}: malformed stream event",
-                    provider=provider,
-                    upstream_status=502,
-                ) from None
+            chunk = sse.event_json(event, provider)
             if isinstance(chunk, dict) and "error" in chunk and "choices" not in chunk:
                 err = chunk["error"]
                 msg = err.get("message") if isinstance(err, dict) else str(err)

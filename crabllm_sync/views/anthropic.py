@@ -3,6 +3,9 @@
 anthropic-kind models pass through natively; every other model goes through
 OpenAI's format (wire/anthropic.py) and the gateway's chat pipeline.
 Errors raised here render in Anthropic's shape; x-api-key is accepted.
+Streams are paced like OpenAI ones (streams.paced): an SSE comment line every
+[routing] keepalive_seconds without an event, and a client that leaves closes
+the upstream at once.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
-from crabllm_sync import errors, sse
+from crabllm_sync import errors, sse, streams
 from crabllm_sync.context import RequestContext
 from crabllm_sync.errors import GatewayError
 from crabllm_sync.gateway import Gateway
@@ -72,7 +75,8 @@ def _native(
     """Anthropic in, Anthropic out: the body and the answer pass through."""
     if body.get("stream"):
         events = gw.messages_native_stream(ctx, body, headers)
-        return sse_response(_native_events(events), ctx.headers)
+        keepalive = gw.config.routing.keepalive_seconds
+        return sse_response(_native_events(events, keepalive), ctx.headers)
     return json_response(gw.messages_native(ctx, body, headers), headers=ctx.headers)
 
 
@@ -81,7 +85,9 @@ def _translated(gw: Gateway, ctx: RequestContext, body: dict[str, Any]) -> Respo
     chat = wire.to_chat(body)
     if body.get("stream"):
         chunks = gw.chat_stream(ctx, chat)
-        return sse_response(_translated_events(chunks, body["model"]), ctx.headers)
+        keepalive = gw.config.routing.keepalive_seconds
+        events = _translated_events(chunks, body["model"], keepalive)
+        return sse_response(events, ctx.headers)
     message = wire.from_chat(gw.chat(ctx, chat), body["model"])
     headers = dict(ctx.headers)
     if ctx.cache_hit:
@@ -94,24 +100,43 @@ def _client_headers() -> dict[str, str]:
     return {h: request.headers[h] for h in PASSTHROUGH_HEADERS if h in request.headers}
 
 
-def _native_events(events: Iterator[sse.Event]) -> Iterator[bytes]:
+# Keep-alive: an SSE comment line, not Anthropic's `event: ping`. Comments are
+# ignored by every SSE parser, at any point of the stream; a ping before
+# message_start (a pause before the first translated chunk) is an event order
+# Anthropic never sends, and some clients refuse it. The upstream's own pings
+# still pass through on the native path.
+
+
+def _native_events(
+    events: Iterator[sse.Event], keepalive: float | None = None
+) -> Iterator[bytes]:
     """Native events re-framed as they came; a later failure is one error event."""
+    items = _paced(events, keepalive)
     try:
-        for event in events:
+        for event in items:
+            if event is None:
+                yield sse.KEEPALIVE
+                continue
             name = f"event: {event.event}\n" if event.event else ""
             data = "".join(f"data: {line}\n" for line in event.data.split("\n"))
             yield f"{name}{data}\n".encode()
     except GatewayError as err:
         yield sse.encode_event("error", errors.to_anthropic(err))
     finally:
-        _close(events)
+        _close(items)
 
 
-def _translated_events(chunks: Iterator[dict[str, Any]], model: str) -> Iterator[bytes]:
+def _translated_events(
+    chunks: Iterator[dict[str, Any]], model: str, keepalive: float | None = None
+) -> Iterator[bytes]:
     """OpenAI chunks -> Anthropic events; a later failure is one error event."""
     translator = wire.EventTranslator(model)
+    items = _paced(chunks, keepalive)
     try:
-        for chunk in chunks:
+        for chunk in items:
+            if chunk is None:
+                yield sse.KEEPALIVE
+                continue
             for name, payload in translator.feed(chunk):
                 yield sse.encode_event(name, payload)
         for name, payload in translator.finish():
@@ -119,7 +144,12 @@ def _translated_events(chunks: Iterator[dict[str, Any]], model: str) -> Iterator
     except GatewayError as err:
         yield sse.encode_event("error", errors.to_anthropic(err))
     finally:
-        _close(chunks)
+        _close(items)
+
+
+def _paced(items: Iterator[Any], keepalive: float | None) -> Iterator[Any]:
+    # paced() closes `items` from its reader; the caller closes what this returns.
+    return streams.paced(items, keepalive) if keepalive else items
 
 
 def _close(it: Any) -> None:

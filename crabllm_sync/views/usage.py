@@ -22,7 +22,7 @@ from crabllm_sync.extensions.cache import clear
 from crabllm_sync.extensions.metrics import MetricsExtension
 from crabllm_sync.extensions.usage import UsageRecorder
 from crabllm_sync.gateway import Gateway
-from crabllm_sync.metrics import CONTENT_TYPE
+from crabllm_sync.metrics import CONTENT_TYPE, health_exposition
 from crabllm_sync.pricing import NANOS_PER_USD
 from crabllm_sync.views import json_response
 
@@ -87,7 +87,11 @@ def make_blueprint(gw: Gateway) -> Blueprint:
     @bp.get("/metrics")
     def metrics() -> Response:
         ext = find(gw.extensions, MetricsExtension)
-        body = ext.metrics.render() if ext is not None else b""
+        snapshot = gw.health.snapshot()
+        if ext is not None:
+            body = ext.metrics.render(snapshot)
+        else:
+            body = health_exposition(snapshot)
         return Response(body, mimetype=None, content_type=CONTENT_TYPE)
 
     return bp
@@ -142,6 +146,9 @@ def _usage_row(r: dict[str, Any]) -> dict[str, Any]:
         "cache_read_tokens": r["cache_read_tokens"],
         "cache_write_tokens": r["cache_write_tokens"],
         "reasoning_tokens": r["reasoning_tokens"],
+        "images": r["images"],
+        "characters": r["characters"],
+        "audio_seconds": r["audio_ms"] / 1000,
     }
 
 

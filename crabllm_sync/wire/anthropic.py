@@ -414,7 +414,12 @@ def usage_from_openai(usage: Any) -> dict[str, Any]:
 
 
 def usage_to_openai(usage: Any) -> dict[str, Any]:
-    """Anthropic usage -> OpenAI usage; prompt_tokens counts cache reads and writes."""
+    """Anthropic usage -> OpenAI usage (also providers/anthropic.py's map_usage).
+
+    prompt_tokens counts all input (uncached + cache reads + cache writes), as
+    OpenAI's does; the raw cache counts stay alongside so cost can price them.
+    A count that is not a non-negative int counts as 0.
+    """
     usage = _dict(usage)
     uncached = _int(usage.get("input_tokens"))
     read = _int(usage.get("cache_read_input_tokens"))

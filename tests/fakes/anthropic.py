@@ -4,6 +4,7 @@ Checks what it is sent the way the API does (headers, the SDK's own request
 types, alternating roles, tool_result after tool_use) and answers 400/401 in
 Anthropic's error shape. Answers come from scripted `Answer`s, rendered either
 as one Message or as the event stream, so both ways carry the same content.
+Also serves /v1/messages/count_tokens (10 + the number of words sent).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 from tests.upstream import Recorded, Reply, Upstream
 
 MESSAGES_PATH = r"/v1/messages$"
+COUNT_PATH = r"/v1/messages/count_tokens$"
 # The first stable version (what the gateway sends) and the one the installed
 # SDK sends; the API accepts every published version.
 API_VERSIONS = frozenset({"2023-06-01", ANTHROPIC_API_VERSION})
@@ -224,21 +226,23 @@ def check(rec: Recorded) -> str | None:
 
 
 class AnthropicUpstream(Upstream):
-    """A scripted Messages API; `answers` are served in order, then echoes."""
+    """A scripted Messages API; `answers` are served in order, then echoes.
 
-    def __init__(self) -> None:
-        super().__init__({MESSAGES_PATH: self.handle})
+    `echo` sets `Answer` fields (usage numbers) of the echoed answers.
+    """
+
+    def __init__(self, **echo: Any) -> None:
+        super().__init__({MESSAGES_PATH: self.handle, COUNT_PATH: self.count})
         self.answers: deque[Answer] = deque()
+        self.echo = echo
 
     def queue(self, *answers: Answer) -> None:
         self.answers.extend(answers)
 
     def handle(self, rec: Recorded) -> Reply:
-        bearer = rec.headers.get("authorization", "").removeprefix("Bearer ")
-        if not (rec.headers.get("x-api-key") or bearer):
-            return error(401, "authentication_error", "x-api-key header is required")
-        if rec.headers.get("anthropic-version") not in API_VERSIONS:
-            return error(400, "invalid_request_error", "anthropic-version is invalid")
+        refused = _refuse_headers(rec)
+        if refused is not None:
+            return refused
         try:
             body = rec.json
         except ValueError:
@@ -246,18 +250,34 @@ class AnthropicUpstream(Upstream):
         why = check(rec)
         if why is not None:
             return error(400, "invalid_request_error", why)
-        answer = self.answers.popleft() if self.answers else _echo(body)
+        answer = self.answers.popleft() if self.answers else _echo(body, self.echo)
         if body.get("stream"):
             return Reply(events=events(answer, body["model"]))
         return Reply(json=message(answer, body["model"]))
 
+    def count(self, rec: Recorded) -> Reply:
+        refused = _refuse_headers(rec)
+        if refused is not None:
+            return refused
+        words = sum(len(str(m["content"]).split()) for m in rec.json["messages"])
+        return Reply(json={"input_tokens": 10 + words})
 
-def _echo(body: dict[str, Any]) -> Answer:
+
+def _refuse_headers(rec: Recorded) -> Reply | None:
+    bearer = rec.headers.get("authorization", "").removeprefix("Bearer ")
+    if not (rec.headers.get("x-api-key") or bearer):
+        return error(401, "authentication_error", "x-api-key header is required")
+    if rec.headers.get("anthropic-version") not in API_VERSIONS:
+        return error(400, "invalid_request_error", "anthropic-version is invalid")
+    return None
+
+
+def _echo(body: dict[str, Any], fields: dict[str, Any]) -> Answer:
     content = body["messages"][-1]["content"]
     if not isinstance(content, str):
         content = " ".join(b.get("text", "") for b in content if b["type"] == "text")
-    return text(f"echo: {content}")
+    return text(f"echo: {content}", **fields)
 
 
-def make_upstream() -> AnthropicUpstream:
-    return AnthropicUpstream()
+def make_upstream(**echo: Any) -> AnthropicUpstream:
+    return AnthropicUpstream(**echo)

@@ -179,5 +179,8 @@ def test_a_cache_hit_costs_nothing(upstream, cached):
             "cache_read_tokens": 0,
             "cache_write_tokens": 0,
             "reasoning_tokens": 0,
+            "images": 0,
+            "characters": 0,
+            "audio_seconds": 0.0,
         }
     ]

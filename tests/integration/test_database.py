@@ -61,7 +61,40 @@ def test_migrate_is_idempotent_and_versioned(open_db):
     db.migrate()
     with db.db.connection_context():
         versions = [r.version for r in db.m.SchemaVersion.select()]
-    assert versions == [1]
+    assert versions == [1, 2]
+
+
+def test_a_version_1_usage_table_gains_the_media_columns(open_db):
+    db = open_db()
+    U = db.m.UsageRecord
+    media = {"images", "characters", "audio_ms"}
+    with db.db.connection_context():
+        # The v1 schema as it was released: the usage table without media units.
+        db.db.create_tables([db.m.SchemaVersion, db.m.ApiKey, U])
+        for name in sorted(media):
+            db.db.execute_sql(f'ALTER TABLE "usage" DROP COLUMN "{name}"')
+        db.m.SchemaVersion.create(version=1, applied_at=0)
+        assert not media & {c.name for c in db.db.get_columns("usage")}
+    db.migrate()
+    db.insert_usage(
+        [
+            {
+                "request_id": "r1",
+                "ts": 1.0,
+                "model": "tts-1",
+                "endpoint": "speech",
+                "characters": 42,
+                "audio_ms": 1500,
+                "images": 2,
+            }
+        ]
+    )
+    totals = db.usage_totals()
+    assert (totals[0]["characters"], totals[0]["audio_ms"], totals[0]["images"]) == (
+        42,
+        1500,
+        2,
+    )
 
 
 def test_workers_starting_at_once_load_config_keys_once(open_db):

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from crabllm_sync.db import Database
 from tests.conftest import write_toml
 from tests.extensions_support import ADMIN, KEY_A, KEY_B, auth, chat_body, cost
-from tests.redis_server import RedisServer, Unavailable
+from tests.servers import RedisServer, Unavailable
 
 ONE = cost(7, 3)  # one non-streamed answer of the fake upstream: 13000 nanos
 

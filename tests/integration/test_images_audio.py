@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import make_config, openai_provider
-from tests.fakes import anthropic_messages as fake_ant
+from tests.fakes import anthropic as fake_ant
 from tests.fakes import openai_media as fake
 from tests.recording import attach
 from tests.upstream import Recorded, Reply, Upstream

@@ -10,12 +10,14 @@ import httpx
 import pytest
 
 from tests.conftest import make_config, openai_provider
-from tests.fakes import anthropic_messages as fake_ant
+from tests.fakes import anthropic as fake_ant
 from tests.fakes import openai as fake_oai
 from tests.recording import attach
 from tests.upstream import Reply, Upstream
 
 KEY = "sk-team-0123456789"
+# Usage of every echoed answer of the Anthropic fake (cache read and write set).
+USAGE = {"input_tokens": 12, "output_tokens": 6, "cache_write": 3, "cache_read": 20}
 
 
 @pytest.fixture
@@ -27,7 +29,7 @@ def oai() -> Upstream:
 
 @pytest.fixture
 def ant() -> Upstream:
-    up = fake_ant.make_upstream().start()
+    up = fake_ant.make_upstream(**USAGE).start()
     yield up
     up.stop()
 
@@ -102,7 +104,7 @@ def test_anthropic_sdk_accepts_the_fake_directly(ant):
     ) as stream:
         assert "".join(stream.text_stream) == "echo: a b"
         final = stream.get_final_message()
-    assert final.usage.output_tokens == 3 and final.stop_reason == "end_turn"
+    assert final.usage.output_tokens == 6 and final.stop_reason == "end_turn"
 
 
 # -- translated: anthropic SDK -> gateway -> openai-kind provider -------------
@@ -452,7 +454,9 @@ def test_native_pass_through_keeps_every_field(gw, ant):
         timeout=10,
     )
     assert resp.status_code == 200, resp.text
-    assert resp.json() == fake_ant.message("claude-x", "echo: hello there")
+    assert resp.json() == fake_ant.message(
+        fake_ant.text("echo: hello there", **USAGE), "claude-x"
+    )
     sent = ant.requests[-1]
     assert sent.path == "/v1/messages"
     assert sent.json == {**body, "model": "claude-x"}
@@ -481,11 +485,12 @@ def test_native_stream_is_relayed_event_for_event(gw, ant):
         url,
         {"model": "claude-x", "max_tokens": 9, "stream": True, "messages": user("a b")},
     )
-    expected = fake_ant.stream_events("claude-x", ["echo: ", "a ", "b"])
+    expected = fake_ant.events(fake_ant.text("echo: a b", **USAGE), "claude-x")
+    assert [name for name, _ in expected].count("content_block_delta") == 3
     assert events == [(name, payload) for name, payload in expected]
     assert ant.requests[-1].json["stream"] is True
     usage = recorder.wait()["usage"]
-    assert usage["prompt_tokens"] == 35 and usage["completion_tokens"] == 3
+    assert usage["prompt_tokens"] == 35 and usage["completion_tokens"] == 6
 
     with client(url).messages.stream(
         model="claude-x", max_tokens=9, messages=user("x y")
@@ -495,7 +500,7 @@ def test_native_stream_is_relayed_event_for_event(gw, ant):
 
 def test_native_stream_error_event_is_passed_on(gw, ant):
     url, recorder = gw
-    events = fake_ant.stream_events("claude-x", ["a"])[:3]
+    events = fake_ant.events(fake_ant.text("a"), "claude-x")[:3]
     overloaded = {
         "type": "error",
         "error": {"type": "overloaded_error", "message": "Overloaded"},
@@ -506,7 +511,7 @@ def test_native_stream_error_event_is_passed_on(gw, ant):
         {"model": "claude-x", "max_tokens": 9, "stream": True, "messages": user("a")},
     )
     assert got[-1] == ("error", overloaded)
-    assert [n for n, _ in got[:-1]] == ["message_start", "content_block_start", "ping"]
+    assert [n for n, _ in got[:-1]] == ["message_start", "ping", "content_block_start"]
     assert "error" in recorder.wait()
 
 
@@ -737,7 +742,7 @@ def test_client_going_away_closes_the_upstream_stream(gw, oai, ant, model):
         events = fake_oai.stream_events("gpt-4o", ["w"] * 400)
         up = oai
     else:
-        events = fake_ant.stream_events("claude-x", ["w"] * 400)
+        events = fake_ant.events(fake_ant.text(" ".join(["w"] * 400)), "claude-x")
         up = ant
     up.enqueue(Reply(events=events, chunk_delay=0.1))  # 40 s if never closed
     with httpx.stream(

@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
 
 from tests.conftest import make_config, openai_provider
-from tests.fakes import anthropic_messages as fake_ant
+from tests.fakes import anthropic as fake_ant
 from tests.fakes import openai as fake_oai
 from tests.fakes import openai_media as fake_media
 from tests.upstream import Upstream

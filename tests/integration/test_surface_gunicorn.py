@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from tests.conftest import write_toml
-from tests.fakes import anthropic_messages as fake_ant
+from tests.fakes import anthropic as fake_ant
 from tests.fakes import openai as fake_oai
 from tests.fakes import openai_media as fake_media
 from tests.upstream import Reply

@@ -170,3 +170,28 @@ def test_chunk_and_response_chars():
     assert pricing.chunk_chars({"choices": []}) == 0
     resp = {"choices": [{"message": {"content": "abc"}}, {"message": {}}]}
     assert pricing.response_chars(resp) == 3
+
+
+# -- media units ---------------------------------------------------------------
+
+
+def test_media_usage_is_read_alongside_tokens():
+    assert pricing.normalise({"images": 3}) == Usage(images=3)
+    assert pricing.normalise({"characters": 11}) == Usage(characters=11)
+    assert pricing.normalise({"seconds": 1.2345}) == Usage(audio_ms=1234)
+    assert pricing.normalise({"seconds": "x"}) == Usage()
+    assert pricing.normalise({"seconds": float("nan")}) == Usage()
+    assert pricing.normalise(
+        {"images": 1, "prompt_tokens": 5, "completion_tokens": 7}
+    ) == Usage(input=5, output=7, images=1)
+
+
+def test_media_cost_is_exact_nanos():
+    price = Price(per_image=0.04, per_million_characters=15.0, per_second=0.006 / 60)
+    assert pricing.cost(Usage(images=3), price) == 120_000_000
+    assert pricing.cost(Usage(characters=1), price) == 15_000  # $15 per million
+    # $0.006 a minute: 61.5 s is $0.00615.
+    assert pricing.cost(Usage(audio_ms=61_500), price) == 6_150_000
+    assert pricing.cost(Usage(images=1, characters=1, audio_ms=1), price) == (
+        40_000_000 + 15_000 + 100
+    )

@@ -14,6 +14,7 @@ import pytest
 from crabllm_sync.config import RoutingConfig
 from crabllm_sync.errors import (
     AllDeploymentsFailedError,
+    UnsupportedError,
     UpstreamError,
     UpstreamTimeoutError,
 )
@@ -616,3 +617,66 @@ def test_events_turn_pauses_into_keepalives_and_a_bug_into_one_error_event():
     assert set(out[1:-1]) == {sse.KEEPALIVE}
     assert out[-1].startswith(b'data: {"error":{"message":"internal server error')
     assert sse.DONE not in out
+
+
+# -- a deployment that cannot serve the request ------------------------------------
+
+
+def refused(provider: str) -> UnsupportedError:
+    return UnsupportedError(f"{provider}: parameter 'n' is not supported")
+
+
+def test_a_refusal_moves_on_to_the_next_deployment_without_retry_or_breaker():
+    clock = Clock()
+    health = health_for(clock, threshold=1)
+    fn = Script({"a": [refused("a")], "b": ["from b"]})
+    result, used = call_with_retries(
+        [dep("a", max_retries=5), dep("b")],
+        fn,
+        rng=random.Random(0),
+        sleep=clock.sleep,
+        health=health,
+    )
+    assert (result, used.provider) == ("from b", "b")
+    assert fn.providers == ["a", "b"]  # refused once, not retried
+    assert clock.now == 1000.0  # no backoff was slept
+    # threshold=1: one counted failure would have opened the breaker.
+    assert health.state(dep("a")).state != OPEN
+    assert health.admit(dep("a")).allowed
+
+
+def test_every_deployment_refusing_raises_the_first_refusal_as_a_400():
+    fn = Script({"a": [refused("a")], "b": [refused("b")]})
+    with pytest.raises(UnsupportedError) as exc:
+        call_with_retries(
+            [dep("a"), dep("b")], fn, rng=random.Random(0), sleep=lambda s: None
+        )
+    assert exc.value.http_status == 400
+    assert exc.value.message == "a: parameter 'n' is not supported"
+    assert fn.providers == ["a", "b"]
+
+
+def test_a_refusal_then_failures_is_the_failures_answer():
+    fn = Script({"a": [refused("a")], "b": [UpstreamTimeoutError("b: timed out")]})
+    with pytest.raises(AllDeploymentsFailedError) as exc:
+        call_with_retries(
+            [dep("a"), dep("b", max_retries=0)],
+            fn,
+            rng=random.Random(0),
+            sleep=lambda s: None,
+        )
+    assert exc.value.http_status == 504
+    assert fn.providers == ["a", "b"]
+
+
+def test_a_refused_probe_frees_the_probe():
+    clock = Clock()
+    health = health_for(clock, threshold=1, cooldown=10)
+    a = dep("a")
+    health.failed(a, health.admit(a))
+    clock.sleep(10)
+    fn = Script({"a": [refused("a")]})
+    with pytest.raises(UnsupportedError):
+        call_with_retries([a], fn, rng=random.Random(0), health=health)
+    assert health.state(a).state == HALF_OPEN
+    assert health.admit(a).is_probe
