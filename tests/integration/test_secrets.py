@@ -392,9 +392,9 @@ def test_no_secret_in_any_answer_log_metric_or_health(tmp_path, gunicorn, json_l
         # stored digest is the secret's SHA-256.
         db = tmp_path / "crabllm.db"
         assert not _find(needles, db.read_bytes().decode("latin-1"))
-        rows = dict(
-            sqlite3.connect(db).execute("SELECT name, key_hash FROM api_keys").fetchall()
-        )
+        con = sqlite3.connect(db)
+        rows = dict(con.execute("SELECT name, key_hash FROM api_keys").fetchall())
+        con.close()
         assert rows["made"] == hashlib.sha256(out["made"].encode()).hexdigest()
         assert rows["team"] == hashlib.sha256(CONFIG_KEY.encode()).hexdigest()
         assert not _find(needles, _redis_dump(redis))
