@@ -296,6 +296,12 @@ def _force_every_error(cap: Capture, up: Upstream, redis: RedisServer) -> dict:
     up.enqueue(Reply(events=events, drop_after=2))
     r = cap.chat("stream reset mid-way", CONFIG_KEY, stream=True)
     assert r.status_code == 200 and '"error"' in r.text
+    echo = {"error": {"message": f"key Bearer {PROVIDER_KEY} was revoked"}}
+    up.enqueue(Reply(events=[events[0], echo]))
+    r = cap.chat(
+        "stream: provider error event echoing the key", CONFIG_KEY, stream=True
+    )
+    assert '"error"' in r.text
     up.enqueue(Reply(events=[events[0], b"data: {not json\n\n"]))
     r = cap.chat("stream garbage event", CONFIG_KEY, stream=True)
     assert '"error"' in r.text
