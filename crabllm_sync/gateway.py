@@ -371,6 +371,8 @@ class Gateway:
                 if event.event in ("message_start", "message_delta"):
                     usage.update(wire_anthropic.event_usage(event.data))
                     ctx.usage = wire_anthropic.usage_to_openai(usage)
+                if event.event == "error":  # cut secrets a provider repeats
+                    event = sse.Event(http.redact(event.data, self._secrets), "error")
                 yield event
                 if event.event == "error":
                     # Passed on verbatim (Anthropic's own type); the stream ends.
