@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.conftest import write_toml
+from tests.fakes import anthropic as ant_fake
 from tests.fakes import openai as fake
 from tests.servers import RedisServer, Unavailable
 from tests.upstream import Recorded, Reply, Upstream
@@ -24,12 +25,13 @@ from tests.upstream import Recorded, Reply, Upstream
 # The markers: each secret carries one, after the characters shown as its
 # display prefix (so a legitimate "key_prefix" never contains a marker).
 PROVIDER_KEY = "sk-provider-0-PROVSECRETMARK-7f3a9c1e5b2d4f6a8c0e"
+ANTHROPIC_KEY = "sk-ant-api03-ANTSECRETMARK-0c9b8a7f6e5d4c3b2a19"
 CONFIG_KEY = "sk-config-key-CFGSECRETMARK-2b4d6f8a0c1e3a5c7e9b"
 LIMITED_KEY = "sk-limited-ke-LIMSECRETMARK-9e8d7c6b5a493827160f"
 BROKE_KEY = "sk-brokenkey0-BRKSECRETMARK-0a1b2c3d4e5f60718293"
 ADMIN_TOKEN = "admin-token-00-ADMSECRETMARK-5e6f7a8b9c0d1e2f3a4b"
 MARKERS = ["PROVSECRETMARK", "CFGSECRETMARK", "LIMSECRETMARK", "BRKSECRETMARK"]
-MARKERS += ["ADMSECRETMARK"]
+MARKERS += ["ADMSECRETMARK", "ANTSECRETMARK"]
 
 
 def _echo_auth(status: int):
@@ -51,9 +53,17 @@ def _echo_auth(status: int):
     return handler
 
 
-def _config(up: Upstream, redis_url: str, json_logs: bool) -> str:
+def _config(up: Upstream, ant: Upstream, redis_url: str, json_logs: bool) -> str:
     return f"""
 admin_token = "{ADMIN_TOKEN}"
+
+[providers.ant]
+kind = "anthropic"
+base_url = "{ant.url}/v1"
+api_key = "{ANTHROPIC_KEY}"
+models = ["claude-x"]
+max_retries = 0
+timeout = 1.5
 
 [storage]
 kind = "redis"
@@ -74,7 +84,7 @@ completion_cost_per_million = 1000000.0
 [[keys]]
 name = "team"
 key = "{CONFIG_KEY}"
-models = ["gpt-4o", "text-embedding-3-small"]
+models = ["gpt-4o", "text-embedding-3-small", "claude-x"]
 
 [[keys]]
 name = "limited"
@@ -128,9 +138,60 @@ class Capture:
         return self.call(what, "POST", "/v1/chat/completions", secret, json=payload)
 
 
-def _force_every_error(cap: Capture, up: Upstream, redis: RedisServer) -> dict:
+def _force_every_error(
+    cap: Capture, up: Upstream, ant: Upstream, redis: RedisServer
+) -> dict:
     """Drive each error path; returns what the assertions need."""
     out: dict = {}
+    # -- an Anthropic provider repeating its key: error answer, native error event
+    said = f"invalid x-api-key {ANTHROPIC_KEY}"
+    ant.enqueue(
+        Reply(
+            status=401,
+            json={
+                "type": "error",
+                "error": {"type": "authentication_error", "message": said},
+            },
+        )
+    )
+    messages = {
+        "model": "claude-x",
+        "max_tokens": 5,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    r = cap.call(
+        "anthropic 401 echoing the key",
+        "POST",
+        "/v1/messages",
+        headers={"x-api-key": CONFIG_KEY, "anthropic-version": "2023-06-01"},
+        json=messages,
+    )
+    assert r.status_code >= 400
+    error_event = (
+        "error",
+        {"type": "error", "error": {"type": "overloaded_error", "message": said}},
+    )
+    for path, body in [
+        ("/v1/messages", {**messages, "stream": True}),
+        ("/v1/chat/completions", {**messages, "stream": True}),
+    ]:
+        ant.enqueue(
+            Reply(
+                events=[
+                    ant_fake.events(ant_fake.text("hey"), "claude-x")[0],
+                    error_event,
+                ]
+            )
+        )
+        r = cap.call(
+            f"anthropic error event echoing the key via {path}",
+            "POST",
+            path,
+            CONFIG_KEY,
+            json=body,
+            headers={"anthropic-version": "2023-06-01"},
+        )
+        assert "error" in r.text
     # -- authentication and authorisation -------------------------------------
     assert cap.chat("no key", None).status_code == 401
     bad = CONFIG_KEY[:-1] + "X"
@@ -373,15 +434,17 @@ def test_no_secret_in_any_answer_log_metric_or_health(tmp_path, gunicorn, json_l
     except Unavailable as exc:
         pytest.skip(str(exc))
     up = fake.make_upstream().start()
+    ant = ant_fake.make_upstream().start()
     try:
-        path = write_toml(tmp_path / "crabllm.toml", _config(up, redis.url, json_logs))
+        config = _config(up, ant, redis.url, json_logs)
+        path = write_toml(tmp_path / "crabllm.toml", config)
         srv = gunicorn(
             path,
             workers=1,
             env={"GUNICORN_CMD_ARGS": "--log-level debug --access-logfile -"},
         )
         cap = Capture(srv.url)
-        out = _force_every_error(cap, up, redis)
+        out = _force_every_error(cap, up, ant, redis)
         srv.stop()
         log = srv.log_path.read_text(errors="replace")
         # The markers were live: the provider key really went upstream.
@@ -389,6 +452,7 @@ def test_no_secret_in_any_answer_log_metric_or_health(tmp_path, gunicorn, json_l
             r.headers.get("authorization") == f"Bearer {PROVIDER_KEY}"
             for r in up.requests
         )
+        assert any(r.headers.get("x-api-key") == ANTHROPIC_KEY for r in ant.requests)
         assert out["broke"] == 429 and out["revoked"] == 401
         assert '"event":"request"' in log if json_logs else "event=request" in log
         needles = _needles(out["made"])
@@ -407,6 +471,7 @@ def test_no_secret_in_any_answer_log_metric_or_health(tmp_path, gunicorn, json_l
         print(f"secrets: {len(cap.seen)} answers and {len(log)} log bytes, 0 leaks")
     finally:
         up.stop()
+        ant.stop()
         redis.stop()
 
 
