@@ -23,6 +23,7 @@ from crabllm_sync.errors import ServiceUnavailableError
 
 SCHEMA_VERSION = 1
 PG_CONNECT_TIMEOUT = 3  # seconds
+SQLITE_BUSY_MS = 5000
 
 
 def database_url(config: Config) -> str:
@@ -158,7 +159,7 @@ class Database:
                 path,
                 pragmas={
                     "journal_mode": "wal",
-                    "busy_timeout": 5000,
+                    "busy_timeout": SQLITE_BUSY_MS,
                     "synchronous": "normal",
                     "foreign_keys": 1,
                 },
@@ -212,18 +213,30 @@ class Database:
 
     # -- usage -----------------------------------------------------------------
 
-    def insert_usage(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert usage rows; a request_id already stored is skipped (idempotent)."""
+    def insert_usage(
+        self, rows: Sequence[dict[str, Any]], *, busy_timeout_ms: int | None = None
+    ) -> None:
+        """Insert usage rows; a request_id already stored is skipped (idempotent).
+
+        `busy_timeout_ms` (sqlite): how long to wait for a lock held by another
+        writer before giving up, in place of the usual 5 s.
+        """
         if not rows:
             return
         with self.db.connection_context():
-            with self.db.atomic():
-                for i in range(0, len(rows), 100):
-                    (
-                        self.m.UsageRecord.insert_many(rows[i : i + 100])
-                        .on_conflict_ignore()
-                        .execute()
-                    )
+            if busy_timeout_ms is not None and self.is_sqlite:
+                self.db.execute_sql(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            try:
+                with self.db.atomic():
+                    for i in range(0, len(rows), 100):
+                        (
+                            self.m.UsageRecord.insert_many(rows[i : i + 100])
+                            .on_conflict_ignore()
+                            .execute()
+                        )
+            finally:
+                if busy_timeout_ms is not None and self.is_sqlite:
+                    self.db.execute_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
 
     def usage_totals(
         self,

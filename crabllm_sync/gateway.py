@@ -53,6 +53,7 @@ class Gateway:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
+        self._secrets = config_secrets(config)
         self.storage = storage
         self.registry = Registry(config, providers.base_urls())
         # Keys (and usage records) in SQL; None for `memory` storage.
@@ -174,6 +175,12 @@ class Gateway:
             self._succeed(ctx, body, None)
 
     def _fail(self, ctx: RequestContext, err: GatewayError) -> None:
+        # A provider may repeat a credential in its error (a stream's error
+        # event included): cut it before the client, the log or a hook sees it.
+        message = http.redact(err.message, self._secrets)
+        if message != err.message:
+            err.message = message
+            err.args = (message,)
         ctx.status = err.http_status
         for ext in self.extensions:
             ext.on_error(ctx, err)
@@ -383,6 +390,8 @@ class Gateway:
                 if event.event in ("message_start", "message_delta"):
                     usage.update(wire_anthropic.event_usage(event.data))
                     ctx.usage = wire_anthropic.usage_to_openai(usage)
+                if event.event == "error":  # cut secrets a provider repeats
+                    event = sse.Event(http.redact(event.data, self._secrets), "error")
                 yield event
                 if event.event == "error":
                     # Passed on verbatim (Anthropic's own type); the stream ends.
@@ -543,3 +552,12 @@ def _close(it: Any) -> None:
     close = getattr(it, "close", None)
     if close is not None:
         close()
+
+
+def config_secrets(config: Config) -> tuple[str, ...]:
+    """Every secret in the config (provider credentials, admin token, keys)."""
+    values = [config.admin_token or ""]
+    for p in config.providers.values():
+        values += [p.api_key, p.secret_key or "", p.access_key or ""]
+    values += [k.key for k in config.keys]
+    return tuple(v for v in values if len(v) >= http.MIN_SECRET)

@@ -14,6 +14,10 @@ import tempfile
 from typing import Any
 
 MAX_DEFAULT_WORKERS = 8
+# Seconds the master waits past shutdown_timeout before it SIGKILLs a worker:
+# time for the worker to cut what is still streaming and flush its buffered
+# usage records (gunicorn's own check runs once a second, then stop(timeout=1)).
+EXIT_MARGIN = 5
 
 
 def default_workers(cores: int | None = None, env_value: str | None = None) -> int:
@@ -37,7 +41,9 @@ def gunicorn_settings(
         "workers": workers,
         "bind": [bind or listen],
         "worker_connections": 2000,
-        "graceful_timeout": shutdown_timeout,
+        # The master's deadline; each worker cuts its streams at
+        # shutdown_timeout itself (post_worker_init) and exits before it.
+        "graceful_timeout": shutdown_timeout + EXIT_MARGIN,
         "timeout": 60,
         "keepalive": 75,  # longer than nginx's and most clients' idle timeouts
         "backlog": 2048,
@@ -47,6 +53,7 @@ def gunicorn_settings(
         "proc_name": "crabllm-sync",
         "forwarded_allow_ips": "127.0.0.1,::1",
         "on_starting": on_starting,
+        "post_worker_init": post_worker_init,
         "child_exit": child_exit,
         "worker_exit": worker_exit,
         "on_exit": on_exit,
@@ -96,6 +103,19 @@ def _log_to_stderr() -> None:
     logger.propagate = False
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)
+
+
+def post_worker_init(worker: Any) -> None:
+    """Worker: give in-flight requests shutdown_timeout, not the master's deadline.
+
+    Gunicorn's master SIGKILLs workers at graceful_timeout, and a gevent worker
+    waits for its requests up to that same setting, so it always lost the race
+    and never ran worker_exit: its buffered usage records were lost. The worker
+    now stops waiting EXIT_MARGIN seconds earlier, exits, and flushes.
+    """
+    worker.cfg.set(
+        "graceful_timeout", max(0, worker.cfg.graceful_timeout - EXIT_MARGIN)
+    )
 
 
 def child_exit(server: Any, worker: Any) -> None:

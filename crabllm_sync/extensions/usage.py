@@ -34,6 +34,11 @@ CLOSE_TIMEOUT = 10.0
 # While the database is down, retries back off up to this (seconds): a
 # connect attempt can block a gevent worker, so it must not run on every row.
 MAX_RETRY_DELAY = 30.0
+# The background flush waits at most this long (ms) for a sqlite lock held by
+# another process: sqlite waits in C, so a gevent worker can serve nothing
+# meanwhile. Rows that miss the lock stay buffered for the next flush; the
+# last flush at exit waits the database's usual timeout.
+FLUSH_BUSY_MS = 200
 
 
 def open_usage_database(config: Config) -> Database | None:
@@ -122,7 +127,7 @@ class UsageRecorder(Extension):
         with self._lock:
             return len(self._rows)
 
-    def flush(self) -> bool:
+    def flush(self, busy_timeout_ms: int | None = None) -> bool:
         """Write buffered rows now; False when the database refused (kept)."""
         with self._flushing:
             with self._lock:
@@ -130,7 +135,9 @@ class UsageRecorder(Extension):
                 self._waiting.clear()
             for i in range(0, len(rows), self.batch_size):
                 try:
-                    self.db.insert_usage(rows[i : i + self.batch_size])
+                    self.db.insert_usage(
+                        rows[i : i + self.batch_size], busy_timeout_ms=busy_timeout_ms
+                    )
                 except (peewee.PeeweeException, OSError) as exc:
                     self._requeue(rows[i:])
                     self._retry_delay = min(
@@ -182,7 +189,7 @@ class UsageRecorder(Extension):
             self._wake.clear()
             if self._closed:
                 break
-            self.flush()
+            self.flush(FLUSH_BUSY_MS)
 
     def close(self) -> None:
         """Stop the flusher and write what is left (worker exit)."""

@@ -7,7 +7,7 @@ and close responses when their iterator is closed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -143,7 +143,11 @@ def _send(
     if resp.status_code >= 400:
         try:
             raise error_from_response(
-                resp.status_code, resp.content, resp.headers, provider
+                resp.status_code,
+                resp.content,
+                resp.headers,
+                provider,
+                secrets=credentials(headers),
             )
         except _BROKEN as exc:
             raise UpstreamError(
@@ -244,10 +248,19 @@ def _release(resp: urllib3.BaseHTTPResponse, *, consumed: bool) -> None:
 
 
 def error_from_response(
-    status: int, content: bytes, headers: Mapping[str, str], provider: str
+    status: int,
+    content: bytes,
+    headers: Mapping[str, str],
+    provider: str,
+    *,
+    secrets: Iterable[str] = (),
 ) -> UpstreamError:
-    """The UpstreamError for a provider's error answer, with its own message."""
-    message = _message(content) or f"HTTP {status}"
+    """The UpstreamError for a provider's error answer, with its own message.
+
+    Some providers repeat the credentials they were sent in their error
+    message; each of `secrets` is cut out so the client and log never see it.
+    """
+    message = redact(_message(content), secrets) or f"HTTP {status}"
     if status in (401, 403):
         message = f"authentication with the provider failed: {message}"
     return UpstreamError(
@@ -256,6 +269,33 @@ def error_from_response(
         provider=provider,
         retry_after=parse_retry_after(headers.get("retry-after")),
     )
+
+
+# Request headers that carry a provider credential (lower-case names).
+CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
+MIN_SECRET = 8  # shorter values are not worth hiding (and would mangle text)
+
+
+def credentials(headers: Mapping[str, str]) -> list[str]:
+    """The credential values among request headers (without a `Bearer ` scheme)."""
+    out = []
+    for name, value in headers.items():
+        if name.lower() not in CREDENTIAL_HEADERS or not value:
+            continue
+        scheme, _, token = value.partition(" ")
+        if token and scheme.lower() in ("bearer", "basic"):
+            value = token
+        if len(value.strip()) >= MIN_SECRET:
+            out.append(value.strip())
+    return out
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every occurrence of each secret replaced by `[redacted]`."""
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 def parse_retry_after(value: str | None) -> float | None:

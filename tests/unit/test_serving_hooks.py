@@ -60,3 +60,22 @@ def test_on_starting_sends_gateway_logs_to_stderr_once(env):
     assert len(logger.handlers) == 1
     assert logger.getEffectiveLevel() == logging.INFO
     serving.on_exit(None)
+
+
+def test_workers_stop_waiting_before_the_master_kills_them():
+    """The master SIGKILLs at graceful_timeout; a worker must cut its streams
+    at shutdown_timeout and exit (flushing usage) before that."""
+    from gunicorn.config import Config
+
+    s = serving.gunicorn_settings(listen="127.0.0.1:1", workers=1, shutdown_timeout=7)
+    assert s["graceful_timeout"] == 7 + serving.EXIT_MARGIN
+    cfg = Config()
+    cfg.set("graceful_timeout", s["graceful_timeout"])
+
+    class Worker:
+        pass
+
+    worker = Worker()
+    worker.cfg = cfg
+    s["post_worker_init"](worker)
+    assert worker.cfg.graceful_timeout == 7
