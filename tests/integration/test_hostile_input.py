@@ -518,3 +518,23 @@ def test_still_serves_after_the_abuse(client):
     )
     assert resp.status_code == 200, resp.data
     assert client.get("/v1/admin/keys", headers=ADMIN).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/v1/chat/completions", {"max_tokens": 2**63}),
+        ("/v1/chat/completions", {"max_completion_tokens": 2**64 - 1}),
+        ("/v1/messages", {"max_tokens": 2**63}),
+        ("/v1/embeddings", {"dimensions": 2**40, "input": "x"}),
+    ],
+)
+def test_huge_token_counts_are_400_not_an_overflow(client, path, body):
+    """Found by schemathesis: max_completion_tokens over 2**63 overflowed the
+    budget's storage counter (a 500). Counts are bounded by the wire models."""
+    model = "text-embedding-3-small" if "embed" in path else "gpt-4o"
+    if path == "/v1/messages":
+        model = "claude-x"
+    full = {"model": model, "messages": [{"role": "user", "content": "x"}], **body}
+    resp = send(client, "POST", path, KEY, json=full)
+    assert resp.status_code == 400, resp.data
