@@ -65,7 +65,14 @@ def document() -> dict[str, Any]:
     schemas["TranscriptionUpload"] = {
         "allOf": [{"$ref": "#/components/schemas/TranscriptionRequest"}],
         "type": "object",
-        "properties": {"file": {"type": "string", "contentMediaType": "audio/*"}},
+        # format: binary is how generators and SDKs recognise a file part.
+        "properties": {
+            "file": {
+                "type": "string",
+                "format": "binary",
+                "contentMediaType": "audio/*",
+            }
+        },
         "required": ["file", "model"],
     }
     return {
@@ -106,12 +113,24 @@ def _json(name: str) -> dict[str, Any]:
 
 
 def _sse(event: str, what: str) -> dict[str, Any]:
-    return {
-        "text/event-stream": {
-            "schema": {"type": "string", "description": what},
-            "x-sse-event": _ref(event),
-        }
+    """One server-sent event, as OpenAPI 3.1 tools read `schema` of an event
+    stream (3.2 calls it itemSchema): its fields, `data` holding the JSON."""
+    one_event = {
+        "type": "object",
+        "description": what,
+        "properties": {
+            "event": {"type": "string"},
+            "data": {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": _ref(event),
+            },
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+        "required": ["data"],
     }
+    return {"text/event-stream": {"schema": one_event, "x-sse-event": _ref(event)}}
 
 
 def _op(
