@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from crabllm_sync import __version__
+from crabllm_sync import keys
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.views import json_response
 from crabllm_sync.wire import anthropic as a
@@ -34,6 +35,8 @@ _OPENAI_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (o.ImagesResponse, "serialization"),
     (o.TranscriptionResponse, "serialization"),
     (o.ErrorResponse, "serialization"),
+    (keys.NewKey, "validation"),
+    (keys.KeyUpdate, "validation"),
 ]
 _ANTHROPIC_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (a.MessagesRequest, "validation"),
@@ -167,7 +170,13 @@ def _ok(content: dict[str, Any] | None = None, description: str = "OK") -> Any:
 
 _ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
 _ANY_LIST = {"application/json": {"schema": {"type": ["array", "object"]}}}
-_NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+_KEY_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": keys.NAME_MAX,
+    "pattern": keys.NAME_PATTERN,
+}
+_NAME = [{"name": "name", "in": "path", "required": True, "schema": _KEY_NAME}]
 _MODEL = [
     {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
 ]
@@ -279,13 +288,16 @@ def _paths() -> dict[str, Any]:
                     "201": {"description": "created", "content": _ANY_JSON},
                     **_ok(_ANY_JSON),
                 },
-                body=_ANY_JSON,
+                body=_json("NewKey"),
             ),
         },
         "/v1/admin/keys/{name}": {
             "get": _op("Show a key (admin)", _ok(_ANY_JSON), params=_NAME),
             "patch": _op(
-                "Update a key (admin)", _ok(_ANY_JSON), body=_ANY_JSON, params=_NAME
+                "Update a key (admin)",
+                _ok(_ANY_JSON),
+                body=_json("KeyUpdate"),
+                params=_NAME,
             ),
             "delete": _op("Revoke a key (admin)", _ok(_ANY_JSON), params=_NAME),
         },
