@@ -12,8 +12,7 @@ from flask import Blueprint, Response
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from crabllm_sync import __version__
-from crabllm_sync import keys
+from crabllm_sync import __version__, keys
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.views import json_response
 from crabllm_sync.wire import anthropic as a
@@ -115,19 +114,30 @@ def _json(name: str) -> dict[str, Any]:
     return {"application/json": {"schema": _ref(name)}}
 
 
-def _sse(event: str, what: str) -> dict[str, Any]:
+def _sse(event: str, what: str, *, error: str | None = None) -> dict[str, Any]:
     """One server-sent event, as OpenAPI 3.1 tools read `schema` of an event
-    stream (3.2 calls it itemSchema): its fields, `data` holding the JSON."""
+    stream (3.2 calls it itemSchema): its fields, `data` holding the JSON, or
+    OpenAI's final `[DONE]`; a failure after the headers is one `error` event."""
+    json_data = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": _ref(event),
+    }
+    data: dict[str, Any] = json_data
+    if error is not None:
+        data = {
+            "anyOf": [
+                json_data,
+                {**json_data, "contentSchema": _ref(error)},
+                {"const": "[DONE]"},
+            ]
+        }
     one_event = {
         "type": "object",
         "description": what,
         "properties": {
             "event": {"type": "string"},
-            "data": {
-                "type": "string",
-                "contentMediaType": "application/json",
-                "contentSchema": _ref(event),
-            },
+            "data": data,
             "id": {"type": "string"},
             "retry": {"type": "integer"},
         },
@@ -193,7 +203,11 @@ def _paths() -> dict[str, Any]:
                 _ok(
                     {
                         **_json("ChatCompletion"),
-                        **_sse("ChatCompletionChunk", "data: {chunk} ... [DONE]"),
+                        **_sse(
+                            "ChatCompletionChunk",
+                            "data: {chunk} ... [DONE]",
+                            error="ErrorResponse",
+                        ),
                     }
                 ),
                 body=_json("ChatRequest"),
