@@ -100,7 +100,13 @@ class SpeechRequest(_Open):
 
 
 class TranscriptionRequest(_Open):
-    """The form fields of /v1/audio/transcriptions and /translations (file aside)."""
+    """The form fields of /v1/audio/transcriptions and /translations (file aside).
+
+    Form values are text, so they are read as a form is (temperature "0.2"
+    is the number 0.2): strict typing refused every temperature the SDK sent.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=False)
 
     model: str = Field(min_length=1)
     language: str | None = None

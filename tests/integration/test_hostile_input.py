@@ -538,3 +538,35 @@ def test_huge_token_counts_are_400_not_an_overflow(client, path, body):
     full = {"model": model, "messages": [{"role": "user", "content": "x"}], **body}
     resp = send(client, "POST", path, KEY, json=full)
     assert resp.status_code == 400, resp.data
+
+
+def test_transcription_temperature_from_the_sdk_is_a_number(client, upstreams):
+    """Found by schemathesis: form fields are text, and the strict model refused
+    every temperature (the openai SDK sends temperature=0.2 as the text "0.2")."""
+    from tests.conftest import sdk_for_app
+
+    oa, _ = upstreams
+    sdk = sdk_for_app(client.application, api_key=SECRET)
+    out = sdk.audio.transcriptions.create(
+        model="whisper-1", file=("a.wav", b"RIFF0000WAVE"), temperature=0.2
+    )
+    assert out.text == "heard 12 bytes"
+    form = fake_media.parse_form(oa.requests[-1]).form
+    assert form["temperature"] == "0.2"
+    for bad in ("hot", "2", "nan"):
+        resp = send(
+            client,
+            "POST",
+            "/v1/audio/translations",
+            KEY,
+            data={
+                "model": "whisper-1",
+                "temperature": bad,
+                "file": (io.BytesIO(b"x"), "a.wav"),
+            },
+            content_type="multipart/form-data",
+        )
+        assert (
+            resp.status_code == 400
+            and resp.get_json()["error"]["param"] == "temperature"
+        )
