@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from crabllm_sync import errors
@@ -44,7 +46,7 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:
         err = errors.from_http_status(exc.code or 500, exc.description or exc.name)
-        return error_response(err, errors.to_openai)
+        return error_response(err, _render_for(request.path))
 
     @app.errorhandler(Exception)
     def internal_error(exc: Exception) -> Response:
@@ -57,3 +59,14 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
         log.warning(warning)
     gw.auth.log_startup()
     return app
+
+
+ANTHROPIC_PATH = "/v1/messages"
+
+
+def _render_for(path: str) -> Callable[[GatewayError], Any]:
+    """The error shape a client of `path` reads, for errors raised before routing
+    (405, 404 under /v1/messages): Anthropic's there, OpenAI's elsewhere."""
+    if path == ANTHROPIC_PATH or path.startswith(ANTHROPIC_PATH + "/"):
+        return errors.to_anthropic
+    return errors.to_openai

@@ -213,10 +213,15 @@ def to_anthropic(err: GatewayError) -> dict[str, Any]:
     return {
         "type": "error",
         "error": {
-            "type": _ANTHROPIC_TYPES.get(err.http_status, "api_error"),
+            "type": _ANTHROPIC_TYPES.get(err.http_status, _anthropic_default(err)),
             "message": err.message,
         },
     }
+
+
+def _anthropic_default(err: GatewayError) -> str:
+    # A 4xx Anthropic has no type for (405, 409) is still the client's error.
+    return "invalid_request_error" if 400 <= err.http_status < 500 else "api_error"
 
 
 def from_http_status(status: int, message: str) -> GatewayError:

@@ -10,7 +10,11 @@ import orjson
 from flask import Request, Response
 
 from crabllm_sync import errors
-from crabllm_sync.errors import GatewayError, InvalidRequestError
+from crabllm_sync.errors import (
+    GatewayError,
+    InvalidRequestError,
+    RequestTooLargeError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +27,32 @@ SSE_HEADERS = {
 def read_json(request: Request) -> Any:
     """The parsed JSON body; InvalidRequestError says why it cannot be read."""
     data = request.get_data(cache=False)
+    refuse_truncated(request, len(data))
     if not data:
         raise InvalidRequestError("request body is empty; send a JSON object")
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequestError(f"request body is not valid JSON: {exc}") from None
+
+
+def refuse_truncated(request: Request, read: int | None = None) -> None:
+    """413 if a body sent without Content-Length (chunked) went past the limit.
+
+    werkzeug stops reading such a body at max_content_length and says nothing,
+    so the gateway would parse (or forward) the first max_body_size bytes. One
+    more byte from the server's own stream tells a cut body from a whole one.
+    `read`: the bytes read, when known (a parsed form does not say).
+    """
+    limit = request.max_content_length
+    if request.content_length is not None or limit is None:
+        return
+    if read is not None and read < limit:
+        return
+    if request.environ["wsgi.input"].read(1):
+        raise RequestTooLargeError(
+            f"request body is larger than max_body_size ({limit} bytes)"
+        )
 
 
 def json_response(

@@ -9,7 +9,13 @@ from flask import Blueprint, Request, Response, request
 from crabllm_sync.errors import InvalidRequestError
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.multipart import Upload
-from crabllm_sync.views import json_response, openai_events, read_json, sse_response
+from crabllm_sync.views import (
+    json_response,
+    openai_events,
+    read_json,
+    refuse_truncated,
+    sse_response,
+)
 from crabllm_sync.wire.openai import (
     ChatRequest,
     EmbeddingRequest,
@@ -116,6 +122,7 @@ def read_upload(req: Request) -> tuple[dict[str, Any], Upload]:
             "send multipart/form-data with a 'file' part", param="file"
         )
     file = req.files.get("file")
+    refuse_truncated(req)
     if file is None or not file.filename:
         raise InvalidRequestError("'file': is required", param="file")
     fields: dict[str, Any] = {

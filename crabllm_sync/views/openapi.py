@@ -12,7 +12,7 @@ from flask import Blueprint, Response
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from crabllm_sync import __version__
+from crabllm_sync import __version__, keys
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.views import json_response
 from crabllm_sync.wire import anthropic as a
@@ -34,6 +34,8 @@ _OPENAI_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (o.ImagesResponse, "serialization"),
     (o.TranscriptionResponse, "serialization"),
     (o.ErrorResponse, "serialization"),
+    (keys.NewKey, "validation"),
+    (keys.KeyUpdate, "validation"),
 ]
 _ANTHROPIC_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (a.MessagesRequest, "validation"),
@@ -65,7 +67,14 @@ def document() -> dict[str, Any]:
     schemas["TranscriptionUpload"] = {
         "allOf": [{"$ref": "#/components/schemas/TranscriptionRequest"}],
         "type": "object",
-        "properties": {"file": {"type": "string", "contentMediaType": "audio/*"}},
+        # format: binary is how generators and SDKs recognise a file part.
+        "properties": {
+            "file": {
+                "type": "string",
+                "format": "binary",
+                "contentMediaType": "audio/*",
+            }
+        },
         "required": ["file", "model"],
     }
     return {
@@ -105,13 +114,36 @@ def _json(name: str) -> dict[str, Any]:
     return {"application/json": {"schema": _ref(name)}}
 
 
-def _sse(event: str, what: str) -> dict[str, Any]:
-    return {
-        "text/event-stream": {
-            "schema": {"type": "string", "description": what},
-            "x-sse-event": _ref(event),
-        }
+def _sse(event: str, what: str, *, error: str | None = None) -> dict[str, Any]:
+    """One server-sent event, as OpenAPI 3.1 tools read `schema` of an event
+    stream (3.2 calls it itemSchema): its fields, `data` holding the JSON, or
+    OpenAI's final `[DONE]`; a failure after the headers is one `error` event."""
+    json_data = {
+        "type": "string",
+        "contentMediaType": "application/json",
+        "contentSchema": _ref(event),
     }
+    data: dict[str, Any] = json_data
+    if error is not None:
+        data = {
+            "anyOf": [
+                json_data,
+                {**json_data, "contentSchema": _ref(error)},
+                {"const": "[DONE]"},
+            ]
+        }
+    one_event = {
+        "type": "object",
+        "description": what,
+        "properties": {
+            "event": {"type": "string"},
+            "data": data,
+            "id": {"type": "string"},
+            "retry": {"type": "integer"},
+        },
+        "required": ["data"],
+    }
+    return {"text/event-stream": {"schema": one_event, "x-sse-event": _ref(event)}}
 
 
 def _op(
@@ -148,7 +180,13 @@ def _ok(content: dict[str, Any] | None = None, description: str = "OK") -> Any:
 
 _ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
 _ANY_LIST = {"application/json": {"schema": {"type": ["array", "object"]}}}
-_NAME = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
+_KEY_NAME = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": keys.NAME_MAX,
+    "pattern": keys.NAME_PATTERN,
+}
+_NAME = [{"name": "name", "in": "path", "required": True, "schema": _KEY_NAME}]
 _MODEL = [
     {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
 ]
@@ -165,7 +203,11 @@ def _paths() -> dict[str, Any]:
                 _ok(
                     {
                         **_json("ChatCompletion"),
-                        **_sse("ChatCompletionChunk", "data: {chunk} ... [DONE]"),
+                        **_sse(
+                            "ChatCompletionChunk",
+                            "data: {chunk} ... [DONE]",
+                            error="ErrorResponse",
+                        ),
                     }
                 ),
                 body=_json("ChatRequest"),
@@ -260,13 +302,16 @@ def _paths() -> dict[str, Any]:
                     "201": {"description": "created", "content": _ANY_JSON},
                     **_ok(_ANY_JSON),
                 },
-                body=_ANY_JSON,
+                body=_json("NewKey"),
             ),
         },
         "/v1/admin/keys/{name}": {
             "get": _op("Show a key (admin)", _ok(_ANY_JSON), params=_NAME),
             "patch": _op(
-                "Update a key (admin)", _ok(_ANY_JSON), body=_ANY_JSON, params=_NAME
+                "Update a key (admin)",
+                _ok(_ANY_JSON),
+                body=_json("KeyUpdate"),
+                params=_NAME,
             ),
             "delete": _op("Revoke a key (admin)", _ok(_ANY_JSON), params=_NAME),
         },

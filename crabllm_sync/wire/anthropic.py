@@ -13,6 +13,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError, UpstreamError
+from crabllm_sync.wire.openai import MAX_TOKENS
 
 
 class _Open(BaseModel):
@@ -89,7 +90,7 @@ class CountTokensRequest(_Open):
 
 
 class MessagesRequest(CountTokensRequest):
-    max_tokens: int = Field(ge=1)
+    max_tokens: int = Field(ge=1, le=MAX_TOKENS)
     stream: bool | None = None
     stop_sequences: list[str] | None = None
     temperature: float | None = Field(None, ge=0, le=1)

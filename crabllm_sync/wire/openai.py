@@ -13,6 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from crabllm_sync.errors import InvalidRequestError
 
+# Bound on token counts a client may ask for: providers read them as 32-bit
+# integers, and the budget reserves max_tokens x price before dispatch (an
+# unbounded count overflowed the storage counter: a 500 found by schemathesis).
+MAX_TOKENS = 2**31 - 1
+
 
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
@@ -57,8 +62,8 @@ class ChatRequest(_Open):
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     n: int | None = Field(None, ge=1, le=128)
@@ -75,7 +80,7 @@ class EmbeddingRequest(_Open):
     model: str = Field(min_length=1)
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] | None = None
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: int | None = Field(None, ge=1, le=MAX_TOKENS)
 
 
 class ImageRequest(_Open):
@@ -95,7 +100,13 @@ class SpeechRequest(_Open):
 
 
 class TranscriptionRequest(_Open):
-    """The form fields of /v1/audio/transcriptions and /translations (file aside)."""
+    """The form fields of /v1/audio/transcriptions and /translations (file aside).
+
+    Form values are text, so they are read as a form is (temperature "0.2"
+    is the number 0.2): strict typing refused every temperature the SDK sent.
+    """
+
+    model_config = ConfigDict(extra="allow", strict=False)
 
     model: str = Field(min_length=1)
     language: str | None = None
