@@ -84,7 +84,7 @@ base_url = "{reset.url}/v1"
 api_key = "sk-up"
 models = ["reset-model"]
 max_retries = 0
-timeout = 1.5
+timeout = 3  # the hang cases wait this; normal answers need far less
 """
         if reset
         else ""
@@ -103,7 +103,7 @@ base_url = "{up.url}/v1"
 api_key = "sk-up"
 models = ["gpt-4o"]
 max_retries = 0
-timeout = 1.5
+timeout = 3  # the hang cases wait this; normal answers need far less
 {reset_provider}
 [routing]
 failure_threshold = 1000

@@ -64,7 +64,7 @@ base_url = "{ant.url}/v1"
 api_key = "{ANTHROPIC_KEY}"
 models = ["claude-x"]
 max_retries = 0
-timeout = 1.5
+timeout = 3  # the hang cases wait this; normal answers need far less
 
 [storage]
 kind = "redis"
@@ -76,7 +76,7 @@ base_url = "{up.url}/v1"
 api_key = "{PROVIDER_KEY}"
 models = ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
 max_retries = 0
-timeout = 1.5
+timeout = 3  # the hang cases wait this; normal answers need far less
 
 [pricing.gpt-4o]
 prompt_cost_per_million = 1000000.0
