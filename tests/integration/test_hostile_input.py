@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -195,9 +196,14 @@ def check(resp, path: str) -> None:
         assert set(body["error"]) == {"message", "type", "param", "code"}, body
 
 
+TRIED: Counter[str] = Counter()  # inputs per endpoint, for RELIABILITY.md
+
+
 def send(client, method: str, path: str, headers: dict[str, str], **kw: Any):
     resp = client.open(path, method=method, headers=headers, **kw)
     check(resp, path)
+    route = "/v1/admin/keys/{name}" if path.startswith("/v1/admin/keys/") else path
+    TRIED[f"{method} {route.split('?')[0]}"] += 1
     if resp.status_code == 200 and resp.mimetype == "text/event-stream":
         data = resp.get_data()
         assert data.endswith(b"data: [DONE]\n\n") or b"message_stop" in data, data
@@ -209,18 +215,25 @@ FUZZ = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-routes = st.sampled_from(BODY_ROUTES)
 
 
-@FUZZ
-@given(route=routes, body=st.binary(max_size=300))
+PER_ROUTE = settings(FUZZ, max_examples=40)
+each_body_route = pytest.mark.parametrize(
+    "route", BODY_ROUTES, ids=lambda r: f"{r[0]} {r[1]}"
+)
+
+
+@each_body_route
+@PER_ROUTE
+@given(body=st.binary(max_size=300))
 def test_random_bytes(client, route, body):
     method, path, auth = route
     send(client, method, path, auth, data=body)
 
 
-@FUZZ
-@given(route=routes, body=json_values)
+@each_body_route
+@PER_ROUTE
+@given(body=json_values)
 def test_arbitrary_json(client, route, body):
     method, path, auth = route
     send(client, method, path, auth, data=json.dumps(body))
@@ -239,9 +252,9 @@ def test_admin_bodies(client, route, body):
     send(client, method, path, ADMIN, data=json.dumps(body))
 
 
-@FUZZ
+@each_body_route
+@PER_ROUTE
 @given(
-    route=routes,
     ctype=st.text(max_size=40).filter(lambda s: "\n" not in s and "\r" not in s),
     body=st.binary(max_size=100),
 )
@@ -250,9 +263,9 @@ def test_bogus_content_types(client, route, ctype, body):
     send(client, method, path, {**auth, "Content-Type": ctype}, data=body)
 
 
-@FUZZ
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r[0]} {r[1]}")
+@PER_ROUTE
 @given(
-    route=st.sampled_from(ROUTES),
     auth=st.sampled_from(["", "Bearer", "Bearer ", "Basic xx", "bearer  x y"])
     | header_text,
     api_key=st.none() | header_text,
@@ -497,7 +510,13 @@ def test_key_names_fuzzed(client, name, method):
     assert resp.status_code in (400, 404, 405), resp.data[:200]
 
 
-def test_still_serves_after_the_abuse(client):
+def test_still_serves_after_the_abuse(client, capsys):
+    if TRIED:
+        with capsys.disabled():
+            print(f"\nhostile inputs: {sum(TRIED.values())}")
+            for route, n in sorted(TRIED.items()):
+                if n > 1:  # (each wrong method on each path is tried once)
+                    print(f"hostile inputs {n:5d}: {route}")
     resp = client.post(
         "/v1/chat/completions",
         headers=KEY,
