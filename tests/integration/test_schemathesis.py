@@ -139,5 +139,5 @@ def test_streams_conform_event_by_event(schema, path, body):
     Each event (and OpenAI's final [DONE]) now conforms to the documented event."""
     case = schema[path]["POST"].Case(body={**body, "stream": True})
     resp = case.call_and_validate(headers=KEY, checks=CHECKS)
-    assert resp.status_code == 200
+    assert resp.status_code == 200, resp.content[:300]
     assert b"data: " in resp.content and b"\n\n" in resp.content
