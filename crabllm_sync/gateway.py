@@ -55,7 +55,8 @@ class Gateway:
         self.config = config
         self._secrets = config_secrets(config)
         self.storage = storage
-        self.registry = Registry(config, providers.base_urls())
+        kinds = {p.kind for p in config.providers.values()}
+        self.registry = Registry(config, providers.base_urls(kinds))
         # Keys (and usage records) in SQL; None for `memory` storage.
         self.db = open_database(config)
         self.keys = KeyStore(self.db, clock=clock)

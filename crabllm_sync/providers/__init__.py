@@ -8,6 +8,7 @@ function means the provider cannot serve that endpoint.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from types import ModuleType
 
 from crabllm_sync.errors import UnsupportedError
@@ -36,10 +37,14 @@ def is_openai_compatible(kind: str) -> bool:
     return kind in OPENAI_COMPATIBLE or kind not in ADAPTERS
 
 
-def base_urls() -> dict[str, str | None]:
-    """Default base_url per kind, read from each adapter's BASE_URL."""
+def base_urls(kinds: Iterable[str] | None = None) -> dict[str, str | None]:
+    """Default base_url per kind, read from each adapter's BASE_URL.
+
+    Only the kinds named are imported: an unused adapter's SDK (boto3 for
+    bedrock) would otherwise cost every worker its memory.
+    """
     out: dict[str, str | None] = {}
-    for kind in ADAPTERS:
+    for kind in ADAPTERS if kinds is None else set(kinds) & set(ADAPTERS):
         try:
             out[kind] = getattr(adapter_for(kind), "BASE_URL", None)
         except ImportError:
