@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import make_config, openai_provider
-from tests.fakes import anthropic_messages as fake_ant
+from tests.fakes import anthropic as fake_ant
 from tests.fakes import openai as fake_openai
 from tests.fakes import openai_media as fake_media
 from tests.upstream import Upstream
