@@ -37,10 +37,7 @@ def chat(
     body: dict[str, Any],
     target: Target = target,
 ) -> dict[str, Any]:
-    url, headers = target(dep, "/chat/completions")
-    return http.post_json(
-        session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
-    )
+    return _post_json(dep, session, "/chat/completions", body, target)
 
 
 def chat_stream(
@@ -63,10 +60,7 @@ def embeddings(
     body: dict[str, Any],
     target: Target = target,
 ) -> dict[str, Any]:
-    url, headers = target(dep, "/embeddings")
-    return http.post_json(
-        session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
-    )
+    return _post_json(dep, session, "/embeddings", body, target)
 
 
 def images(
@@ -75,10 +69,7 @@ def images(
     body: dict[str, Any],
     target: Target = target,
 ) -> dict[str, Any]:
-    url, headers = target(dep, "/images/generations")
-    return http.post_json(
-        session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
-    )
+    return _post_json(dep, session, "/images/generations", body, target)
 
 
 def speech(
@@ -144,6 +135,19 @@ def _audio_upload(
     )
     content = b"".join(chunks)
     return resp.headers.get("content-type", "application/json"), content
+
+
+def _post_json(
+    dep: Deployment,
+    session: requests.Session,
+    path: str,
+    body: dict[str, Any],
+    target: Target,
+) -> dict[str, Any]:
+    url, headers = target(dep, path)
+    return http.post_json(
+        session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
+    )
 
 
 def read_chunks(lines: Iterator[bytes], provider: str) -> Iterator[dict[str, Any]]:
