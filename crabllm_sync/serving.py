@@ -71,7 +71,16 @@ _OWNED_DIR_ENV = "CRABLLM_OWNS_PROMETHEUS_DIR"
 
 
 def on_starting(server: Any) -> None:
-    """Master, before workers: request log to stderr, an empty metrics directory."""
+    """Master, before workers: request log to stderr, an empty metrics directory.
+
+    prometheus_client.multiprocess is imported here, not in child_exit: that
+    hook runs inside the master's SIGCHLD handler, and a second worker exiting
+    while the first handler was still importing the module re-entered the
+    half-imported package, raised ImportError out of the handler and made the
+    master exit 1 at an otherwise clean shutdown.
+    """
+    from prometheus_client import multiprocess  # noqa: F401  (see above)
+
     _log_to_stderr()
     path = os.environ.get(MULTIPROC_ENV)
     if path:
@@ -119,11 +128,24 @@ def post_worker_init(worker: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    """Master: a worker is gone; drop its live gauges (active streams)."""
-    if os.environ.get(MULTIPROC_ENV):
-        from prometheus_client import multiprocess
+    """Master: a worker is gone; drop its live gauges (active streams).
 
-        multiprocess.mark_process_dead(worker.pid)
+    Runs in the master's signal handler: whatever goes wrong is logged, never
+    raised, since an exception here would escape into the arbiter's loop.
+    """
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path:
+        return
+    try:
+        sys.modules["prometheus_client.multiprocess"].mark_process_dead(
+            worker.pid, path
+        )
+    except Exception:  # noqa: BLE001 - see the docstring
+        logging.getLogger("crabllm_sync").warning(
+            "metrics: could not drop the gauges of worker %s",
+            worker.pid,
+            exc_info=True,
+        )
 
 
 def worker_exit(server: Any, worker: Any) -> None:

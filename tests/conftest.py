@@ -49,13 +49,20 @@ def openai_provider(up: Upstream, models: list[str], **over: Any) -> dict[str, A
 
 
 @pytest.fixture
-def app_factory() -> Callable[[Config], Any]:
+def app_factory() -> Iterator[Callable[[Config], Any]]:
+    """create_app for a test; each app's gateway is closed at teardown (as a
+    worker's is at exit), so no flusher outlives its test."""
+    apps = []
+
     def make(config: Config) -> Any:
         app = create_app(config)
         app.testing = True
+        apps.append(app)
         return app
 
-    return make
+    yield make
+    for app in apps:
+        app.extensions["crabllm"].close()
 
 
 def sdk_for_app(app: Any, api_key: str = "sk-none") -> openai.OpenAI:

@@ -106,7 +106,7 @@ def test_sigterm_finishes_in_flight_streams_and_flushes_usage(tmp_path):
         srv.stop()
         up.stop()
     assert results == [(200, "".join(WORDS), True)] * n
-    assert srv.proc.returncode == 0
+    assert srv.proc.returncode == 0, srv.log()
     assert took < 20  # within shutdown_timeout
     rows = _rows(tmp_path / "crabllm.db")
     assert len(rows) == n == len(up.requests)

@@ -79,3 +79,48 @@ def test_workers_stop_waiting_before_the_master_kills_them():
     worker.cfg = cfg
     s["post_worker_init"](worker)
     assert worker.cfg.graceful_timeout == 7
+
+
+def test_the_master_imports_the_metrics_module_before_any_worker_exits(tmp_path):
+    """child_exit runs in the master's SIGCHLD handler. If it imported
+    prometheus_client itself, a second worker exiting during that import
+    re-entered the half-imported package and the master exited 1 (seen in CI).
+    A fresh interpreter: after on_starting the module is already loaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from crabllm_sync import serving\n"
+        "assert 'prometheus_client.multiprocess' not in sys.modules\n"
+        "serving.on_starting(None)\n"
+        "assert 'prometheus_client.multiprocess' in sys.modules\n"
+        "serving.on_exit(None)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != serving.MULTIPROC_ENV}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_child_exit_logs_a_failure_instead_of_raising(env, tmp_path, caplog):
+    import prometheus_client.multiprocess  # noqa: F401  (as on_starting does)
+
+    gauge = tmp_path / "gauge_livesum_4242.db"
+    gauge.write_bytes(b"")
+    env.setenv(serving.MULTIPROC_ENV, str(tmp_path))
+
+    class Worker:
+        pid = 4242
+
+    serving.child_exit(None, Worker())
+    assert not gauge.exists()  # the dead worker's live gauge is dropped
+
+    env.setenv(serving.MULTIPROC_ENV, str(tmp_path / "gone"))
+    (tmp_path / "gone").mkdir()
+    (tmp_path / "gone" / "gauge_livesum_4242.db").mkdir()  # os.remove fails
+    logging.getLogger("crabllm_sync").propagate = True
+    with caplog.at_level(logging.WARNING, logger="crabllm_sync"):
+        serving.child_exit(None, Worker())
+    assert "could not drop the gauges of worker 4242" in caplog.text
