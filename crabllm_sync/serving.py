@@ -1,12 +1,14 @@
 """gunicorn_settings(): the one definition of how the gateway is served.
 
 Shared by `crabllm-sync serve` and gunicorn.conf.py so the two cannot drift.
+The master imports only this module and gunicorn: the config is validated in a
+forked child (master_view), so pydantic and the app never load in the master.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import multiprocessing
 import os
 import shutil
 import sys
@@ -24,8 +26,47 @@ def default_workers(cores: int | None = None, env_value: str | None = None) -> i
     """WEB_CONCURRENCY if set, else 2 x cores + 1, capped at 8."""
     if env_value:
         return max(1, int(env_value))
-    cores = cores or multiprocessing.cpu_count()
+    cores = cores or os.cpu_count() or 1
     return min(2 * cores + 1, MAX_DEFAULT_WORKERS)
+
+
+def master_view(path: str) -> tuple[str, int]:
+    """(listen, shutdown_timeout) of the config at `path`, fully validated.
+
+    Validation runs in a forked child that exits after answering, so the
+    gunicorn master never imports pydantic or the config models (~10 MB it
+    would hold for its whole life and never use). A bad config raises
+    SystemExit with the same one-line message `crabllm-sync check` prints.
+    Call it only while the process has one thread (gunicorn's config load).
+    """
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: validate, answer, leave without cleanup
+        os.close(read)
+        code = 0
+        try:
+            from crabllm_sync.config import ConfigError, load_config
+
+            try:
+                config = load_config(path)
+                answer = {"listen": config.listen, "timeout": config.shutdown_timeout}
+            except ConfigError as exc:
+                answer = {"error": f"crabllm-sync: {exc}"}
+            os.write(write, json.dumps(answer).encode())
+        except BaseException:  # noqa: BLE001 - must reach os._exit
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if not data or os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"crabllm-sync: could not read the config {path}")
+    answer = json.loads(data)
+    if "error" in answer:
+        raise SystemExit(answer["error"])
+    return answer["listen"], int(answer["timeout"])
 
 
 def gunicorn_settings(
@@ -73,14 +114,13 @@ _OWNED_DIR_ENV = "CRABLLM_OWNS_PROMETHEUS_DIR"
 def on_starting(server: Any) -> None:
     """Master, before workers: request log to stderr, an empty metrics directory.
 
-    prometheus_client.multiprocess is imported here, not in child_exit: that
-    hook runs inside the master's SIGCHLD handler, and a second worker exiting
-    while the first handler was still importing the module re-entered the
-    half-imported package, raised ImportError out of the handler and made the
-    master exit 1 at an otherwise clean shutdown.
+    prometheus_client.multiprocess is imported here, after the directory is
+    set (prometheus_client picks its mode from the environment at import, and
+    workers inherit the master's modules), and not in child_exit: that hook
+    runs inside the master's SIGCHLD handler, and a second worker exiting
+    while the first handler was still importing re-entered the half-imported
+    package, raised ImportError out of the handler and made the master exit 1.
     """
-    from prometheus_client import multiprocess  # noqa: F401  (see above)
-
     _log_to_stderr()
     path = os.environ.get(MULTIPROC_ENV)
     if path:
@@ -91,6 +131,7 @@ def on_starting(server: Any) -> None:
     else:
         os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="crabllm-metrics-")
         os.environ[_OWNED_DIR_ENV] = "1"
+    from prometheus_client import multiprocess  # noqa: F401  (see above)
 
 
 def _log_to_stderr() -> None:

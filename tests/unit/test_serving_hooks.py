@@ -12,8 +12,16 @@ from crabllm_sync import serving
 
 @pytest.fixture
 def env(monkeypatch):
-    monkeypatch.delenv(serving.MULTIPROC_ENV, raising=False)
-    monkeypatch.delenv(serving._OWNED_DIR_ENV, raising=False)
+    # on_starting writes os.environ itself: setenv first so that teardown
+    # puts back what was there (delenv of an absent name records nothing).
+    for name in (serving.MULTIPROC_ENV, serving._OWNED_DIR_ENV):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+    # on_starting imports prometheus_client; imported first here, without the
+    # directory set, so this process's metrics stay single-process for the
+    # in-process tests that follow (a real master imports it only there).
+    import prometheus_client.multiprocess  # noqa: F401
+
     logger = logging.getLogger("crabllm_sync")
     saved = (list(logger.handlers), logger.level, logger.propagate)
     yield monkeypatch
@@ -85,7 +93,9 @@ def test_the_master_imports_the_metrics_module_before_any_worker_exits(tmp_path)
     """child_exit runs in the master's SIGCHLD handler. If it imported
     prometheus_client itself, a second worker exiting during that import
     re-entered the half-imported package and the master exited 1 (seen in CI).
-    A fresh interpreter: after on_starting the module is already loaded."""
+    A fresh interpreter: after on_starting the module is already loaded, in
+    multiprocess mode (imported after the directory was set: workers inherit
+    it, and /metrics would sum nothing if it were chosen before)."""
     import subprocess
     import sys
 
@@ -95,6 +105,8 @@ def test_the_master_imports_the_metrics_module_before_any_worker_exits(tmp_path)
         "assert 'prometheus_client.multiprocess' not in sys.modules\n"
         "serving.on_starting(None)\n"
         "assert 'prometheus_client.multiprocess' in sys.modules\n"
+        "from prometheus_client import values\n"
+        "assert values.ValueClass._multiprocess, 'workers would count alone'\n"
         "serving.on_exit(None)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != serving.MULTIPROC_ENV}
