@@ -61,13 +61,18 @@ class Relay(Generic[T]):
         self._abort()
 
 
-def paced(items: Iterator[T], interval: float) -> Iterator[T | None]:
-    """Yield what `items` yields, and None after every `interval` s without one.
+def paced(items: Iterator[T], interval: float) -> Iterator[Batch[T]]:
+    """Yield what `items` yields, in batches; an empty one after every
+    `interval` s without an item.
 
+    A batch is every item the reader had ready when the consumer woke: chunks
+    that arrived in one network read leave in one client write instead of one
+    write (a syscall, a chunked-encoding frame) each, and `batch.last` says the
+    stream ended right after them, so the terminator can join that write too.
     Items are read by a reader thread. When the consumer stops early (the
     client left: GeneratorExit here) the reader is told to stop, `items.abort()`
     is called if it exists, and the reader closes `items`. An exception from
-    `items` is raised here, in the consumer.
+    `items` is raised here, in the consumer, after the items that came before it.
     """
     q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=BUFFER)
     stop = threading.Event()
@@ -77,20 +82,31 @@ def paced(items: Iterator[T], interval: float) -> Iterator[T | None]:
     reader.start()
     done = False
     try:
-        while True:
+        while not done:
             try:
-                kind, value = q.get(timeout=interval)
+                entry = q.get(timeout=interval)
             except queue.Empty:
-                yield None
+                yield Batch()
                 continue
-            if kind == _ITEM:
-                yield value
-            elif kind == _END:
-                done = True
-                return
-            else:
-                done = True
-                raise value
+            batch: Batch[T] = Batch()
+            error: BaseException | None = None
+            while True:
+                kind, value = entry
+                if kind == _ITEM:
+                    batch.append(value)
+                else:
+                    done = True
+                    batch.last = kind == _END
+                    error = value if kind == _ERROR else None
+                    break
+                try:
+                    entry = q.get_nowait()
+                except queue.Empty:
+                    break
+            if batch or batch.last:
+                yield batch
+            if error is not None:
+                raise error
     finally:
         stop.set()
         if not done:
@@ -101,6 +117,26 @@ def paced(items: Iterator[T], interval: float) -> Iterator[T | None]:
         reader.join(JOIN_TIMEOUT)
         if reader.is_alive():
             log.warning("a stream reader is still waiting on its upstream")
+
+
+class Batch(list[T], Generic[T]):
+    """Items that were ready together; `last`: the stream ended after them."""
+
+    last = False
+
+
+def unpaced(items: Iterator[T]) -> Iterator[Batch[T]]:
+    """`items` one per batch, for streams relayed without keep-alives; closing
+    this closes `items`."""
+    try:
+        for item in items:
+            batch: Batch[T] = Batch()
+            batch.append(item)
+            yield batch
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _pump(items: Iterator[Any], q: queue.Queue[tuple[str, Any]], stop: Any) -> None:

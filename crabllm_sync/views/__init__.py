@@ -86,15 +86,22 @@ def openai_events(
 ) -> Iterator[bytes]:
     """Chunks -> `data:` events, `[DONE]` at the end, or one final error event.
 
-    With `keepalive`, an SSE comment goes out after each `keepalive` seconds
-    without a chunk (and a client that left is noticed then: see streams.py).
+    Chunks that were ready together go out in one write (streams.paced). With
+    `keepalive`, an SSE comment goes out after each `keepalive` seconds without
+    a chunk (and a client that left is noticed then: see streams.py).
     """
     from crabllm_sync import sse, streams
 
-    items = streams.paced(chunks, keepalive) if keepalive else chunks
+    batches = streams.paced(chunks, keepalive) if keepalive else streams.unpaced(chunks)
+    last = False
     try:
-        for chunk in items:
-            yield sse.KEEPALIVE if chunk is None else sse.encode(chunk)
+        for batch in batches:
+            if not batch and not batch.last:
+                yield sse.KEEPALIVE
+                continue
+            last = batch.last
+            data = b"".join([sse.encode(chunk) for chunk in batch])
+            yield data + sse.DONE if last else data
     except GatewayError as err:
         yield sse.encode(errors.to_openai(err))
         return
@@ -106,7 +113,8 @@ def openai_events(
         return
     finally:
         # paced() closes `chunks` from its reader; closing here would race it.
-        close = getattr(items, "close", None)
+        close = getattr(batches, "close", None)
         if close is not None:
             close()
-    yield sse.DONE
+    if not last:
+        yield sse.DONE

@@ -110,46 +110,63 @@ def _client_headers() -> dict[str, str]:
 def _native_events(
     events: Iterator[sse.Event], keepalive: float | None = None
 ) -> Iterator[bytes]:
-    """Native events re-framed as they came; a later failure is one error event."""
-    items = _paced(events, keepalive)
+    """Native events re-framed as they came (those ready together in one
+    write); a later failure is one error event."""
+    batches = _paced(events, keepalive)
     try:
-        for event in items:
-            if event is None:
+        for batch in batches:
+            if not batch and not batch.last:
                 yield sse.KEEPALIVE
                 continue
-            name = f"event: {event.event}\n" if event.event else ""
-            data = "".join(f"data: {line}\n" for line in event.data.split("\n"))
-            yield f"{name}{data}\n".encode()
+            if batch:
+                yield b"".join([_frame(event) for event in batch])
     except GatewayError as err:
         yield sse.encode_event("error", errors.to_anthropic(err))
     finally:
-        _close(items)
+        _close(batches)
+
+
+def _frame(event: sse.Event) -> bytes:
+    name = f"event: {event.event}\n" if event.event else ""
+    data = "".join(f"data: {line}\n" for line in event.data.split("\n"))
+    return f"{name}{data}\n".encode()
 
 
 def _translated_events(
     chunks: Iterator[dict[str, Any]], model: str, keepalive: float | None = None
 ) -> Iterator[bytes]:
-    """OpenAI chunks -> Anthropic events; a later failure is one error event."""
+    """OpenAI chunks -> Anthropic events (those ready together in one write);
+    a later failure is one error event."""
     translator = wire.EventTranslator(model)
-    items = _paced(chunks, keepalive)
+    batches = _paced(chunks, keepalive)
     try:
-        for chunk in items:
-            if chunk is None:
+        for batch in batches:
+            if not batch and not batch.last:
                 yield sse.KEEPALIVE
                 continue
-            for name, payload in translator.feed(chunk):
-                yield sse.encode_event(name, payload)
-        for name, payload in translator.finish():
-            yield sse.encode_event(name, payload)
+            out = [
+                sse.encode_event(name, payload)
+                for chunk in batch
+                for name, payload in translator.feed(chunk)
+            ]
+            if batch.last:
+                out += [sse.encode_event(n, p) for n, p in translator.finish()]
+            if out:
+                yield b"".join(out)
+            if batch.last:
+                return
+        out = [sse.encode_event(n, p) for n, p in translator.finish()]
+        if out:
+            yield b"".join(out)
     except GatewayError as err:
         yield sse.encode_event("error", errors.to_anthropic(err))
     finally:
-        _close(items)
+        _close(batches)
 
 
 def _paced(items: Iterator[Any], keepalive: float | None) -> Iterator[Any]:
     # paced() closes `items` from its reader; the caller closes what this returns.
-    return streams.paced(items, keepalive) if keepalive else items
+    return streams.paced(items, keepalive) if keepalive else streams.unpaced(items)
 
 
 def _close(it: Any) -> None:

@@ -528,7 +528,7 @@ def test_storage_failure_fails_open_and_warns(caplog):
 # -- the stream reader ---------------------------------------------------------------
 
 
-def test_paced_yields_none_during_pauses_and_everything_else_in_order():
+def test_paced_yields_empty_batches_during_pauses_and_everything_else_in_order():
     gate = threading.Event()
 
     def items():
@@ -537,24 +537,64 @@ def test_paced_yields_none_during_pauses_and_everything_else_in_order():
         yield 2
         yield 3
 
-    out = []
-    for item in paced(items(), 0.02):
-        out.append(item)
-        if out.count(None) == 3:
+    batches = []
+    for batch in paced(items(), 0.02):
+        batches.append(batch)
+        if sum(1 for b in batches if not b) == 3:
             gate.set()
-    assert [x for x in out if x is not None] == [1, 2, 3]
-    assert out[0] == 1 and out.count(None) >= 3
+    assert [x for b in batches for x in b] == [1, 2, 3]
+    assert batches[0] == [1] and sum(1 for b in batches if not b) >= 3
+    assert batches[-1].last and not any(b.last for b in batches[:-1])
 
 
-def test_paced_raises_the_readers_error_in_the_consumer():
+def test_items_ready_together_come_in_one_batch_that_says_it_is_the_last():
+    """What the reader queued before the consumer woke is one batch (one
+    client write); an end queued with them marks that batch last."""
+    release = threading.Event()
+    ready = threading.Event()
+
+    def items():
+        yield "first"
+        release.wait(10)
+        yield from ["a", "b", "c"]
+        ready.set()
+
+    def gated():
+        # The consumer takes its second batch only once the reader has queued
+        # the last three items and the end: wait on the reader, not the clock.
+        it = items()
+        yield next(it)
+        yield from it
+
+    batches = paced(gated(), 5)
+    first = next(batches)
+    assert list(first) == ["first"] and not first.last
+    release.set()
+    assert ready.wait(10)
+    rest = next(batches)
+    # The end may be queued a moment after `ready`: then it comes alone.
+    if rest.last:
+        assert list(rest) == ["a", "b", "c"]
+    else:
+        assert list(rest) == ["a", "b", "c"]
+        tail = next(batches)
+        assert list(tail) == [] and tail.last
+    with pytest.raises(StopIteration):
+        next(batches)
+
+
+def test_paced_raises_the_readers_error_in_the_consumer_after_what_came_before():
     def items():
         yield 1
         raise UpstreamError("broken", upstream_status=502)
 
     it = paced(items(), 5)
-    assert next(it) == 1
+    got = []
     with pytest.raises(UpstreamError, match="broken"):
-        next(it)
+        for batch in it:
+            got.extend(batch)
+            assert not batch.last
+    assert got == [1]
 
 
 def test_leaving_early_aborts_a_blocked_read_and_the_reader_ends():
@@ -572,7 +612,7 @@ def test_leaving_early_aborts_a_blocked_read_and_the_reader_ends():
     before = threading.active_count()
     relay = Relay(items(), abort=lambda: left.shutdown(socket.SHUT_RD))
     it = paced(relay, 5)
-    assert next(it) == b"first"
+    assert next(it) == [b"first"]
     it.close()  # the client left while the reader sits in recv()
     assert relay.is_aborted
     assert closed.wait(5)
@@ -591,7 +631,7 @@ def test_a_slow_consumer_that_leaves_does_not_strand_the_reader():
 
     before = threading.active_count()
     it = paced(iter(items()), 5)
-    assert next(it) == 0
+    assert next(it)[0] == 0
     it.close()
     assert threading.active_count() == before
     assert len(produced) < 10_000
