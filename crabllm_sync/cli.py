@@ -11,13 +11,11 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import Any
 
 import click
 
 from crabllm_sync.cli_keys import keys, usage
 from crabllm_sync.config import Config, ConfigError, load_config
-from crabllm_sync.serving import default_workers, gunicorn_settings
 
 DEFAULT_CONFIG = "crabllm.toml"
 
@@ -72,15 +70,20 @@ def serve(config_path: str, bind: str | None, workers: int | None) -> None:
             '    -d \'{"model": "mock", '
             '"messages": [{"role": "user", "content": "hi"}]}\''
         )
-    config = _load(str(path))
-    settings = gunicorn_settings(
-        listen=config.listen,
-        bind=bind,
-        workers=workers or default_workers(env_value=os.environ.get("WEB_CONCURRENCY")),
-        shutdown_timeout=config.shutdown_timeout,
-    )
-    os.environ["CRABLLM_CONFIG"] = str(path.resolve())
-    _GatewayApplication(settings).run()
+    _load(str(path))  # a bad config stops here, with the reason, exit 1
+    # Replace this process with gunicorn's master, configured by the same
+    # settings module as a plain `gunicorn` run: the master then holds no
+    # click, pydantic or app code, and signals reach gunicorn directly.
+    env = {**os.environ, "CRABLLM_CONFIG": str(path.resolve())}
+    if workers:
+        env["WEB_CONCURRENCY"] = str(workers)
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:crabllm_sync.gunicorn_conf"]
+    if bind:
+        argv += ["--bind", bind]
+    argv.append("crabllm_sync.wsgi")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
 
 
 @main.command()
@@ -116,26 +119,6 @@ def _config_warnings(config: Config, path: Path) -> list[str]:
 
 main.add_command(keys)
 main.add_command(usage)
-
-
-class _GatewayApplication:
-    """gunicorn's BaseApplication serving crabllm_sync.wsgi with our settings."""
-
-    def __new__(cls, settings: dict[str, Any]) -> Any:
-        from gunicorn.app.base import BaseApplication
-
-        class App(BaseApplication):
-            def load_config(self) -> None:
-                for key, value in settings.items():
-                    self.cfg.set(key, value)
-
-            def load(self) -> Any:
-                # Imported in the worker, after gevent has patched the stdlib.
-                from crabllm_sync.wsgi import application
-
-                return application
-
-        return App()
 
 
 def _setup_logging() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+from pathlib import Path
 
 import openai
 
@@ -87,3 +88,44 @@ def fake_sse(event):
     from tests.upstream import sse_bytes
 
     return sse_bytes(event)
+
+
+def test_a_bad_config_stops_gunicorn_with_the_reason_and_exit_1(tmp_path):
+    """The master validates the config (in a child) before any worker starts."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    path = write_toml(
+        tmp_path / "crabllm.toml",
+        '[providers.up]\nkind = "openai"\nmodels = ["m"]\ntimeout = "soon"\n',
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")]
+        + ["crabllm_sync.wsgi"],
+        cwd=tmp_path,
+        env={**os.environ, "CRABLLM_CONFIG": str(path), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "providers.up.timeout" in done.stderr
+    assert str(path) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "Booting worker" not in done.stderr
+
+
+def test_the_master_never_loads_pydantic_or_the_app(tmp_path, upstream, gunicorn):
+    """Only workers hold the app: the master's memory stays gunicorn's own."""
+    srv = gunicorn(write_toml(tmp_path / "crabllm.toml", _toml(upstream)), workers=1)
+    client = openai.OpenAI(api_key="none", base_url=f"{srv.url}/v1", max_retries=0)
+    assert client.models.list().data  # a worker is up and answering
+    master = (Path(f"/proc/{srv.proc.pid}/maps")).read_text()
+    children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text()
+    worker = Path(f"/proc/{children.split()[0]}/maps").read_text()
+    assert "pydantic_core" in worker  # the check can see a loaded extension
+    assert "pydantic_core" not in master
+    assert "orjson" not in master
