@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workload", default="chat-minimal")
     parser.add_argument("--rate", type=float, default=300)
     parser.add_argument("--duration", type=float, default=10)
-    parser.add_argument("--storage", default="memory")
-    parser.add_argument("--usage", action="store_true")
+    parser.add_argument("--storage", default="sqlite")
+    parser.add_argument("--usage", default="on", choices=["on", "off"])
     parser.add_argument("--top", type=int, default=40)
     parser.add_argument("--out", type=Path, default=Path("bench-profile"))
     parser.add_argument("--native", action="store_true", help="py-spy --native")
@@ -76,12 +76,16 @@ def main(argv: list[str] | None = None) -> None:
     if not Path(spy).exists():
         raise SystemExit("py-spy not found: pip install py-spy (bench-only)")
     args.out.mkdir(parents=True, exist_ok=True)
+    for old in args.out.glob("worker-*.*"):  # a previous run's workers
+        old.unlink()
     with tempfile.TemporaryDirectory(prefix="crabllm-prof-") as tmp:
         work = Path(tmp)
         mock = procs.start_mock(work)
         gw = None
         try:
-            config, desc = gateway_config(work, mock.port, args.storage, args.usage)
+            config, desc = gateway_config(
+                work, mock.port, args.storage, args.usage == "on"
+            )
             gw = procs.start_gateway(work, config)
             load(gw.port, args.workload, key=KEY, rate=100, duration=2)  # warm-up
             workers = [p for p in gw.tree() if p != gw.proc.pid]
