@@ -37,12 +37,18 @@ lint: install-test
 fmt: install-test
 	$(VENV)/bin/ruff format crabllm_sync tests bench && $(VENV)/bin/ruff check --fix crabllm_sync tests bench
 
-bench: install-test
-	$(PY) -m bench.run
+# The benchmark runs on the runtime install only (requirements.lock), as
+# deployed: test-only packages would be measured too (peewee imports
+# psycopg2 whenever it is installed: ~6 MB per worker).
+BENCH_VENV ?= .venv-bench
+
+bench:
+	$(MAKE) install VENV=$(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m bench.run
 
 lock:
 	$(VENV)/bin/uv pip compile setup.cfg requirements-build.in --generate-hashes --python-version 3.11 -o requirements.lock -q
 	$(VENV)/bin/uv pip compile setup.cfg requirements-build.in --extra test --generate-hashes --python-version 3.11 -o requirements-test.lock -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache build *.egg-info

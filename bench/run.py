@@ -249,7 +249,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         duration=1.0,
                     )
             bench.steps.clear()
-            wanted = args.workload or list(plan["rates"])
+            wanted = [w for w in args.workload or plan["rates"] if w in plan["rates"]]
             for wl in wanted:
                 print(wl, flush=True)
                 rates = list(plan["rates"][wl])

@@ -25,6 +25,10 @@ UNKNOWN = "unknown"  # storage could not be read
 
 PREFIX = "health:"
 WARN_EVERY = 10.0  # seconds between "storage is failing" warnings
+# Seconds a worker trusts a read that found no failures before reading again.
+# A healthy deployment then costs no storage round trip per request; failures
+# counted by another worker are seen within this time (this worker's own at once).
+FRESH_FOR = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +72,19 @@ class Health:
         *,
         deployments: Sequence[Deployment] = (),
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        fresh_for: float = FRESH_FOR,
     ) -> None:
         self.storage = storage
         self.cooldown = config.cooldown_seconds
         self.threshold = config.failure_threshold
         self.deployments = list(deployments)
         self.clock = clock
+        self.monotonic = monotonic
+        self.fresh_for = fresh_for
         self._warned_at = float("-inf")
+        # (provider, model) -> monotonic time until which no failures is trusted
+        self._healthy_until: dict[tuple[str, str], float] = {}
 
     @property
     def is_enabled(self) -> bool:
@@ -86,9 +96,14 @@ class Health:
         """May `dep` be called now? Fails open (allowed) when storage fails."""
         if not self.is_enabled:
             return ALLOWED
+        memo = (dep.provider, dep.model)
+        if self._healthy_until.get(memo, 0.0) > self.monotonic():
+            return ALLOWED
         try:
             fails = _int(self.storage.get(_key(dep, "fails")))
             if fails < self.threshold:
+                if fails == 0:
+                    self._healthy_until[memo] = self.monotonic() + self.fresh_for
                 return Admission(allowed=True, had_failures=fails > 0)
             now = self.clock()
             until = _float(self.storage.get(_key(dep, "until")))
@@ -120,6 +135,7 @@ class Health:
         """Count a transient failure; True when `dep` is now cooling down."""
         if not self.is_enabled:
             return False
+        self._healthy_until.pop((dep.provider, dep.model), None)
         try:
             if not admission.is_probe:
                 fails = self.storage.incr(_key(dep, "fails"), 1)

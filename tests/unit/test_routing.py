@@ -458,6 +458,46 @@ def test_probe_gets_one_attempt_not_the_retries():
     assert health.state(a).state == OPEN
 
 
+def test_a_healthy_read_is_trusted_for_a_moment_then_another_workers_failures_count():
+    """Two Health objects over one storage are two workers. A worker that read
+    no failures does not read again for `fresh_for` seconds (no storage round
+    trip per request); after that it sees what the other worker counted."""
+    clock = Clock()
+    storage = MemoryStorage(clock=clock)
+    ticks = [0.0]
+    config = RoutingConfig(cooldown_seconds=30, failure_threshold=2)
+
+    def worker() -> Health:
+        return Health(
+            storage, config, clock=clock, monotonic=lambda: ticks[0], fresh_for=1.0
+        )
+
+    mine, other = worker(), worker()
+    a = dep("a")
+    assert mine.admit(a).allowed  # reads: no failures
+    for _ in range(2):
+        other.failed(a, other.admit(a))
+    assert other.state(a).state == OPEN
+    ticks[0] = 0.5
+    assert mine.admit(a).allowed  # still within fresh_for
+    ticks[0] = 1.01
+    assert not mine.admit(a).allowed  # read again: cooling
+
+
+def test_a_workers_own_failure_is_seen_at_once():
+    clock = Clock()
+    health = Health(
+        MemoryStorage(clock=clock),
+        RoutingConfig(cooldown_seconds=30, failure_threshold=1),
+        clock=clock,
+        monotonic=lambda: 0.0,  # the memo would never expire on its own
+    )
+    a = dep("a")
+    assert health.admit(a).allowed
+    health.failed(a, health.admit(a))
+    assert not health.admit(a).allowed
+
+
 def test_zero_cooldown_turns_the_breaker_off():
     clock = Clock()
     health = health_for(clock, cooldown=0, threshold=1, storage=BrokenStorage())
