@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 
@@ -85,8 +86,13 @@ def test_workers_stop_waiting_before_the_master_kills_them():
 
     worker = Worker()
     worker.cfg = cfg
-    s["post_worker_init"](worker)
-    assert worker.cfg.graceful_timeout == 7
+    try:
+        s["post_worker_init"](worker)
+        assert worker.cfg.graceful_timeout == 7
+        # and the loaded app's objects are out of the collector's full passes
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_the_master_imports_the_metrics_module_before_any_worker_exits(tmp_path):
