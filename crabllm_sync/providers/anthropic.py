@@ -18,6 +18,7 @@ from crabllm_sync import sse
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError, UpstreamError
 from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment
+from crabllm_sync.wire import completions as oai
 from crabllm_sync.wire.anthropic import usage_to_openai
 
 BASE_URL = "https://api.anthropic.com/v1"
@@ -486,20 +487,6 @@ def _response_format(fmt: Any, provider: str) -> dict[str, Any] | None:
     )
 
 
-def _chunk(
-    id_: str, model: str, created: int, delta: dict[str, Any], finish: str | None
-) -> dict[str, Any]:
-    return {
-        "id": id_,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-        ],
-    }
-
-
 def _stream_error(event: Mapping[str, Any], provider: str) -> UpstreamError:
     err = event.get("error") or {}
     kind = err.get("type") or "api_error"
@@ -606,19 +593,9 @@ def translate_response(
         elif kind == "redacted_thinking":
             thinking_blocks.append({"type": "redacted_thinking", "data": block["data"]})
         elif kind == "tool_use":
-            tool_calls.append(
-                {
-                    "id": block["id"],
-                    "type": "function",
-                    "function": {
-                        "name": block["name"],
-                        # Spaced and unescaped, as Anthropic streams it.
-                        "arguments": json.dumps(
-                            block.get("input") or {}, ensure_ascii=False
-                        ),
-                    },
-                }
-            )
+            # Arguments spaced and unescaped, as Anthropic streams them.
+            args = json.dumps(block.get("input") or {}, ensure_ascii=False)
+            tool_calls.append(oai.tool_call(block["id"], block["name"], args))
     message: dict[str, Any] = {
         "role": "assistant",
         "content": "".join(texts) if texts or not tool_calls else None,
@@ -630,21 +607,14 @@ def translate_response(
         message["reasoning_content"] = "".join(reasoning)
     if thinking_blocks:
         message["thinking_blocks"] = thinking_blocks
-    return {
-        "id": native.get("id", ""),
-        "object": "chat.completion",
-        "created": created,
-        "model": native.get("model", ""),
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": map_stop_reason(native.get("stop_reason")),
-            }
-        ],
-        "usage": map_usage(native.get("usage")),
-    }
+    finish = map_stop_reason(native.get("stop_reason"))
+    return oai.completion(
+        native.get("id", ""),
+        native.get("model", ""),
+        created,
+        [oai.choice(message, finish)],
+        map_usage(native.get("usage")),
+    )
 
 
 class ChunkTranslator:
@@ -712,22 +682,14 @@ class ChunkTranslator:
             self.done = True
             if not self.include_usage:
                 return []
-            return [
-                {
-                    "id": self.id,
-                    "object": "chat.completion.chunk",
-                    "created": self.created,
-                    "model": self.model,
-                    "choices": [],
-                    "usage": map_usage(self.usage),
-                }
-            ]
+            usage = map_usage(self.usage)
+            return [oai.usage_chunk(self.id, self.model, self.created, usage)]
         if kind == "error":
             raise _stream_error(event, self.provider)
         return []  # ping, and event types added after this was written
 
     def _delta(self, delta: dict[str, Any], finish: str | None = None) -> dict:
-        return _chunk(self.id, self.model, self.created, delta, finish)
+        return oai.chunk(self.id, self.model, self.created, delta, finish)
 
     def _start(self, index: int, block: Mapping[str, Any]) -> list[dict[str, Any]]:
         kind = block.get("type")
@@ -752,12 +714,9 @@ class ChunkTranslator:
             given = block.get("input")
             args = json.dumps(given, ensure_ascii=False) if given else ""
             state["has_arguments"] = bool(args)
-            call = {
-                "index": state["tool_index"],
-                "id": block.get("id"),
-                "type": "function",
-                "function": {"name": block.get("name"), "arguments": args},
-            }
+            call = oai.tool_call_start(
+                state["tool_index"], block.get("id"), block.get("name"), args
+            )
             return [self._delta({"tool_calls": [call]})]
         return []
 
@@ -774,7 +733,7 @@ class ChunkTranslator:
             if not piece:
                 return []
             state["has_arguments"] = True
-            call = {"index": state["tool_index"], "function": {"arguments": piece}}
+            call = oai.tool_call_arguments(state["tool_index"], piece)
             return [self._delta({"tool_calls": [call]})]
         if kind == "thinking_delta":
             text = delta.get("thinking", "")
@@ -789,7 +748,7 @@ class ChunkTranslator:
         if state.get("type") == "tool_use" and not state.get("has_arguments"):
             # A call without input streams no JSON at all; OpenAI clients parse
             # the arguments, so they get the empty object the Message would hold.
-            call = {"index": state["tool_index"], "function": {"arguments": "{}"}}
+            call = oai.tool_call_arguments(state["tool_index"], "{}")
             return [self._delta({"tool_calls": [call]})]
         if state.get("type") != "thinking":
             return []

@@ -29,6 +29,7 @@ from crabllm_sync.errors import (
 )
 from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment
+from crabllm_sync.wire import completions as oai
 
 # None: an unset base_url means boto3's own regional endpoint.
 BASE_URL = None
@@ -775,16 +776,11 @@ def map_usage(usage: dict[str, Any]) -> dict[str, Any]:
     read = int(usage.get("cacheReadInputTokens") or 0)
     write = int(usage.get("cacheWriteInputTokens") or 0)
     prompt = int(usage.get("inputTokens") or 0) + read + write
-    completion = int(usage.get("outputTokens") or 0)
     details: dict[str, int] = {"cached_tokens": read}
     if "cacheWriteInputTokens" in usage:
         details["cache_write_tokens"] = write
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": details,
-    }
+    completion = int(usage.get("outputTokens") or 0)
+    return oai.usage(prompt, completion, prompt_details=details)
 
 
 def translate_response(
@@ -800,18 +796,8 @@ def translate_response(
             texts.append(block["text"])
         elif "toolUse" in block:
             tu = block["toolUse"]
-            calls.append(
-                {
-                    "id": tu["toolUseId"],
-                    "type": "function",
-                    "function": {
-                        "name": tu["name"],
-                        "arguments": json.dumps(
-                            tu.get("input", {}), ensure_ascii=False
-                        ),
-                    },
-                }
-            )
+            args = json.dumps(tu.get("input", {}), ensure_ascii=False)
+            calls.append(oai.tool_call(tu["toolUseId"], tu["name"], args))
         elif "reasoningContent" in block:
             reasoning.append(block)
         elif "citationsContent" in block:
@@ -830,21 +816,14 @@ def translate_response(
         if echo:
             message["thinking_blocks"] = echo
     request_id = (response.get("ResponseMetadata") or {}).get("RequestId")
-    return {
-        "id": _completion_id(request_id, content),
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": map_stop_reason(response.get("stopReason")),
-            }
-        ],
-        "usage": _usage(response.get("usage")),
-    }
+    finish = map_stop_reason(response.get("stopReason"))
+    return oai.completion(
+        _completion_id(request_id, content),
+        model,
+        created,
+        [oai.choice(message, finish)],
+        _usage(response.get("usage")),
+    )
 
 
 class ChunkTranslator:
@@ -853,12 +832,9 @@ class ChunkTranslator:
     def __init__(
         self, *, model: str, created: int, id: str, include_usage: bool
     ) -> None:
-        self.base = {
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-        }
+        self.id = id
+        self.model = model
+        self.created = created
         self.include_usage = include_usage
         self._tools: dict[int, int] = {}  # contentBlockIndex -> tool_calls index
         self._reasoning: dict[int, dict[str, Any]] = {}
@@ -867,17 +843,7 @@ class ChunkTranslator:
     def _chunk(
         self, delta: dict[str, Any], finish_reason: str | None = None
     ) -> dict[str, Any]:
-        return {
-            **self.base,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": delta,
-                    "logprobs": None,
-                    "finish_reason": finish_reason,
-                }
-            ],
-        }
+        return oai.chunk(self.id, self.model, self.created, delta, finish_reason)
 
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         """Zero or more chunks for one ConverseStream event."""
@@ -899,12 +865,7 @@ class ChunkTranslator:
             return []
         index = len(self._tools)
         self._tools[payload.get("contentBlockIndex", 0)] = index
-        call = {
-            "index": index,
-            "id": tool["toolUseId"],
-            "type": "function",
-            "function": {"name": tool["name"], "arguments": ""},
-        }
+        call = oai.tool_call_start(index, tool["toolUseId"], tool["name"])
         return [self._chunk({"tool_calls": [call]})]
 
     def _on_contentBlockDelta(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
@@ -917,7 +878,7 @@ class ChunkTranslator:
             index = self._tools.get(block)
             if index is None or not piece:
                 return []
-            call = {"index": index, "function": {"arguments": piece}}
+            call = oai.tool_call_arguments(index, piece)
             return [self._chunk({"tool_calls": [call]})]
         if "reasoningContent" in delta:
             rc = delta["reasoningContent"]
@@ -961,7 +922,7 @@ class ChunkTranslator:
         self.usage = _usage(payload.get("usage"))
         if not self.include_usage:
             return []
-        return [{**self.base, "choices": [], "usage": self.usage}]
+        return [oai.usage_chunk(self.id, self.model, self.created, self.usage)]
 
 
 def _embedding_inputs(body: dict[str, Any]) -> list[str]:

@@ -24,6 +24,7 @@ from crabllm_sync.errors import InvalidRequestError, UnsupportedError, UpstreamE
 from crabllm_sync.providers import http
 from crabllm_sync.providers.google_schema import clean_schema
 from crabllm_sync.routing import Deployment
+from crabllm_sync.wire import completions as oai
 
 BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
 PROVIDER = "google"
@@ -489,14 +490,8 @@ def _completion_id(native: dict[str, Any]) -> str:
 def _tool_call(
     fc: dict[str, Any], call_id: str, signature: str | None
 ) -> dict[str, Any]:
-    call: dict[str, Any] = {
-        "id": call_id,
-        "type": "function",
-        "function": {
-            "name": fc.get("name") or "",
-            "arguments": orjson.dumps(fc.get("args") or {}).decode(),
-        },
-    }
+    args = orjson.dumps(fc.get("args") or {}).decode()
+    call = oai.tool_call(call_id, fc.get("name") or "", args)
     if signature:
         call["extra_content"] = _google_extra(signature)
     return call
@@ -567,16 +562,12 @@ def map_usage(meta: dict[str, Any] | None) -> dict[str, Any]:
         meta.get("toolUsePromptTokenCount") or 0
     )
     thoughts = meta.get("thoughtsTokenCount") or 0
-    completion = (meta.get("candidatesTokenCount") or 0) + thoughts
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {
-            "cached_tokens": meta.get("cachedContentTokenCount") or 0
-        },
-        "completion_tokens_details": {"reasoning_tokens": thoughts},
-    }
+    return oai.usage(
+        prompt,
+        (meta.get("candidatesTokenCount") or 0) + thoughts,
+        prompt_details={"cached_tokens": meta.get("cachedContentTokenCount") or 0},
+        completion_details={"reasoning_tokens": thoughts},
+    )
 
 
 def translate_response(
@@ -616,33 +607,18 @@ def translate_response(
             message["tool_calls"] = calls
         if message_sig:
             message["extra_content"] = _google_extra(message_sig)
-        choices.append(
-            {
-                "index": index,
-                "message": message,
-                "logprobs": None,
-                "finish_reason": map_finish_reason(
-                    cand.get("finishReason"), bool(calls)
-                ),
-            }
-        )
+        finish = map_finish_reason(cand.get("finishReason"), bool(calls))
+        choices.append(oai.choice(message, finish, index))
     if not choices and (native.get("promptFeedback") or {}).get("blockReason"):
-        choices.append(
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": None, "refusal": None},
-                "logprobs": None,
-                "finish_reason": "content_filter",
-            }
-        )
-    return {
-        "id": _completion_id(native),
-        "object": "chat.completion",
-        "created": created,
-        "model": native.get("modelVersion") or model,
-        "choices": choices,
-        "usage": map_usage(native.get("usageMetadata")),
-    }
+        blocked = {"role": "assistant", "content": None, "refusal": None}
+        choices.append(oai.choice(blocked, "content_filter"))
+    return oai.completion(
+        _completion_id(native),
+        native.get("modelVersion") or model,
+        created,
+        choices,
+        map_usage(native.get("usageMetadata")),
+    )
 
 
 class ChunkTranslator:
@@ -700,16 +676,8 @@ class ChunkTranslator:
             )
         if not self.include_usage:
             return []
-        return [
-            {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": map_usage(self.usage),
-            }
-        ]
+        usage = map_usage(self.usage)
+        return [oai.usage_chunk(self.id, self.model, self.created, usage)]
 
     def _candidate(self, index: int, cand: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
@@ -750,20 +718,7 @@ class ChunkTranslator:
     def _chunk(
         self, index: int, delta: dict[str, Any], finish: str | None = None
     ) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [
-                {
-                    "index": index,
-                    "delta": delta,
-                    "logprobs": None,
-                    "finish_reason": finish,
-                }
-            ],
-        }
+        return oai.chunk(self.id, self.model, self.created, delta, finish, index)
 
 
 def translate_embeddings_request(body: dict[str, Any], model: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError, UpstreamError
+from crabllm_sync.wire import completions
 from crabllm_sync.wire.openai import MAX_TOKENS
 
 
@@ -426,15 +427,13 @@ def usage_to_openai(usage: Any) -> dict[str, Any]:
     read = _int(usage.get("cache_read_input_tokens"))
     written = _int(usage.get("cache_creation_input_tokens"))
     output = _int(usage.get("output_tokens"))
-    prompt = uncached + read + written
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": output,
-        "total_tokens": prompt + output,
-        "prompt_tokens_details": {"cached_tokens": read},
-        "cache_read_input_tokens": read,
-        "cache_creation_input_tokens": written,
-    }
+    return completions.usage(
+        uncached + read + written,
+        output,
+        prompt_details={"cached_tokens": read},
+        cache_read_input_tokens=read,
+        cache_creation_input_tokens=written,
+    )
 
 
 def message_usage(message: Any) -> dict[str, Any]:
