@@ -10,8 +10,6 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import requests
-
 from crabllm_sync import sse
 from crabllm_sync.providers import http
 from crabllm_sync.providers.anthropic.request import (
@@ -74,7 +72,7 @@ def native_headers(
 
 def messages(
     dep: Deployment,
-    session: requests.Session,
+    session: http.Session,
     body: dict[str, Any],
     client_headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -91,7 +89,7 @@ def messages(
 
 def messages_stream(
     dep: Deployment,
-    session: requests.Session,
+    session: http.Session,
     body: dict[str, Any],
     client_headers: Mapping[str, str] | None = None,
 ) -> Iterator[sse.Event]:
@@ -111,7 +109,7 @@ def messages_stream(
 
 def count_tokens(
     dep: Deployment,
-    session: requests.Session,
+    session: http.Session,
     body: dict[str, Any],
     client_headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -127,7 +125,7 @@ def count_tokens(
 
 
 def chat(
-    dep: Deployment, session: requests.Session, body: dict[str, Any]
+    dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> dict[str, Any]:
     """An OpenAI chat completion answered by the Messages API."""
     native = messages(dep, session, translate_request(body, dep))
@@ -135,7 +133,7 @@ def chat(
 
 
 def chat_stream(
-    dep: Deployment, session: requests.Session, body: dict[str, Any]
+    dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     """OpenAI chunks translated from the Messages stream as events arrive."""
     native = {**translate_request(body, dep), "stream": True}

@@ -10,8 +10,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import requests
-
 from crabllm_sync.errors import UpstreamError
 from crabllm_sync.providers import http
 from crabllm_sync.providers.google.embeddings import (
@@ -72,7 +70,7 @@ def _post(dep: Deployment, call: Any, *args: Any, **kw: Any) -> Any:
 
 
 def chat(
-    dep: Deployment, session: requests.Session, body: dict[str, Any]
+    dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> dict[str, Any]:
     native = translate_request(body)
     answer = _post(
@@ -89,7 +87,7 @@ def chat(
 
 
 def chat_stream(
-    dep: Deployment, session: requests.Session, body: dict[str, Any]
+    dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     native = translate_request(body)
     lines = _post(
@@ -112,7 +110,7 @@ def chat_stream(
 
 
 def embeddings(
-    dep: Deployment, session: requests.Session, body: dict[str, Any]
+    dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> dict[str, Any]:
     native = translate_embeddings_request(body, dep.model)
     answer = _post(
