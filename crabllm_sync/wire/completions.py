@@ -17,14 +17,7 @@ def completion(
     usage: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """A chat.completion object."""
-    return {
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": choices,
-        "usage": usage,
-    }
+    return _object("chat.completion", id, model, created, choices, usage=usage)
 
 
 def choice(
@@ -48,34 +41,20 @@ def chunk(
     index: int = 0,
 ) -> dict[str, Any]:
     """A chat.completion.chunk carrying one choice's delta."""
-    return {
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [
-            {
-                "index": index,
-                "delta": delta,
-                "logprobs": None,
-                "finish_reason": finish_reason,
-            }
-        ],
+    one = {
+        "index": index,
+        "delta": delta,
+        "logprobs": None,
+        "finish_reason": finish_reason,
     }
+    return _object("chat.completion.chunk", id, model, created, [one])
 
 
 def usage_chunk(
     id: str | None, model: str, created: int, usage: dict[str, Any] | None
 ) -> dict[str, Any]:
     """The closing chunk of stream_options.include_usage: no choices, the usage."""
-    return {
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [],
-        "usage": usage,
-    }
+    return _object("chat.completion.chunk", id, model, created, [], usage=usage)
 
 
 def usage(
@@ -123,3 +102,21 @@ def tool_call_start(
 def tool_call_arguments(index: int, arguments: str) -> dict[str, Any]:
     """A following delta of a streamed tool call: a piece of its arguments."""
     return {"index": index, "function": {"arguments": arguments}}
+
+
+def _object(
+    kind: str,
+    id: str | None,
+    model: str,
+    created: int,
+    choices: list[dict[str, Any]],
+    **rest: Any,
+) -> dict[str, Any]:
+    return {
+        "id": id,
+        "object": kind,
+        "created": created,
+        "model": model,
+        "choices": choices,
+        **rest,
+    }

@@ -77,14 +77,7 @@ def messages(
     client_headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """POST {base}/messages with an Anthropic body; the Anthropic answer."""
-    return http.post_json(
-        session,
-        f"{dep.base_url}/messages",
-        body,
-        headers=native_headers(dep, client_headers),
-        timeout=dep.timeout,
-        provider=dep.provider,
-    )
+    return _post_json(dep, session, "messages", body, client_headers)
 
 
 def messages_stream(
@@ -114,9 +107,19 @@ def count_tokens(
     client_headers: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """POST {base}/messages/count_tokens."""
+    return _post_json(dep, session, "messages/count_tokens", body, client_headers)
+
+
+def _post_json(
+    dep: Deployment,
+    session: http.Session,
+    path: str,
+    body: dict[str, Any],
+    client_headers: Mapping[str, str] | None,
+) -> dict[str, Any]:
     return http.post_json(
         session,
-        f"{dep.base_url}/messages/count_tokens",
+        f"{dep.base_url}/{path}",
         body,
         headers=native_headers(dep, client_headers),
         timeout=dep.timeout,

@@ -52,10 +52,25 @@ def _headers(dep: Deployment, accept: str = "application/json") -> dict[str, str
     return headers
 
 
-def _post(dep: Deployment, call: Any, *args: Any, **kw: Any) -> Any:
-    """Run one transport call; Gemini's 400 for a bad key is an auth failure."""
+def _post(
+    dep: Deployment,
+    post: Any,
+    session: http.Session,
+    method: str,
+    native: dict[str, Any],
+    accept: str = "application/json",
+) -> Any:
+    """POST to one of the model's methods (post_json or post_stream); Gemini's
+    400 for a bad key is an auth failure."""
     try:
-        return call(*args, **kw)
+        return post(
+            session,
+            f"{dep.base_url}/{_model_path(dep.model)}:{method}",
+            native,
+            headers=_headers(dep, accept),
+            timeout=dep.timeout,
+            provider=dep.provider,
+        )
     except UpstreamError as err:
         # Gemini answers 400 INVALID_ARGUMENT (API_KEY_INVALID) for a wrong key:
         # the gateway's key is at fault, not the client's request.
@@ -73,16 +88,7 @@ def chat(
     dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> dict[str, Any]:
     native = translate_request(body)
-    answer = _post(
-        dep,
-        http.post_json,
-        session,
-        f"{dep.base_url}/{_model_path(dep.model)}:generateContent",
-        native,
-        headers=_headers(dep),
-        timeout=dep.timeout,
-        provider=dep.provider,
-    )
+    answer = _post(dep, http.post_json, session, "generateContent", native)
     return translate_response(answer, model=dep.model, created=int(time.time()))
 
 
@@ -90,16 +96,8 @@ def chat_stream(
     dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     native = translate_request(body)
-    lines = _post(
-        dep,
-        http.post_stream,
-        session,
-        f"{dep.base_url}/{_model_path(dep.model)}:streamGenerateContent?alt=sse",
-        native,
-        headers=_headers(dep, "text/event-stream"),
-        timeout=dep.timeout,
-        provider=dep.provider,
-    )
+    method = "streamGenerateContent?alt=sse"
+    lines = _post(dep, http.post_stream, session, method, native, "text/event-stream")
     translator = ChunkTranslator(
         dep.model,
         int(time.time()),
@@ -113,16 +111,7 @@ def embeddings(
     dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> dict[str, Any]:
     native = translate_embeddings_request(body, dep.model)
-    answer = _post(
-        dep,
-        http.post_json,
-        session,
-        f"{dep.base_url}/{_model_path(dep.model)}:batchEmbedContents",
-        native,
-        headers=_headers(dep),
-        timeout=dep.timeout,
-        provider=dep.provider,
-    )
+    answer = _post(dep, http.post_json, session, "batchEmbedContents", native)
     return translate_embeddings_response(
         answer, model=dep.model, encoding_format=body.get("encoding_format")
     )
