@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import make_config, sdk_for_app, write_toml
+from tests.conftest import anthropic_provider, make_config, sdk_for_app, write_toml
 from tests.fakes import anthropic as fake
 from tests.upstream import Reply
 
@@ -40,19 +40,7 @@ def up() -> Iterator[fake.AnthropicUpstream]:
 
 def _config(up: fake.AnthropicUpstream, **over: Any):
     return make_config(
-        {
-            "providers": {
-                "claude": {
-                    "kind": "anthropic",
-                    "base_url": f"{up.url}/v1",
-                    "api_key": "sk-ant-upstream",
-                    "models": [MODEL],
-                    "max_retries": 0,
-                    "timeout": 10,
-                    **over,
-                }
-            }
-        }
+        {"providers": {"claude": anthropic_provider(up, [MODEL], timeout=10, **over)}}
     )
 
 
