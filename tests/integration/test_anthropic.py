@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import anthropic_provider, make_config, sdk_for_app, write_toml
 from tests.fakes import anthropic as fake
+from tests.sse import data_lines, streamed
 from tests.upstream import Reply
 
 MODEL = "claude-sonnet-4-5"
@@ -428,25 +429,10 @@ def test_provider_auth_failure_is_502_naming_the_provider(up, client):
     assert "invalid x-api-key" in exc.value.body["message"]
 
 
-def _data_lines(url: str, body: dict[str, Any]) -> list[str]:
-    with httpx.stream(
-        "POST", f"{url}/v1/chat/completions", json=body, timeout=10
-    ) as resp:
-        assert resp.status_code == 200
-        return [ln[6:] for ln in resp.iter_lines() if ln.startswith("data: ")]
-
-
 def test_error_event_mid_stream_becomes_the_final_error_event(up, app_factory, served):
     up.queue(fake.text("partial answer here", error_after=5))
     url = served(app_factory(_config(up)))
-    lines = _data_lines(
-        url,
-        {
-            "model": MODEL,
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
-    )
+    lines = data_lines(url, streamed(MODEL))
     assert "[DONE]" not in lines
     last = json.loads(lines[-1])
     assert last["error"]["message"] == "claude: Overloaded"
@@ -469,14 +455,7 @@ def test_stream_cut_before_message_stop_ends_with_an_error(up, app_factory, serv
     answer = fake.text("never finished")
     up.enqueue(Reply(events=fake.events(answer, MODEL)[:5]))
     url = served(app_factory(_config(up)))
-    lines = _data_lines(
-        url,
-        {
-            "model": MODEL,
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
-    )
+    lines = data_lines(url, streamed(MODEL))
     assert "message_stop" in json.loads(lines[-1])["error"]["message"]
 
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
-import httpx
 import openai
 import pytest
 from botocore.config import Config as BotoConfig
 
 from tests.conftest import free_port, make_config, sdk_for_app, write_toml
 from tests.fakes import bedrock as fake
+from tests.sse import data_lines, open_stream, streamed
 from tests.upstream import Reply, Upstream
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -723,18 +723,7 @@ def test_exception_event_mid_stream_is_the_final_error_event(
         )
     )
     url = served(app_factory(config(bedrock_up)))
-    with httpx.stream(
-        "POST",
-        f"{url}/v1/chat/completions",
-        json={
-            "model": MODEL,
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
-        timeout=10,
-    ) as resp:
-        assert resp.status_code == 200
-        data = [ln[6:] for ln in resp.iter_lines() if ln.startswith("data: ")]
+    data = data_lines(url, streamed(MODEL))
     assert json.loads(data[1])["choices"][0]["delta"]["content"] == "Hel"
     last = json.loads(data[-1])
     assert "Too many tokens, slow down" in last["error"]["message"]
@@ -950,16 +939,7 @@ def test_client_disconnect_closes_the_bedrock_stream(bedrock_up, app_factory, se
 
     bedrock_up.enqueue(Reply(chunks=pieces(), content_type=fake.EVENTSTREAM))
     url = served(app_factory(config(bedrock_up)))
-    with httpx.stream(
-        "POST",
-        f"{url}/v1/chat/completions",
-        json={
-            "model": MODEL,
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
-        timeout=10,
-    ) as resp:
+    with open_stream(url, streamed(MODEL)) as resp:
         for line in resp.iter_lines():
             if line.startswith("data: ") and "a long" in line:
                 break
@@ -976,17 +956,7 @@ def test_connection_dropped_mid_stream_ends_with_an_error_event(
     events = fake.events_for(fake.response([{"text": "x" * 60}]), 10)
     bedrock_up.enqueue(fake.stream_reply(events, drop_after=3))
     url = served(app_factory(config(bedrock_up)))
-    with httpx.stream(
-        "POST",
-        f"{url}/v1/chat/completions",
-        json={
-            "model": MODEL,
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
-        timeout=10,
-    ) as resp:
-        data = [ln[6:] for ln in resp.iter_lines() if ln.startswith("data: ")]
+    data = data_lines(url, streamed(MODEL))
     assert json.loads(data[1])["choices"][0]["delta"]["content"] == "x" * 10
     assert "error" in json.loads(data[-1])
     assert "[DONE]" not in data
