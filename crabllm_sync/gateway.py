@@ -6,6 +6,7 @@ Knows no wire format beyond OpenAI's canonical dicts; views parse and render.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -256,20 +257,32 @@ class Gateway:
                 raise
             return first, chunks, session
 
+        relay_of = functools.partial(self._relay, ctx, body, wants_usage=wants_usage)
+        return self._open_relay(
+            ctx, body, "chat_stream", upstream_body, open_stream, relay_of
+        )
+
+    def _open_relay(
+        self,
+        ctx: RequestContext,
+        body: dict[str, Any],
+        endpoint: str,
+        payload: dict[str, Any],
+        open_stream: Callable[..., Any],
+        relay_of: Callable[..., Iterator[Any]],
+    ) -> Relay[Any]:
+        """Route to a stream's first item (retries and fallback happen here),
+        then relay the rest as relay_of(first, rest, is_aborted=...); the
+        Relay's abort() cuts the upstream."""
         try:
             self.prepare(ctx, body)
-            first, chunks, session = self._route(
-                ctx, "chat_stream", upstream_body, open_stream
-            )
+            first, items, session = self._route(ctx, endpoint, payload, open_stream)
         except GatewayError as err:
             self._fail(ctx, err)
             raise
         abort = getattr(session, "abort", _nothing)
         relay: Relay[Any] = Relay(
-            self._relay(
-                ctx, body, first, chunks, wants_usage, lambda: relay.is_aborted
-            ),
-            abort,
+            relay_of(first, items, is_aborted=lambda: relay.is_aborted), abort
         )
         return relay
 
@@ -360,20 +373,10 @@ class Gateway:
                 raise wire_anthropic.event_error(first.data, dep.provider)
             return first, events, session
 
-        try:
-            self.prepare(ctx, body)
-            first, events, session = self._route(
-                ctx, "messages_stream", body, open_stream
-            )
-        except GatewayError as err:
-            self._fail(ctx, err)
-            raise
-        abort = getattr(session, "abort", _nothing)
-        relay: Relay[sse.Event] = Relay(
-            self._relay_native(ctx, body, first, events, lambda: relay.is_aborted),
-            abort,
+        relay_of = functools.partial(self._relay_native, ctx, body)
+        return self._open_relay(
+            ctx, body, "messages_stream", body, open_stream, relay_of
         )
-        return relay
 
     def _relay_native(
         self,

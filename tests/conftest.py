@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import openai
@@ -18,8 +18,12 @@ import pytest
 
 from crabllm_sync.app import create_app
 from crabllm_sync.config import Config, parse_config
+from tests.fakes import anthropic as fake_anthropic
 from tests.fakes import openai as fake_openai
 from tests.upstream import Upstream, serve_app
+
+if TYPE_CHECKING:
+    from tests.servers import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,6 +36,27 @@ def upstream() -> Iterator[Upstream]:
     up.stop()
 
 
+@pytest.fixture
+def anthropic_upstream() -> Iterator[Upstream]:
+    """A local Anthropic Messages upstream."""
+    up = fake_anthropic.make_upstream().start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for a test module; skips when none can start."""
+    from tests.servers import PostgresServer, Unavailable  # servers imports us
+
+    try:
+        server = PostgresServer()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.destroy()
+
+
 def make_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
     return parse_config(data, env or {})
 
@@ -41,6 +66,18 @@ def openai_provider(up: Upstream, models: list[str], **over: Any) -> dict[str, A
         "kind": "openai",
         "base_url": f"{up.url}/v1",
         "api_key": "sk-upstream",
+        "models": models,
+        "max_retries": 0,
+        "timeout": 5,
+        **over,
+    }
+
+
+def anthropic_provider(up: Upstream, models: list[str], **over: Any) -> dict[str, Any]:
+    return {
+        "kind": "anthropic",
+        "base_url": f"{up.url}/v1",
+        "api_key": "sk-ant-upstream",
         "models": models,
         "max_retries": 0,
         "timeout": 5,

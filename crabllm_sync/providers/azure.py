@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-import requests
-
 from crabllm_sync.multipart import Upload
 from crabllm_sync.providers import http, openai
 from crabllm_sync.routing import Deployment
@@ -33,42 +31,42 @@ def target(dep: Deployment, path: str) -> tuple[str, dict[str, str]]:
 
 
 def chat(
-    dep: Deployment, session: requests.Session, body: dict[str, Any]
+    dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> dict[str, Any]:
     return openai.chat(dep, session, body, target=target)
 
 
 def chat_stream(
-    dep: Deployment, session: requests.Session, body: dict[str, Any]
+    dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     return openai.chat_stream(dep, session, body, target=target)
 
 
 def embeddings(
-    dep: Deployment, session: requests.Session, body: dict[str, Any]
+    dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> dict[str, Any]:
     return openai.embeddings(dep, session, body, target=target)
 
 
 def images(
-    dep: Deployment, session: requests.Session, body: dict[str, Any]
+    dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> dict[str, Any]:
     return openai.images(dep, session, body, target=target)
 
 
 def speech(
-    dep: Deployment, session: requests.Session, body: dict[str, Any]
+    dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> tuple[str, Iterator[bytes]]:
     return openai.speech(dep, session, body, target=target)
 
 
 def transcription(
-    dep: Deployment, session: requests.Session, body: dict[str, Any], upload: Upload
+    dep: Deployment, session: http.Session, body: dict[str, Any], upload: Upload
 ) -> tuple[str, bytes]:
     return openai.transcription(dep, session, body, upload, target=target)
 
 
 def translation(
-    dep: Deployment, session: requests.Session, body: dict[str, Any], upload: Upload
+    dep: Deployment, session: http.Session, body: dict[str, Any], upload: Upload
 ) -> tuple[str, bytes]:
     return openai.translation(dep, session, body, upload, target=target)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 import requests
@@ -417,3 +417,8 @@ def scoped(session: Any) -> Any:
     if isinstance(session, requests.Session):
         return ScopedSession(session)
     return session
+
+
+# What an adapter is handed: the pooled Session, or one request's ScopedSession
+# over it. Adapters annotate with this and never import requests themselves.
+Session: TypeAlias = requests.Session | ScopedSession

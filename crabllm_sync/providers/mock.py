@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from crabllm_sync.routing import Deployment
+from crabllm_sync.wire import completions as oai
 
 BASE_URL = None
 EMBEDDING_DIMENSIONS = 16
@@ -40,56 +41,33 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 def chat(dep: Deployment, session: Any, body: dict[str, Any]) -> dict[str, Any]:
     words, finish = _words(body)
     text = " ".join(words)
-    usage = _usage(body, len(words))
-    return {
-        "id": _id(body),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": dep.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": finish,
-            }
-        ],
-        "usage": usage,
-    }
+    message = {"role": "assistant", "content": text}
+    return oai.completion(
+        _id(body),
+        dep.model,
+        int(time.time()),
+        [oai.choice(message, finish)],
+        _usage(body, len(words)),
+    )
 
 
 def chat_stream(
     dep: Deployment, session: Any, body: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
     words, finish = _words(body)
-    base = {
-        "id": _id(body),
-        "object": "chat.completion.chunk",
-        "created": int(time.time()),
-        "model": dep.model,
-    }
+    id_, created = _id(body), int(time.time())
 
     def chunk(
         delta: dict[str, Any], finish_reason: str | None = None
     ) -> dict[str, Any]:
-        return {
-            **base,
-            "choices": [
-                {
-                    "index": 0,
-                    "delta": delta,
-                    "logprobs": None,
-                    "finish_reason": finish_reason,
-                }
-            ],
-        }
+        return oai.chunk(id_, dep.model, created, delta, finish_reason)
 
     yield chunk({"role": "assistant", "content": ""})
     for i, word in enumerate(words):
         yield chunk({"content": word if i == 0 else " " + word})
     yield chunk({}, finish)
     if (body.get("stream_options") or {}).get("include_usage"):
-        yield {**base, "choices": [], "usage": _usage(body, len(words))}
+        yield oai.usage_chunk(id_, dep.model, created, _usage(body, len(words)))
 
 
 def embeddings(dep: Deployment, session: Any, body: dict[str, Any]) -> dict[str, Any]:
@@ -120,13 +98,8 @@ def _words(body: dict[str, Any]) -> tuple[list[str], str]:
     return words, "stop"
 
 
-def _usage(body: dict[str, Any], completion: int) -> dict[str, int]:
-    prompt = prompt_tokens(body)
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
+def _usage(body: dict[str, Any], completion: int) -> dict[str, Any]:
+    return oai.usage(prompt_tokens(body), completion)
 
 
 def _text(content: Any) -> str:

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
-import requests
 
 from crabllm_sync import sse
 from crabllm_sync.errors import UpstreamError
@@ -33,7 +32,7 @@ def target(dep: Deployment, path: str) -> tuple[str, dict[str, str]]:
 
 def chat(
     dep: Deployment,
-    session: requests.Session,
+    session: http.Session,
     body: dict[str, Any],
     target: Target = target,
 ) -> dict[str, Any]:
@@ -42,7 +41,7 @@ def chat(
 
 def chat_stream(
     dep: Deployment,
-    session: requests.Session,
+    session: http.Session,
     body: dict[str, Any],
     target: Target = target,
 ) -> Iterator[dict[str, Any]]:
@@ -56,7 +55,7 @@ def chat_stream(
 
 def embeddings(
     dep: Deployment,
-    session: requests.Session,
+    session: http.Session,
     body: dict[str, Any],
     target: Target = target,
 ) -> dict[str, Any]:
@@ -65,7 +64,7 @@ def embeddings(
 
 def images(
     dep: Deployment,
-    session: requests.Session,
+    session: http.Session,
     body: dict[str, Any],
     target: Target = target,
 ) -> dict[str, Any]:
@@ -74,7 +73,7 @@ def images(
 
 def speech(
     dep: Deployment,
-    session: requests.Session,
+    session: http.Session,
     body: dict[str, Any],
     target: Target = target,
 ) -> tuple[str, Iterator[bytes]]:
@@ -94,7 +93,7 @@ def speech(
 
 def transcription(
     dep: Deployment,
-    session: requests.Session,
+    session: http.Session,
     body: dict[str, Any],
     upload: Upload,
     target: Target = target,
@@ -104,7 +103,7 @@ def transcription(
 
 def translation(
     dep: Deployment,
-    session: requests.Session,
+    session: http.Session,
     body: dict[str, Any],
     upload: Upload,
     target: Target = target,
@@ -114,7 +113,7 @@ def translation(
 
 def _audio_upload(
     dep: Deployment,
-    session: requests.Session,
+    session: http.Session,
     path: str,
     body: dict[str, Any],
     upload: Upload,
@@ -139,7 +138,7 @@ def _audio_upload(
 
 def _post_json(
     dep: Deployment,
-    session: requests.Session,
+    session: http.Session,
     path: str,
     body: dict[str, Any],
     target: Target,

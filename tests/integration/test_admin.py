@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 
 import openai
 import pytest
 
 from tests.conftest import make_config, sdk_for_app
-from tests.servers import PostgresServer, Unavailable, wait_for
+from tests.servers import wait_for
 
 ADMIN = "admin-" + "t" * 40
 MSG = [{"role": "user", "content": "hi"}]
@@ -278,16 +277,6 @@ def test_sqlite_database_gone_is_503_then_recovers(tmp_path, app_factory):
         client.post("/v1/chat/completions", json=body, headers=headers).status_code
         == 200
     )
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer()
-    except Unavailable as exc:
-        pytest.skip(str(exc))
-    yield server
-    server.destroy()
 
 
 def test_postgres_keys_and_outage_is_503_then_recovers(tmp_path, app_factory, postgres):

@@ -11,8 +11,10 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import make_config, sdk_for_app, write_toml
+from tests.chat_stream import assemble, flatten
+from tests.conftest import anthropic_provider, make_config, sdk_for_app, write_toml
 from tests.fakes import anthropic as fake
+from tests.sse import data_lines, streamed
 from tests.upstream import Reply
 
 MODEL = "claude-sonnet-4-5"
@@ -40,19 +42,7 @@ def up() -> Iterator[fake.AnthropicUpstream]:
 
 def _config(up: fake.AnthropicUpstream, **over: Any):
     return make_config(
-        {
-            "providers": {
-                "claude": {
-                    "kind": "anthropic",
-                    "base_url": f"{up.url}/v1",
-                    "api_key": "sk-ant-upstream",
-                    "models": [MODEL],
-                    "max_retries": 0,
-                    "timeout": 10,
-                    **over,
-                }
-            }
-        }
+        {"providers": {"claude": anthropic_provider(up, [MODEL], timeout=10, **over)}}
     )
 
 
@@ -65,48 +55,6 @@ def client(up, app_factory) -> openai.OpenAI:
 def streaming_client(up, app_factory, served) -> openai.OpenAI:
     url = served(app_factory(_config(up)))
     return openai.OpenAI(api_key="x", base_url=f"{url}/v1", max_retries=0)
-
-
-def _assemble(chunks: list[Any]) -> dict[str, Any]:
-    """A streamed answer put together from the openai SDK's chunk objects."""
-    out: dict[str, Any] = {"content": "", "tool_calls": {}, "finish_reason": None}
-    blocks: list[dict[str, Any]] = []
-    for chunk in chunks:
-        if chunk.usage is not None:
-            out["usage"] = chunk.usage.model_dump()
-        for choice in chunk.choices:
-            delta = choice.delta
-            out["content"] += delta.content or ""
-            blocks += (delta.model_extra or {}).get("thinking_blocks") or []
-            for call in delta.tool_calls or []:
-                entry = out["tool_calls"].setdefault(
-                    call.index, {"id": None, "name": None, "arguments": ""}
-                )
-                if call.id:
-                    entry["id"] = call.id
-                if call.function and call.function.name:
-                    entry["name"] = call.function.name
-                if call.function and call.function.arguments:
-                    entry["arguments"] += call.function.arguments
-            if choice.finish_reason:
-                out["finish_reason"] = choice.finish_reason
-    out["tool_calls"] = [out["tool_calls"][i] for i in sorted(out["tool_calls"])]
-    out["thinking_blocks"] = blocks
-    return out
-
-
-def _whole(completion: Any) -> dict[str, Any]:
-    msg = completion.choices[0].message
-    return {
-        "content": msg.content or "",
-        "tool_calls": [
-            {"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
-            for c in msg.tool_calls or []
-        ],
-        "finish_reason": completion.choices[0].finish_reason,
-        "usage": completion.usage.model_dump(),
-        "thinking_blocks": (msg.model_extra or {}).get("thinking_blocks") or [],
-    }
 
 
 # -- plain chat ------------------------------------------------------------------
@@ -146,7 +94,7 @@ def test_stream_relays_text_and_the_usage_chunk_when_asked(up, streaming_client)
             stream_options={"include_usage": True},
         )
     )
-    got = _assemble(chunks)
+    got = assemble(chunks)
     assert got["content"] == "Hello there, friend."
     assert got["finish_reason"] == "stop"
     assert chunks[-1].choices == []
@@ -162,7 +110,7 @@ def test_stream_without_include_usage_has_no_usage_chunk(up, streaming_client):
         )
     )
     assert all(c.usage is None for c in chunks)
-    assert _assemble(chunks)["content"] == "echo: a b"
+    assert assemble(chunks)["content"] == "echo: a b"
 
 
 def test_images_reach_anthropic_as_image_blocks(up, client):
@@ -271,7 +219,7 @@ def test_agent_loop_runs_unchanged_and_reports_provider_usage(up, streaming_clie
             stream_options={"include_usage": True},
         )
     )
-    got = _assemble(final)
+    got = assemble(final)
     assert got["content"] == "It is 15 degrees in San Francisco."
     assert got["finish_reason"] == "stop"
     assert got["usage"]["prompt_tokens"] == 550
@@ -332,7 +280,7 @@ def test_streamed_thinking_blocks_can_be_echoed_next_turn(up, streaming_client):
             stream=True,
         )
     )
-    got = _assemble(chunks)
+    got = assemble(chunks)
     assert got["thinking_blocks"] == [thinking]
     call = got["tool_calls"][0]
     streaming_client.chat.completions.create(
@@ -390,8 +338,8 @@ def test_stream_equals_non_stream(up, streaming_client, answer):
         "messages": [{"role": "user", "content": "go"}],
         "tools": [WEATHER_TOOL],
     }
-    whole = _whole(streaming_client.chat.completions.create(**args))
-    streamed = _assemble(
+    whole = flatten(streaming_client.chat.completions.create(**args))
+    streamed = assemble(
         list(
             streaming_client.chat.completions.create(
                 **args, stream=True, stream_options={"include_usage": True}
@@ -440,25 +388,10 @@ def test_provider_auth_failure_is_502_naming_the_provider(up, client):
     assert "invalid x-api-key" in exc.value.body["message"]
 
 
-def _data_lines(url: str, body: dict[str, Any]) -> list[str]:
-    with httpx.stream(
-        "POST", f"{url}/v1/chat/completions", json=body, timeout=10
-    ) as resp:
-        assert resp.status_code == 200
-        return [ln[6:] for ln in resp.iter_lines() if ln.startswith("data: ")]
-
-
 def test_error_event_mid_stream_becomes_the_final_error_event(up, app_factory, served):
     up.queue(fake.text("partial answer here", error_after=5))
     url = served(app_factory(_config(up)))
-    lines = _data_lines(
-        url,
-        {
-            "model": MODEL,
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
-    )
+    lines = data_lines(url, streamed(MODEL))
     assert "[DONE]" not in lines
     last = json.loads(lines[-1])
     assert last["error"]["message"] == "claude: Overloaded"
@@ -474,21 +407,14 @@ def test_error_event_mid_stream_raises_in_the_openai_sdk(up, streaming_client):
     with pytest.raises(openai.APIError, match="Overloaded"):
         for chunk in stream:
             seen.append(chunk)
-    assert _assemble(seen)["content"] == "partial answer"
+    assert assemble(seen)["content"] == "partial answer"
 
 
 def test_stream_cut_before_message_stop_ends_with_an_error(up, app_factory, served):
     answer = fake.text("never finished")
     up.enqueue(Reply(events=fake.events(answer, MODEL)[:5]))
     url = served(app_factory(_config(up)))
-    lines = _data_lines(
-        url,
-        {
-            "model": MODEL,
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
-    )
+    lines = data_lines(url, streamed(MODEL))
     assert "message_stop" in json.loads(lines[-1])["error"]["message"]
 
 
@@ -502,7 +428,7 @@ def test_overloaded_before_any_content_is_retried(up, app_factory, served):
             model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True
         )
     )
-    assert _assemble(chunks)["content"] == "second try"
+    assert assemble(chunks)["content"] == "second try"
     assert len(up.requests) == 2
 
 
@@ -650,7 +576,7 @@ max_retries = 0
         first.choices[0].message,
         {"role": "tool", "tool_call_id": call.id, "content": "15 C, sunny"},
     ]
-    got = _assemble(
+    got = assemble(
         list(
             client.chat.completions.create(
                 model=MODEL,

@@ -16,13 +16,14 @@ from typing import Any
 
 import boto3
 import botocore.exceptions
-import httpx
 import openai
 import pytest
 from botocore.config import Config as BotoConfig
 
+from tests.chat_stream import assemble, flatten
 from tests.conftest import free_port, make_config, sdk_for_app, write_toml
 from tests.fakes import bedrock as fake
+from tests.sse import data_lines, open_stream, streamed
 from tests.upstream import Reply, Upstream
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -122,56 +123,6 @@ def boto_client(up: Upstream) -> Any:
 
 def fixture(case: str, name: str) -> Any:
     return json.loads((FIXTURES / case / name).read_text())
-
-
-def assemble(chunks: list[Any]) -> dict[str, Any]:
-    """What an OpenAI client builds from a stream."""
-    content, reasoning, blocks = "", "", []
-    calls: dict[int, dict[str, str]] = {}
-    finish, usage = None, None
-    for c in chunks:
-        if c.usage is not None:
-            usage = c.usage.model_dump()
-        for ch in c.choices:
-            d = ch.delta
-            content += d.content or ""
-            extra = d.model_extra or {}
-            reasoning += extra.get("reasoning_content") or ""
-            blocks += extra.get("thinking_blocks") or []
-            for tc in d.tool_calls or []:
-                slot = calls.setdefault(tc.index, {"id": "", "name": "", "args": ""})
-                slot["id"] = tc.id or slot["id"]
-                if tc.function is not None:
-                    slot["name"] += tc.function.name or ""
-                    slot["args"] += tc.function.arguments or ""
-            finish = ch.finish_reason or finish
-    return {
-        "content": content or None,
-        "reasoning_content": reasoning or None,
-        "thinking_blocks": blocks or None,
-        "tool_calls": [
-            (calls[i]["id"], calls[i]["name"], json.loads(calls[i]["args"]))
-            for i in sorted(calls)
-        ],
-        "finish_reason": finish,
-        "usage": usage,
-    }
-
-
-def from_message(out: Any) -> dict[str, Any]:
-    msg = out.choices[0].message
-    extra = msg.model_extra or {}
-    return {
-        "content": msg.content or None,
-        "reasoning_content": extra.get("reasoning_content") or None,
-        "thinking_blocks": extra.get("thinking_blocks") or None,
-        "tool_calls": [
-            (t.id, t.function.name, json.loads(t.function.arguments))
-            for t in msg.tool_calls or []
-        ],
-        "finish_reason": out.choices[0].finish_reason,
-        "usage": out.usage.model_dump(),
-    }
 
 
 # -- the fake is faithful: boto3 itself parses it ------------------------------
@@ -489,7 +440,7 @@ def test_streamed_agent_turn_echoes_thinking_blocks(sdk_served, bedrock_up):
     assert got["thinking_blocks"] == [
         {"type": "thinking", "thinking": "Use the tool.", "signature": SIGNATURE}
     ]
-    (call_id, name, args) = got["tool_calls"][0]
+    call = got["tool_calls"][0]
     sdk_served.chat.completions.create(
         model=MODEL,
         messages=[
@@ -499,14 +450,17 @@ def test_streamed_agent_turn_echoes_thinking_blocks(sdk_served, bedrock_up):
                 "content": None,
                 "tool_calls": [
                     {
-                        "id": call_id,
+                        "id": call["id"],
                         "type": "function",
-                        "function": {"name": name, "arguments": json.dumps(args)},
+                        "function": {
+                            "name": call["name"],
+                            "arguments": call["arguments"],
+                        },
                     }
                 ],
                 "thinking_blocks": got["thinking_blocks"],
             },
-            {"role": "tool", "tool_call_id": call_id, "content": "Some Song"},
+            {"role": "tool", "tool_call_id": call["id"], "content": "Some Song"},
         ],
         tools=[TOP_SONG],
     )
@@ -557,7 +511,7 @@ def test_stream_equals_non_stream(sdk_served, bedrock_up):
         "messages": [{"role": "user", "content": "q"}],
         "tools": [TOP_SONG],
     }
-    whole = from_message(sdk_served.chat.completions.create(**kw))
+    whole = flatten(sdk_served.chat.completions.create(**kw))
     streamed = assemble(
         list(
             sdk_served.chat.completions.create(
@@ -567,7 +521,7 @@ def test_stream_equals_non_stream(sdk_served, bedrock_up):
     )
     assert streamed == whole
     assert whole["finish_reason"] == "tool_calls"
-    assert [c[0] for c in whole["tool_calls"]] == ["t1", "t2"]
+    assert [c["id"] for c in whole["tool_calls"]] == ["t1", "t2"]
     assert whole["usage"]["prompt_tokens"] == 50
 
 
@@ -723,18 +677,7 @@ def test_exception_event_mid_stream_is_the_final_error_event(
         )
     )
     url = served(app_factory(config(bedrock_up)))
-    with httpx.stream(
-        "POST",
-        f"{url}/v1/chat/completions",
-        json={
-            "model": MODEL,
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
-        timeout=10,
-    ) as resp:
-        assert resp.status_code == 200
-        data = [ln[6:] for ln in resp.iter_lines() if ln.startswith("data: ")]
+    data = data_lines(url, streamed(MODEL))
     assert json.loads(data[1])["choices"][0]["delta"]["content"] == "Hel"
     last = json.loads(data[-1])
     assert "Too many tokens, slow down" in last["error"]["message"]
@@ -950,16 +893,7 @@ def test_client_disconnect_closes_the_bedrock_stream(bedrock_up, app_factory, se
 
     bedrock_up.enqueue(Reply(chunks=pieces(), content_type=fake.EVENTSTREAM))
     url = served(app_factory(config(bedrock_up)))
-    with httpx.stream(
-        "POST",
-        f"{url}/v1/chat/completions",
-        json={
-            "model": MODEL,
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
-        timeout=10,
-    ) as resp:
+    with open_stream(url, streamed(MODEL)) as resp:
         for line in resp.iter_lines():
             if line.startswith("data: ") and "a long" in line:
                 break
@@ -976,17 +910,7 @@ def test_connection_dropped_mid_stream_ends_with_an_error_event(
     events = fake.events_for(fake.response([{"text": "x" * 60}]), 10)
     bedrock_up.enqueue(fake.stream_reply(events, drop_after=3))
     url = served(app_factory(config(bedrock_up)))
-    with httpx.stream(
-        "POST",
-        f"{url}/v1/chat/completions",
-        json={
-            "model": MODEL,
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
-        timeout=10,
-    ) as resp:
-        data = [ln[6:] for ln in resp.iter_lines() if ln.startswith("data: ")]
+    data = data_lines(url, streamed(MODEL))
     assert json.loads(data[1])["choices"][0]["delta"]["content"] == "x" * 10
     assert "error" in json.loads(data[-1])
     assert "[DONE]" not in data

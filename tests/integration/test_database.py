@@ -14,19 +14,9 @@ from crabllm_sync.db import Database
 from crabllm_sync.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from crabllm_sync.keys import KeyUpdate, NewKey, hash_key
 from crabllm_sync.keystore import KeyStore
-from tests.servers import PostgresServer, Unavailable, wait_for
+from tests.servers import wait_for
 
 _names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer()
-    except Unavailable as exc:
-        pytest.skip(str(exc))
-    yield server
-    server.destroy()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,6 +12,7 @@ import pytest
 from google import genai
 from google.genai import types
 
+from tests.chat_stream import assemble, flatten
 from tests.conftest import make_config
 from tests.fakes import google as fake_google
 from tests.upstream import Reply
@@ -64,55 +65,6 @@ def client(gemini, app_factory, served) -> openai.OpenAI:
     )
     url = served(app_factory(config))
     return openai.OpenAI(api_key="x", base_url=f"{url}/v1", max_retries=0)
-
-
-def _assemble(chunks: list[Any]) -> dict[str, Any]:
-    """An OpenAI stream folded into one message, the way a client does it."""
-    content, reasoning, finish, usage = "", "", None, None
-    calls: dict[int, dict[str, Any]] = {}
-    for chunk in chunks:
-        if chunk.usage is not None:
-            usage = chunk.usage.model_dump()
-        for choice in chunk.choices:
-            delta = choice.delta
-            content += delta.content or ""
-            reasoning += getattr(delta, "reasoning_content", None) or ""
-            for tc in delta.tool_calls or []:
-                slot = calls.setdefault(
-                    tc.index, {"id": None, "name": "", "arguments": "", "extra": None}
-                )
-                slot["id"] = tc.id or slot["id"]
-                slot["name"] += tc.function.name or ""
-                slot["arguments"] += tc.function.arguments or ""
-                slot["extra"] = (tc.model_extra or {}).get("extra_content") or slot[
-                    "extra"
-                ]
-            finish = choice.finish_reason or finish
-    return {
-        "content": content or None,
-        "reasoning": reasoning or None,
-        "tool_calls": [calls[i] for i in sorted(calls)],
-        "finish_reason": finish,
-        "usage": usage,
-    }
-
-
-def _flatten(message: Any, finish: str, usage: Any) -> dict[str, Any]:
-    return {
-        "content": message.content or None,
-        "reasoning": (message.model_extra or {}).get("reasoning_content"),
-        "tool_calls": [
-            {
-                "id": tc.id,
-                "name": tc.function.name,
-                "arguments": tc.function.arguments,
-                "extra": (tc.model_extra or {}).get("extra_content"),
-            }
-            for tc in message.tool_calls or []
-        ],
-        "finish_reason": finish,
-        "usage": usage.model_dump(),
-    }
 
 
 # -- the fake is Gemini, as far as Google's own SDK can tell ------------------
@@ -253,7 +205,7 @@ def test_stream_translates_and_counts_usage(gemini, client):
     sent = gemini.upstream.requests[-1]
     assert sent.path == f"/v1beta/models/{MODEL}:streamGenerateContent"
     assert sent.query == {"alt": "sse"}
-    got = _assemble(chunks)
+    got = assemble(chunks)
     assert got["content"] == "echo: one two three"
     assert got["finish_reason"] == "stop"
     assert chunks[-1].choices == [] and got["usage"]["total_tokens"] == 3 + 4
@@ -267,7 +219,7 @@ def test_stream_without_include_usage_has_no_usage_chunk(gemini, client):
         )
     )
     assert all(c.usage is None for c in chunks)
-    assert _assemble(chunks)["content"] == "echo: hi"
+    assert assemble(chunks)["content"] == "echo: hi"
 
 
 def test_stream_equals_non_stream(gemini, client):
@@ -325,20 +277,20 @@ def test_stream_equals_non_stream(gemini, client):
             **kwargs, stream=True, stream_options={"include_usage": True}
         )
     )
-    streamed = _assemble(chunks)
-    expected = _flatten(
-        whole.choices[0].message, whole.choices[0].finish_reason, whole.usage
-    )
+    streamed = assemble(chunks)
+    expected = flatten(whole)
     assert streamed == expected
     assert expected["finish_reason"] == "tool_calls"
     assert expected["content"] == "Checking both."
-    assert expected["reasoning"] == "Two cities, two calls."
+    assert expected["reasoning_content"] == "Two cities, two calls."
     assert [c["arguments"] for c in expected["tool_calls"]] == [
         '{"city":"Oslo"}',
         '{"city":"Bergen","unit":"c"}',
     ]
-    assert expected["tool_calls"][0]["extra"] == {"google": {"thought_signature": sig}}
-    assert expected["tool_calls"][1]["extra"] is None
+    assert expected["tool_calls"][0]["extra_content"] == {
+        "google": {"thought_signature": sig}
+    }
+    assert expected["tool_calls"][1]["extra_content"] is None
     assert len({c["id"] for c in expected["tool_calls"]}) == 2
     usage = expected["usage"]
     assert (usage["prompt_tokens"], usage["completion_tokens"]) == (31, 52)
@@ -377,7 +329,7 @@ def test_agent_loop_with_thought_signatures(gemini, client):
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
-    final = _assemble(chunks)
+    final = assemble(chunks)
     assert final["content"] == 'Result: get_weather={"temp":18}'
     assert final["finish_reason"] == "stop"
     sent = gemini.upstream.requests[-1].json
@@ -622,7 +574,7 @@ def test_error_event_inside_stream_ends_it_with_an_error(gemini, client):
         for chunk in stream:
             seen.append(chunk)
     assert "Internal error encountered." in str(exc.value.message)
-    assert _assemble(seen)["content"] == "partial-answer"
+    assert assemble(seen)["content"] == "partial-answer"
 
 
 def test_safety_block_is_content_filter(gemini, client):
@@ -728,8 +680,8 @@ def test_connection_dropped_mid_stream_ends_with_an_error_event(gemini, client):
     with pytest.raises(openai.APIError):
         for chunk in stream:
             seen.append(chunk)
-    assert _assemble(seen)["content"] == "a b"
-    assert _assemble(seen)["finish_reason"] is None
+    assert assemble(seen)["content"] == "a b"
+    assert assemble(seen)["finish_reason"] is None
 
 
 def test_stream_that_stops_without_finish_reason_is_an_error(gemini, client):
@@ -874,7 +826,7 @@ kind = "memory"
             stream_options={"include_usage": True},
         )
     )
-    final = _assemble(chunks)
+    final = assemble(chunks)
     assert final["content"] == 'Result: get_weather={"temp":25}'
     assert final["usage"]["total_tokens"] == 1 + 2 + 2
 
@@ -944,5 +896,5 @@ def test_first_chunk_arrives_before_gemini_finishes(gemini, client):
         if chunk.choices and chunk.choices[0].delta.content == "first":
             assert not gate.is_set()
             gate.set()
-    assert _assemble(seen)["content"] == "first then rest"
+    assert assemble(seen)["content"] == "first then rest"
     assert gate.is_set()

@@ -9,7 +9,7 @@ import anthropic
 import httpx
 import pytest
 
-from tests.conftest import make_config, openai_provider
+from tests.conftest import anthropic_provider, make_config, openai_provider
 from tests.fakes import anthropic as fake_ant
 from tests.fakes import openai as fake_oai
 from tests.recording import attach
@@ -41,14 +41,7 @@ def gw(oai, ant, app_factory, served):
         {
             "providers": {
                 "oa": openai_provider(oai, ["gpt-4o"]),
-                "an": {
-                    "kind": "anthropic",
-                    "base_url": f"{ant.url}/v1",
-                    "api_key": "sk-ant-upstream",
-                    "models": ["claude-x"],
-                    "max_retries": 0,
-                    "timeout": 5,
-                },
+                "an": anthropic_provider(ant, ["claude-x"]),
                 "local": {"kind": "mock", "models": ["mock"]},
             },
             "aliases": {"claude-latest": "claude-x"},
@@ -689,15 +682,7 @@ def test_body_over_the_limit_is_an_anthropic_413(oai, app_factory, served):
 
 def test_native_calls_retry_and_fall_back(ant, app_factory, served):
     def provider(**over: Any) -> dict[str, Any]:
-        return {
-            "kind": "anthropic",
-            "base_url": f"{ant.url}/v1",
-            "api_key": "k",
-            "models": ["claude-x"],
-            "max_retries": 0,
-            "timeout": 5,
-            **over,
-        }
+        return anthropic_provider(ant, ["claude-x"], api_key="k", **over)
 
     app = app_factory(
         make_config(

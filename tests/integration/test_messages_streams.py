@@ -6,7 +6,6 @@ the native (anthropic-kind) and the translated (openai-kind) path.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -14,39 +13,25 @@ import httpx
 import pytest
 
 from crabllm_sync.app import create_app
-from tests.conftest import make_config, openai_provider
+from tests.conftest import anthropic_provider, make_config, openai_provider
 from tests.fakes import anthropic as fake_ant
 from tests.fakes import openai as fake_oai
 from tests.upstream import Reply, Upstream
 
 
-@pytest.fixture
-def oai() -> Iterator[Upstream]:
-    up = fake_oai.make_upstream().start()
-    yield up
-    up.stop()
-
-
-@pytest.fixture
-def ant() -> Iterator[Upstream]:
-    up = fake_ant.make_upstream().start()
-    yield up
-    up.stop()
-
-
-def gateway(oai: Upstream, ant: Upstream, keepalive: float, timeout: float = 5):
+def gateway(
+    upstream: Upstream,
+    anthropic_upstream: Upstream,
+    keepalive: float,
+    timeout: float = 5,
+):
     config = make_config(
         {
             "providers": {
-                "oa": openai_provider(oai, ["gpt-4o"], timeout=timeout),
-                "an": {
-                    "kind": "anthropic",
-                    "base_url": f"{ant.url}/v1",
-                    "api_key": "sk-ant-upstream",
-                    "models": ["claude-x"],
-                    "max_retries": 0,
-                    "timeout": timeout,
-                },
+                "oa": openai_provider(upstream, ["gpt-4o"], timeout=timeout),
+                "an": anthropic_provider(
+                    anthropic_upstream, ["claude-x"], timeout=timeout
+                ),
             },
             "routing": {"keepalive_seconds": keepalive},
         }
@@ -96,10 +81,12 @@ def read(base: str, model: str, stop_after: int | None = None) -> list[str]:
 
 
 @pytest.mark.parametrize("model", ["claude-x", "gpt-4o"])
-def test_keepalive_comments_fill_an_upstream_pause(oai, ant, served, model):
-    up = ant if model == "claude-x" else oai
+def test_keepalive_comments_fill_an_upstream_pause(
+    upstream, anthropic_upstream, served, model
+):
+    up = anthropic_upstream if model == "claude-x" else upstream
     script(model, up, 1.5)
-    base = served(gateway(oai, ant, keepalive=0.2))
+    base = served(gateway(upstream, anthropic_upstream, keepalive=0.2))
     seen = read(base, model)
     assert seen[-1] == "event:message_stop"
     comments = seen.count("comment")
@@ -112,10 +99,12 @@ def test_keepalive_comments_fill_an_upstream_pause(oai, ant, served, model):
 
 
 @pytest.mark.parametrize("model", ["claude-x", "gpt-4o"])
-def test_anthropic_sdk_reads_a_stream_with_keepalives(oai, ant, served, model):
-    up = ant if model == "claude-x" else oai
+def test_anthropic_sdk_reads_a_stream_with_keepalives(
+    upstream, anthropic_upstream, served, model
+):
+    up = anthropic_upstream if model == "claude-x" else upstream
     script(model, up, 1.0)
-    base = served(gateway(oai, ant, keepalive=0.2))
+    base = served(gateway(upstream, anthropic_upstream, keepalive=0.2))
     sdk = anthropic.Anthropic(base_url=base, api_key="none", max_retries=0)
     with sdk.messages.stream(
         model=model, max_tokens=20, messages=[{"role": "user", "content": "hi"}]
@@ -125,11 +114,13 @@ def test_anthropic_sdk_reads_a_stream_with_keepalives(oai, ant, served, model):
 
 
 @pytest.mark.parametrize("model", ["claude-x", "gpt-4o"])
-def test_a_client_leaving_during_a_pause_closes_the_upstream(oai, ant, served, model):
-    up = ant if model == "claude-x" else oai
+def test_a_client_leaving_during_a_pause_closes_the_upstream(
+    upstream, anthropic_upstream, served, model
+):
+    up = anthropic_upstream if model == "claude-x" else upstream
     script(model, up, 60.0)
     # Without the abort the gateway would sit in a 60 s read of the upstream.
-    base = served(gateway(oai, ant, keepalive=0.1, timeout=60))
+    base = served(gateway(upstream, anthropic_upstream, keepalive=0.1, timeout=60))
     seen = read(base, model, stop_after=2)
     assert seen[:1] == ["event:message_start"]
     assert up.streams_closed.wait(10), "upstream stream left open"
