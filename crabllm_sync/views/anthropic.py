@@ -1,7 +1,7 @@
 """POST /v1/messages and /v1/messages/count_tokens: Anthropic's format in and out.
 
 anthropic-kind models pass through natively; every other model goes through
-OpenAI's format (wire/anthropic.py) and the gateway's chat pipeline.
+OpenAI's format (wire/anthropic/) and the gateway's chat pipeline.
 Errors raised here render in Anthropic's shape; x-api-key is accepted.
 Streams are paced like OpenAI ones (streams.paced): an SSE comment line every
 [routing] keepalive_seconds without an event, and a client that leaves closes

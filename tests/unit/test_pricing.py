@@ -24,7 +24,7 @@ def test_openai_usage_takes_cached_tokens_out_of_input():
 
 
 def test_anthropic_adapter_usage_counts_cache_writes_once():
-    # What providers/anthropic.py map_usage produces: prompt_tokens includes
+    # What providers/anthropic map_usage produces: prompt_tokens includes
     # uncached input, cache reads and cache writes.
     u = pricing.normalise(
         {
