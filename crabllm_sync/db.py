@@ -20,6 +20,7 @@ from playhouse.db_url import connect
 
 from crabllm_sync.config import Config
 from crabllm_sync.errors import ServiceUnavailableError
+from crabllm_sync.storage.sqlite import enable_wal
 
 SCHEMA_VERSION = 1
 PG_CONNECT_TIMEOUT = 3  # seconds
@@ -149,16 +150,25 @@ def _v2(m: Models, db: peewee.Database) -> None:
 MIGRATIONS = {1: _v1, 2: _v2}
 
 
+class _SqliteDatabase(peewee.SqliteDatabase):
+    """peewee's SqliteDatabase, switching each new connection to WAL with
+    storage.sqlite.enable_wal (tried again while another worker is switching
+    the same new file) before its other pragmas."""
+
+    def _set_pragmas(self, conn: Any) -> None:
+        enable_wal(conn)
+        super()._set_pragmas(conn)
+
+
 class Database:
     """Keys and usage records in one SQL database (sqlite file or a peewee URL)."""
 
     def __init__(self, url: str) -> None:
         if url.startswith("sqlite:///"):
             path = url[len("sqlite:///") :]
-            self.db: peewee.Database = peewee.SqliteDatabase(
+            self.db: peewee.Database = _SqliteDatabase(
                 path,
                 pragmas={
-                    "journal_mode": "wal",
                     "busy_timeout": SQLITE_BUSY_MS,
                     "synchronous": "normal",
                     "foreign_keys": 1,

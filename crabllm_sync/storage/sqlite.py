@@ -40,6 +40,26 @@ RETURNING value
 """
 
 
+WAL_ATTEMPTS = 8
+
+
+def enable_wal(conn: sqlite3.Connection) -> None:
+    """`PRAGMA journal_mode = WAL`, tried again while another connection holds
+    the file: switching a new file to WAL needs it alone for a moment, and
+    sqlite then answers "database is locked" at once instead of waiting out
+    the busy timeout (seen with several workers opening a new file together).
+    Once the file is in WAL mode the pragma is a no-op that always succeeds.
+    """
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.01 * 2**attempt)  # 10 ms .. 0.6 s; cooperative under gevent
+
+
 class SqliteStorage:
     """Counters and values with TTL in a sqlite file (one connection per process)."""
 
@@ -72,7 +92,7 @@ class SqliteStorage:
             )
             try:
                 conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-                conn.execute("PRAGMA journal_mode = WAL")
+                enable_wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute(_SCHEMA)
             except BaseException:
