@@ -61,9 +61,11 @@ class Relay(Generic[T]):
         self._abort()
 
 
-def paced(items: Iterator[T], interval: float) -> Iterator[Batch[T]]:
+def paced(items: Iterator[T], interval: float | None) -> Iterator[Batch[T]]:
     """Yield what `items` yields, in batches; an empty one after every
-    `interval` s without an item.
+    `interval` s without an item (no keep-alives when `interval` is falsy:
+    then one item per batch, read in the consumer's thread). The last batch
+    of a stream that ended (not failed) has `last` set, empty or not.
 
     A batch is every item the reader had ready when the consumer woke: chunks
     that arrived in one network read leave in one client write instead of one
@@ -74,6 +76,12 @@ def paced(items: Iterator[T], interval: float) -> Iterator[Batch[T]]:
     is called if it exists, and the reader closes `items`. An exception from
     `items` is raised here, in the consumer, after the items that came before it.
     """
+    if not interval:
+        return _unpaced(items)
+    return _paced(items, interval)
+
+
+def _paced(items: Iterator[T], interval: float) -> Iterator[Batch[T]]:
     q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=BUFFER)
     stop = threading.Event()
     reader = threading.Thread(
@@ -120,14 +128,19 @@ def paced(items: Iterator[T], interval: float) -> Iterator[Batch[T]]:
 
 
 class Batch(list[T], Generic[T]):
-    """Items that were ready together; `last`: the stream ended after them."""
+    """Items that were ready together; `last`: the stream ended after them.
+    An empty batch that is not the last stands for a pause (a keep-alive)."""
 
     last = False
 
+    @property
+    def is_pause(self) -> bool:
+        return not self and not self.last
 
-def unpaced(items: Iterator[T]) -> Iterator[Batch[T]]:
-    """`items` one per batch, for streams relayed without keep-alives; closing
-    this closes `items`."""
+
+def _unpaced(items: Iterator[T]) -> Iterator[Batch[T]]:
+    """`items` one per batch, then an empty last batch; closing this closes
+    `items`."""
     try:
         for item in items:
             batch: Batch[T] = Batch()
@@ -137,6 +150,9 @@ def unpaced(items: Iterator[T]) -> Iterator[Batch[T]]:
         close = getattr(items, "close", None)
         if close is not None:
             close()
+    end: Batch[T] = Batch()
+    end.last = True
+    yield end
 
 
 def _pump(items: Iterator[Any], q: queue.Queue[tuple[str, Any]], stop: Any) -> None:

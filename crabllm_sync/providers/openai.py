@@ -79,16 +79,8 @@ def speech(
 ) -> tuple[str, Iterator[bytes]]:
     """(content type, the audio bytes as they arrive); nothing is buffered."""
     url, headers = target(dep, "/audio/speech")
-    headers["accept"] = "*/*"
-    resp, chunks = http.post_raw(
-        session,
-        url,
-        data=orjson.dumps(body),
-        headers=headers,
-        timeout=dep.timeout,
-        provider=dep.provider,
-    )
-    return resp.headers.get("content-type", "application/octet-stream"), chunks
+    content_type, chunks = _post_raw(dep, session, url, headers, orjson.dumps(body))
+    return content_type or "application/octet-stream", chunks
 
 
 def transcription(
@@ -123,17 +115,28 @@ def _audio_upload(
     url, headers = target(dep, path)
     multipart = MultipartBody(form_fields(body), upload, uuid.uuid4().hex)
     headers["content-type"] = multipart.content_type
+    content_type, chunks = _post_raw(dep, session, url, headers, multipart)
+    return content_type or "application/json", b"".join(chunks)
+
+
+def _post_raw(
+    dep: Deployment,
+    session: http.Session,
+    url: str,
+    headers: dict[str, str],
+    data: Any,
+) -> tuple[str | None, Iterator[bytes]]:
+    """POST `data` accepting any answer: (its content type, its body in pieces)."""
     headers["accept"] = "*/*"
     resp, chunks = http.post_raw(
         session,
         url,
-        data=multipart,
+        data=data,
         headers=headers,
         timeout=dep.timeout,
         provider=dep.provider,
     )
-    content = b"".join(chunks)
-    return resp.headers.get("content-type", "application/json"), content
+    return resp.headers.get("content-type"), chunks
 
 
 def _post_json(

@@ -92,16 +92,14 @@ def openai_events(
     """
     from crabllm_sync import sse, streams
 
-    batches = streams.paced(chunks, keepalive) if keepalive else streams.unpaced(chunks)
-    last = False
+    batches = streams.paced(chunks, keepalive)
     try:
         for batch in batches:
-            if not batch and not batch.last:
+            if batch.is_pause:
                 yield sse.KEEPALIVE
                 continue
-            last = batch.last
             data = b"".join([sse.encode(chunk) for chunk in batch])
-            yield data + sse.DONE if last else data
+            yield data + sse.DONE if batch.last else data
     except GatewayError as err:
         yield sse.encode(errors.to_openai(err))
         return
@@ -116,5 +114,3 @@ def openai_events(
         close = getattr(batches, "close", None)
         if close is not None:
             close()
-    if not last:
-        yield sse.DONE

@@ -112,10 +112,10 @@ def _native_events(
 ) -> Iterator[bytes]:
     """Native events re-framed as they came (those ready together in one
     write); a later failure is one error event."""
-    batches = _paced(events, keepalive)
+    batches = streams.paced(events, keepalive)
     try:
         for batch in batches:
-            if not batch and not batch.last:
+            if batch.is_pause:
                 yield sse.KEEPALIVE
                 continue
             if batch:
@@ -138,35 +138,21 @@ def _translated_events(
     """OpenAI chunks -> Anthropic events (those ready together in one write);
     a later failure is one error event."""
     translator = wire.EventTranslator(model)
-    batches = _paced(chunks, keepalive)
+    batches = streams.paced(chunks, keepalive)
     try:
         for batch in batches:
-            if not batch and not batch.last:
+            if batch.is_pause:
                 yield sse.KEEPALIVE
                 continue
-            out = [
-                sse.encode_event(name, payload)
-                for chunk in batch
-                for name, payload in translator.feed(chunk)
-            ]
+            events = [e for chunk in batch for e in translator.feed(chunk)]
             if batch.last:
-                out += [sse.encode_event(n, p) for n, p in translator.finish()]
-            if out:
-                yield b"".join(out)
-            if batch.last:
-                return
-        out = [sse.encode_event(n, p) for n, p in translator.finish()]
-        if out:
-            yield b"".join(out)
+                events += translator.finish()
+            if events:
+                yield b"".join([sse.encode_event(n, p) for n, p in events])
     except GatewayError as err:
         yield sse.encode_event("error", errors.to_anthropic(err))
     finally:
         _close(batches)
-
-
-def _paced(items: Iterator[Any], keepalive: float | None) -> Iterator[Any]:
-    # paced() closes `items` from its reader; the caller closes what this returns.
-    return streams.paced(items, keepalive) if keepalive else streams.unpaced(items)
 
 
 def _close(it: Any) -> None:

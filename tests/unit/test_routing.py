@@ -623,6 +623,22 @@ def test_items_ready_together_come_in_one_batch_that_says_it_is_the_last():
         next(batches)
 
 
+def test_without_an_interval_each_item_is_a_batch_and_an_empty_last_one_ends_it():
+    closed = []
+
+    def items():
+        try:
+            yield from [1, 2]
+        finally:
+            closed.append(True)
+
+    batches = list(paced(items(), None))
+    assert [list(b) for b in batches] == [[1], [2], []]
+    assert [b.last for b in batches] == [False, False, True]
+    assert not any(b.is_pause for b in batches)
+    assert closed == [True]
+
+
 def test_paced_raises_the_readers_error_in_the_consumer_after_what_came_before():
     def items():
         yield 1
