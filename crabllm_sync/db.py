@@ -12,6 +12,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -182,7 +183,6 @@ class Database:
                 # blocks a gevent worker meanwhile; an outage must be a quick 503.
                 self.db.connect_params.setdefault("connect_timeout", PG_CONNECT_TIMEOUT)
         self.m = _models(self.db)
-        self._usage_sql: tuple[str, list[tuple[str, Any]]] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -238,7 +238,7 @@ class Database:
             if busy_timeout_ms is not None and self.is_sqlite:
                 self.db.execute_sql(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             try:
-                sql, fields = self._usage_insert()
+                sql, fields = self._usage_insert
                 values = [
                     tuple(row.get(name, default) for name, default in fields)
                     for row in rows
@@ -251,6 +251,7 @@ class Database:
                 if busy_timeout_ms is not None and self.is_sqlite:
                     self.db.execute_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
 
+    @cached_property
     def _usage_insert(self) -> tuple[str, list[tuple[str, Any]]]:
         """One prepared INSERT for usage rows and its (field, default) order.
 
@@ -258,17 +259,15 @@ class Database:
         more CPU generating SQL for each row than sqlite spent storing it.
         ON CONFLICT DO NOTHING is the same in sqlite and PostgreSQL.
         """
-        if self._usage_sql is None:
-            meta = self.m.UsageRecord._meta
-            fields = [f for f in meta.sorted_fields if f.name != "id"]
-            columns = ", ".join(f'"{f.column_name}"' for f in fields)
-            params = ", ".join([self.db.param] * len(fields))
-            self._usage_sql = (
-                f'INSERT INTO "{meta.table_name}" ({columns}) VALUES ({params}) '
-                "ON CONFLICT DO NOTHING",
-                [(f.name, f.default) for f in fields],
-            )
-        return self._usage_sql
+        meta = self.m.UsageRecord._meta
+        fields = [f for f in meta.sorted_fields if f.name != "id"]
+        columns = ", ".join(f'"{f.column_name}"' for f in fields)
+        params = ", ".join([self.db.param] * len(fields))
+        sql = (
+            f'INSERT INTO "{meta.table_name}" ({columns}) VALUES ({params}) '
+            "ON CONFLICT DO NOTHING"
+        )
+        return sql, [(f.name, f.default) for f in fields]
 
     def usage_totals(
         self,

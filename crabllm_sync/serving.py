@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
+import traceback
 from typing import Any
 
 MAX_DEFAULT_WORKERS = 8
@@ -56,6 +57,7 @@ def master_view(path: str) -> tuple[str, int]:
             os.write(write, json.dumps(answer).encode())
         except BaseException:  # noqa: BLE001 - must reach os._exit
             code = 1
+            traceback.print_exc()  # a bug, not a bad config: show it
         finally:
             os._exit(code)
     os.close(write)
