@@ -133,7 +133,7 @@ def free_port() -> int:
 
 
 class GunicornServer:
-    """`gunicorn -k gevent -c gunicorn.conf.py crabllm_sync.wsgi` as a subprocess."""
+    """`gunicorn -c gunicorn.conf.py crabllm_sync.wsgi` as a subprocess."""
 
     def __init__(
         self, config_path: Path, workers: int = 2, env: dict[str, str] | None = None

@@ -48,7 +48,10 @@ def test_sdk_chats_and_streams_through_gunicorn_gevent(tmp_path, upstream, gunic
     assert (
         "".join(c.choices[0].delta.content or "" for c in chunks) == "Mock reply: a b c"
     )
-    assert "Using worker: gevent" in srv.log()
+    assert "Using worker: crabllm_sync.worker.GeventWorker" in srv.log()
+    # A worker became gunicorn's own gevent worker: its server answered above,
+    # and it says so at boot.
+    assert "Booting worker with pid" in srv.log()
 
 
 def test_one_worker_serves_many_streams_at_once(tmp_path, upstream, gunicorn):
@@ -118,8 +121,11 @@ def test_a_bad_config_stops_gunicorn_with_the_reason_and_exit_1(tmp_path):
     assert "Booting worker" not in done.stderr
 
 
-def test_the_master_never_loads_pydantic_or_the_app(tmp_path, upstream, gunicorn):
-    """Only workers hold the app: the master's memory stays gunicorn's own."""
+def test_the_master_never_loads_gevent_pydantic_or_the_app(
+    tmp_path, upstream, gunicorn
+):
+    """Only workers hold the app and gevent: the master's memory stays
+    gunicorn's own."""
     srv = gunicorn(write_toml(tmp_path / "crabllm.toml", _toml(upstream)), workers=1)
     client = openai.OpenAI(api_key="none", base_url=f"{srv.url}/v1", max_retries=0)
     assert client.models.list().data  # a worker is up and answering
@@ -129,3 +135,5 @@ def test_the_master_never_loads_pydantic_or_the_app(tmp_path, upstream, gunicorn
     assert "pydantic_core" in worker  # the check can see a loaded extension
     assert "pydantic_core" not in master
     assert "orjson" not in master
+    assert "gevent/_gevent" in worker
+    assert "gevent/" not in master

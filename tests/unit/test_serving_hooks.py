@@ -18,10 +18,10 @@ def env(monkeypatch):
     for name in (serving.MULTIPROC_ENV, serving._OWNED_DIR_ENV):
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
-    # on_starting imports prometheus_client; imported first here, without the
-    # directory set, so this process's metrics stay single-process for the
-    # in-process tests that follow (a real master imports it only there).
-    import prometheus_client.multiprocess  # noqa: F401
+    # on_starting sets the directory: imported first here, without it, this
+    # process's metrics stay single-process for the in-process tests that
+    # follow, whatever order they run in.
+    import prometheus_client  # noqa: F401
 
     logger = logging.getLogger("crabllm_sync")
     saved = (list(logger.handlers), logger.level, logger.propagate)
@@ -95,36 +95,48 @@ def test_workers_stop_waiting_before_the_master_kills_them():
         gc.unfreeze()
 
 
-def test_the_master_imports_the_metrics_module_before_any_worker_exits(tmp_path):
-    """child_exit runs in the master's SIGCHLD handler. If it imported
-    prometheus_client itself, a second worker exiting during that import
-    re-entered the half-imported package and the master exited 1 (seen in CI).
-    A fresh interpreter: after on_starting the module is already loaded, in
-    multiprocess mode (imported after the directory was set: workers inherit
-    it, and /metrics would sum nothing if it were chosen before)."""
+def test_the_master_leaves_metrics_to_workers_and_drops_a_dead_ones_gauges():
+    """A fresh interpreter plays master then worker. The master never imports
+    prometheus_client; a worker that imports it after on_starting counts in
+    multiprocess mode (in the shared directory: /metrics sums the workers);
+    when that worker is gone, child_exit removes the live gauge files the
+    installed prometheus_client wrote for it and keeps its counters (they
+    still count toward the totals)."""
     import subprocess
     import sys
 
     code = (
-        "import sys\n"
+        "import os, sys\n"
         "from crabllm_sync import serving\n"
-        "assert 'prometheus_client.multiprocess' not in sys.modules\n"
         "serving.on_starting(None)\n"
-        "assert 'prometheus_client.multiprocess' in sys.modules\n"
+        "assert 'prometheus_client' not in sys.modules, 'master imported it'\n"
+        "import prometheus_client\n"
         "from prometheus_client import values\n"
         "assert values.ValueClass._multiprocess, 'workers would count alone'\n"
+        "g = prometheus_client.Gauge('g', 'g', multiprocess_mode='livesum')\n"
+        "g.set(3)\n"
+        "prometheus_client.Counter('c', 'c').inc()\n"
+        "path = os.environ[serving.MULTIPROC_ENV]\n"
+        "before = sorted(os.listdir(path))\n"
+        "class Worker:\n"
+        "    pid = os.getpid()\n"
+        "serving.child_exit(None, Worker())\n"
+        "after = sorted(os.listdir(path))\n"
         "serving.on_exit(None)\n"
+        "print(before, after)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != serving.MULTIPROC_ENV}
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+    pid = done.stdout.split("'counter_")[1].split(".db")[0]
+    assert done.stdout.strip() == (
+        f"['counter_{pid}.db', 'gauge_livesum_{pid}.db'] ['counter_{pid}.db']"
+    )
 
 
 def test_child_exit_logs_a_failure_instead_of_raising(env, tmp_path, caplog):
-    import prometheus_client.multiprocess  # noqa: F401  (as on_starting does)
-
     gauge = tmp_path / "gauge_livesum_4242.db"
     gauge.write_bytes(b"")
     env.setenv(serving.MULTIPROC_ENV, str(tmp_path))
