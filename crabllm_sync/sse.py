@@ -33,28 +33,41 @@ def event_json(event: Event, provider: str) -> Any:
 
 
 def parse(lines: Iterable[bytes | str]) -> Iterator[Event]:
-    """Group SSE lines into events (multi-line data joined by newlines)."""
-    data: list[str] = []
+    """Group SSE lines into events (multi-line data joined by newlines).
+
+    Works on bytes and decodes once per event: this runs for every chunk of
+    every stream, and decoding and splitting each line as text cost more than
+    the JSON parse that follows (tests/unit/test_sse.py checks it against a
+    line-by-line reading of the SSE rules).
+    """
+    data: list[bytes] = []
     event: str | None = None
     for raw in lines:
-        line = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        line = line.rstrip("\r\n")
+        line = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+        line = line.rstrip(b"\r\n")
+        if line.startswith(b"data:"):
+            data.append(line[6:] if line.startswith(b" ", 5) else line[5:])
+            continue
         if not line:
             if data:
-                yield Event("\n".join(data), event)
+                yield Event(_text(data), event)
             data, event = [], None
             continue
-        if line.startswith(":"):
+        if line.startswith(b":"):
             continue
-        field, _, value = line.partition(":")
-        if value.startswith(" "):
+        field, _, value = line.partition(b":")
+        if value.startswith(b" "):
             value = value[1:]
-        if field == "data":
+        if field == b"data":
             data.append(value)
-        elif field == "event":
-            event = value
+        elif field == b"event":
+            event = value.decode("utf-8", "replace")
     if data:
-        yield Event("\n".join(data), event)
+        yield Event(_text(data), event)
+
+
+def _text(data: list[bytes]) -> str:
+    return (data[0] if len(data) == 1 else b"\n".join(data)).decode("utf-8", "replace")
 
 
 def encode(payload: object) -> bytes:

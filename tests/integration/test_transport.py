@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import socketserver
 import threading
 from typing import Any
@@ -215,3 +216,80 @@ def test_one_pool_per_origin_and_a_closed_one_is_replaced(upstream):
     first.close()
     assert _post(session, url)["object"] == "chat.completion"
     assert _pool(session, url) is not first
+
+
+class _ClosesAfterOneAnswer(socketserver.BaseRequestHandler):
+    """Answers one request with keep-alive, then closes the connection, as a
+    server whose keep-alive timeout ran out does; counts its connections."""
+
+    connections = 0
+
+    def handle(self) -> None:
+        type(self).connections += 1
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += self.request.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += self.request.recv(65536)
+        answer = b'{"ok": true}'
+        self.request.sendall(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: keep-alive\r\n\r\n%s"
+            % (len(answer), answer)
+        )
+
+
+def test_a_pooled_connection_the_server_closed_is_not_reused():
+    """urllib3 checks an idle connection before reuse (http._CheapIdleCheck
+    makes that one poll); without the check the second call would be sent on
+    a dead socket and fail."""
+    _ClosesAfterOneAnswer.connections = 0
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _ClosesAfterOneAnswer)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        session = http.make_session()
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1/x"
+        pool = _pool(session, url)
+        assert _post(session, url) == {"ok": True}
+        conn = pool.pool.queue[-1]
+        assert conn.sock is not None
+        # Await the server's close (the socket turns readable: EOF).
+        assert select.select([conn.sock], [], [], 5)[0]
+        assert not conn.is_connected
+        assert _post(session, url) == {"ok": True}
+        assert _ClosesAfterOneAnswer.connections == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_idle_check_is_the_os_poll_under_gevent_too(tmp_path):
+    """In a gevent-patched interpreter (a gunicorn worker) the check uses the
+    OS's poll, not gevent's, and still tells an open idle socket from a
+    closed or readable one."""
+    import subprocess
+    import sys
+
+    code = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import select, socket\n"
+        "from crabllm_sync.providers import http\n"
+        "assert http._os_poll() is monkey.get_original('select', 'poll')\n"
+        "assert http._os_poll() is not select.poll\n"
+        "a, b = socket.socketpair()\n"
+        "conn = http._HTTPConnection('127.0.0.1')\n"
+        "conn.sock = a\n"
+        "assert conn.is_connected\n"
+        "b.sendall(b'junk')\n"
+        "assert not conn.is_connected\n"
+        "a.recv(4); b.close()\n"
+        "assert not conn.is_connected\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "ok", done.stderr
