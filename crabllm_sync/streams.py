@@ -5,7 +5,7 @@ Why a reader thread: the WSGI server only learns that a client left when a
 write fails, and it can only write what the response iterator yields. During a
 long upstream pause the iterator is blocked in a socket read, so something
 else must do that read while the iterator wakes up every `interval` to yield a
-keep-alive. Under gunicorn's gevent worker `threading` and `queue` are
+keep-alive. Under gunicorn's gevent worker `_thread` and `queue` are
 monkey-patched, so the "thread" is a greenlet and the queue is cooperative;
 under plain threads (werkzeug, tests) it is an OS thread. Either way the
 package never imports gevent.
@@ -13,9 +13,9 @@ package never imports gevent.
 
 from __future__ import annotations
 
+import _thread
 import logging
 import queue
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -83,11 +83,14 @@ def paced(items: Iterator[T], interval: float | None) -> Iterator[Batch[T]]:
 
 def _paced(items: Iterator[T], interval: float) -> Iterator[Batch[T]]:
     q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=BUFFER)
-    stop = threading.Event()
-    reader = threading.Thread(
-        target=_pump, args=(items, q, stop), name="crabllm-stream", daemon=True
-    )
-    reader.start()
+    stop = _Flag()
+    # A bare thread (a bare greenlet under gevent), not threading.Thread: its
+    # start-and-join handshake cost ~75 us a stream, and it is joined only
+    # when the consumer leaves early (an ended reader has closed `items`
+    # before it queues the end).
+    finished = _thread.allocate_lock()
+    finished.acquire()
+    _thread.start_new_thread(_pump, (items, q, stop, finished))
     done = False
     try:
         while not done:
@@ -122,9 +125,24 @@ def _paced(items: Iterator[T], interval: float) -> Iterator[Batch[T]]:
             if abort is not None:
                 abort()
             _drain(q)
-        reader.join(JOIN_TIMEOUT)
-        if reader.is_alive():
-            log.warning("a stream reader is still waiting on its upstream")
+            if not finished.acquire(timeout=JOIN_TIMEOUT):
+                log.warning("a stream reader is still waiting on its upstream")
+
+
+class _Flag:
+    """Set once by the consumer, read by the reader: no waiting on it, so a
+    plain attribute (threading.Event builds a Condition and two locks)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
 
 
 class Batch(list[T], Generic[T]):
@@ -155,8 +173,11 @@ def _unpaced(items: Iterator[T]) -> Iterator[Batch[T]]:
     yield end
 
 
-def _pump(items: Iterator[Any], q: queue.Queue[tuple[str, Any]], stop: Any) -> None:
-    """The reader: move items into `q` until they end, fail or `stop` is set."""
+def _pump(
+    items: Iterator[Any], q: queue.Queue[tuple[str, Any]], stop: _Flag, finished: Any
+) -> None:
+    """The reader: move items into `q` until they end, fail or `stop` is set;
+    release `finished` when it is done with `items`."""
     outcome: tuple[str, Any] = (_ERROR, UpstreamError("the stream reader stopped"))
     try:
         for item in items:
@@ -174,10 +195,13 @@ def _pump(items: Iterator[Any], q: queue.Queue[tuple[str, Any]], stop: Any) -> N
                 close()
         except Exception:
             log.exception("closing an upstream stream failed")
-        _put(q, outcome, stop)
+        try:
+            _put(q, outcome, stop)
+        finally:
+            finished.release()
 
 
-def _put(q: queue.Queue[tuple[str, Any]], entry: tuple[str, Any], stop: Any) -> bool:
+def _put(q: queue.Queue[tuple[str, Any]], entry: tuple[str, Any], stop: _Flag) -> bool:
     """Queue `entry` unless the consumer left; False once it has."""
     while not stop.is_set():
         try:
