@@ -402,7 +402,8 @@ def _pair(s: dict | None, part: str, nd: int = 2) -> str:
 def _gaps(s: dict) -> str:
     g = s["gap"]
     if not g:
-        return "-"
+        # Every answer arrived as one chunked-encoding frame: nothing between.
+        return "none (one write)" if s.get("ok") else "-"
     return f"{g['p50']:.1f} / {g['p99']:.1f} / {g['max']:.1f}"
 
 
