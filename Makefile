@@ -42,13 +42,16 @@ fmt: install-test
 # psycopg2 whenever it is installed: ~6 MB per worker).
 BENCH_VENV ?= .venv-bench
 
+# py-spy (requirements-bench.lock) profiles the gateway at the end of the run.
 bench:
 	$(MAKE) install VENV=$(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --require-hashes -r requirements-bench.lock
 	$(BENCH_VENV)/bin/python -m bench.run
 
 lock:
 	$(VENV)/bin/uv pip compile setup.cfg requirements-build.in --generate-hashes --python-version 3.11 -o requirements.lock -q
 	$(VENV)/bin/uv pip compile setup.cfg requirements-build.in --extra test --generate-hashes --python-version 3.11 -o requirements-test.lock -q
+	$(VENV)/bin/uv pip compile requirements-bench.in --generate-hashes --python-version 3.11 -o requirements-bench.lock -q
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) .pytest_cache build *.egg-info

@@ -149,7 +149,7 @@ def markdown(data: dict[str, Any]) -> str:
     )
     w(
         "- What the profile shows and what bounds the gateway where a target is "
-        "missed: bench/README.md, last section."
+        "missed: the last two sections."
     )
     w("")
 
@@ -390,7 +390,57 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {_f(_get(s, 'lag', 'p99'))} |"
         )
     w("")
+
+    # -- profile and bounds ------------------------------------------------------
+    _profiles(w, data.get("profiles") or [])
+    if BOUNDS.exists():
+        w(BOUNDS.read_text().rstrip())
+        w("")
     return "\n".join(out) + "\n"
+
+
+# Hand-written: what bounds each missed target (kept beside the code it explains).
+BOUNDS = Path(__file__).with_name("BOUNDS.md")
+
+
+def _profiles(w: Any, profiles: list[dict[str, Any]]) -> None:
+    w("## Profile of the gateway (py-spy)\n")
+    if not profiles:
+        w("Not run (`python -m bench.run` makes it unless `--no-profile`).\n")
+        return
+    w(
+        "A fresh gateway (same settings) per workload after the measured run, every "
+        "worker sampled by `py-spy record` at 200 Hz; shares are of the workers' "
+        "busy samples. Flame graphs: `bench-profile/<workload>/worker-*.svg`. "
+        "`python -m bench.profile` makes one by hand.\n"
+    )
+    for p in profiles:
+        title = f"### {p['workload']} at {p['rate']:g} RPS"
+        if "error" in p:
+            w(f"{title}\n\nNot made: {p['error']}\n")
+            continue
+        ok = p.get("ok")
+        ok_text = f"{ok:.2%}" if isinstance(ok, float) else "-"
+        w(f"{title} ({p['duration']:g} s, {p['samples']} samples, ok {ok_text})\n")
+        w(
+            "| functions with the most own samples | share | | the gateway's own code, "
+            "inclusive | share |"
+        )
+        w("|---|---|---|---|---|")
+        rows = max(len(p["self"]), len(p["own"]))
+        for i in range(rows):
+            a = p["self"][i] if i < len(p["self"]) else ["", None]
+            b = p["own"][i] if i < len(p["own"]) else ["", None]
+            w(f"| {_code(a[0])} | {_pct(a[1])} | | {_code(b[0])} | {_pct(b[1])} |")
+        w("")
+
+
+def _code(frame: str) -> str:
+    return f"`{frame}`" if frame else ""
+
+
+def _pct(share: float | None) -> str:
+    return f"{share:.1%}" if share is not None else ""
 
 
 def _pair(s: dict | None, part: str, nd: int = 2) -> str:

@@ -290,6 +290,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {"meta": meta, "steps": bench.steps}
 
 
+PROFILED = (("chat-minimal", 400.0), ("chat-stream", 400.0))
+PROFILE_SECONDS = 10.0
+
+
+def profiles(out: Path) -> list[dict[str, Any]]:
+    """py-spy profiles of the gateway for RESULTS.md (one fresh gateway per
+    workload, after the measured run); an entry says why one could not be made
+    (py-spy missing, or ptrace not permitted in this container)."""
+    from bench import profile
+
+    made: list[dict[str, Any]] = []
+    for workload, rate in PROFILED:
+        print(f"profile {workload} at {rate:g} RPS", flush=True)
+        try:
+            made.append(
+                profile.profile(workload, rate, PROFILE_SECONDS, out / workload)
+            )
+        except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+            made.append({"workload": workload, "rate": rate, "error": str(exc)})
+    return made
+
+
 def _interrupted(signum: int, _frame: object) -> None:
     raise SystemExit(f"interrupted by signal {signum}")
 
@@ -316,12 +338,19 @@ def main(argv: list[str] | None = None) -> None:
         help="only these workloads (repeatable; slow-stream for the bursts)",
     )
     parser.add_argument("--out", type=Path, default=procs.ROOT / "bench" / "RESULTS.md")
+    parser.add_argument(
+        "--no-profile",
+        action="store_true",
+        help="skip the py-spy profiles of chat-minimal and chat-stream at the end",
+    )
     args = parser.parse_args(argv)
     # Stop cleanly (servers included) on SIGTERM, and on SIGINT even when started
     # in the background, where the shell leaves SIGINT ignored.
     signal.signal(signal.SIGTERM, _interrupted)
     signal.signal(signal.SIGINT, _interrupted)
     data = run(args)
+    if not args.no_profile and not args.workload:
+        data["profiles"] = profiles(args.out.parent.parent / "bench-profile")
     args.out.write_text(report.markdown(data))
     args.out.with_name("results.json").write_text(json.dumps(data, indent=1) + "\n")
     print(f"wrote {args.out}")
