@@ -64,22 +64,24 @@ def test_saturation_is_the_first_rate_that_fell_behind():
     assert report.saturation_rate(STEPS, "bare") == 500
 
 
+META = {
+    "commit": "abc123",
+    "machine": "2 x test CPU",
+    "loadavg_before": (0.1, 0.2, 0.3),
+    "loadavg_after": (1.0, 1.1, 1.2),
+    "mode": "quick",
+    "duration": 2.0,
+    "started": "t0",
+    "finished": "t1",
+    "config": "auth on (1 key), storage memory, usage extension off",
+    "peak_rss_kb": {"gateway": 150 * 1024, "bare": 120 * 1024},
+    "idle_rss_kb": {"gateway": 130 * 1024, "bare": 100 * 1024},
+    "hwm_kb": {"gateway": 151 * 1024, "bare": 121 * 1024},
+}
+
+
 def test_markdown_reports_added_latency_against_direct_and_marks_targets():
-    meta = {
-        "commit": "abc123",
-        "machine": "2 x test CPU",
-        "loadavg_before": (0.1, 0.2, 0.3),
-        "loadavg_after": (1.0, 1.1, 1.2),
-        "mode": "quick",
-        "duration": 2.0,
-        "started": "t0",
-        "finished": "t1",
-        "config": "auth on (1 key), storage memory, usage extension off",
-        "peak_rss_kb": {"gateway": 150 * 1024, "bare": 120 * 1024},
-        "idle_rss_kb": {"gateway": 130 * 1024, "bare": 100 * 1024},
-        "hwm_kb": {"gateway": 151 * 1024, "bare": 121 * 1024},
-    }
-    text = report.markdown({"meta": meta, "steps": STEPS})
+    text = report.markdown({"meta": META, "steps": STEPS})
     assert "`abc123`" in text
     # gateway at 100 RPS: 2.0 - 0.8 added at P50, 4.0 - 2.0 at P99
     assert "| chat-minimal | 100 | 0.80 / 2.00 | 2.00 / 4.00 | 1.20 / 2.00 |" in text
@@ -88,3 +90,33 @@ def test_markdown_reports_added_latency_against_direct_and_marks_targets():
         "| peak RSS of the gunicorn tree | <= 160 MB | 150 MB | 120 MB | yes |" in text
     )
     assert "| gateway | 100 | 500 | 500 | 1000 RPS |" in text
+
+
+def test_markdown_shows_each_profile_or_why_it_is_missing(tmp_path):
+    from pathlib import Path
+
+    from bench import procs, profile
+
+    # py-spy's raw format: one collapsed stack and its sample count per line.
+    ours = f"chat ({procs.ROOT}/crabllm_sync/views/openai.py:9)"
+    raw = tmp_path / "worker-1.txt"
+    raw.write_text(
+        f"run (gevent/hub.py:1);{ours};send (gevent/_socketcommon.py:3) 30\n"
+        f"run (gevent/hub.py:1);{ours} 10\n"
+        "acquire_with_timeout (gevent/thread.py:2) 500\n"  # idle: left out
+    )
+    summary = profile.summary([Path(raw)])
+    assert summary["samples"] == 40
+    assert summary["self"][0] == ["send (gevent/_socketcommon.py)", 0.75]
+    assert summary["own"] == [["chat (crabllm_sync/views/openai.py)", 1.0]]
+    made = {"workload": "chat-minimal", "rate": 400.0, "duration": 10.0, "ok": 1.0}
+    missing = {"workload": "chat-stream", "rate": 400.0, "error": "py-spy not found"}
+    text = report.markdown(
+        {"meta": META, "steps": STEPS, "profiles": [{**made, **summary}, missing]}
+    )
+    assert "### chat-minimal at 400 RPS (10 s, 40 samples, ok 100.00%)" in text
+    assert (
+        "| `send (gevent/_socketcommon.py)` | 75.0% | | "
+        "`chat (crabllm_sync/views/openai.py)` | 100.0% |" in text
+    )
+    assert "### chat-stream at 400 RPS\n\nNot made: py-spy not found" in text
