@@ -21,6 +21,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from crabllm_sync.errors import UpstreamError, UpstreamTimeoutError
+from crabllm_sync.wire.verbatim import Verbatim
 
 JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
 # Enough for one gevent worker's concurrent streams to one provider.
@@ -137,12 +138,18 @@ def post_json(
     timeout: float,
     provider: str,
 ) -> Any:
-    """POST JSON, return the parsed JSON answer; errors become UpstreamError."""
+    """POST JSON, return the parsed JSON answer; errors become UpstreamError.
+
+    A JSON object comes back as a Verbatim: the client gets the provider's
+    own bytes when the answer passes through unchanged (wire/verbatim.py).
+    """
     # preload_content: the body is read inside urlopen and the connection is
     # back in the pool before we parse; read errors surface from _urlopen.
     resp = _urlopen(session, url, orjson.dumps(body), headers, timeout, provider, False)
+    data = resp.data
     try:
-        return orjson.loads(resp.data)
+        parsed = orjson.loads(data)
+        return Verbatim(parsed, data) if type(parsed) is dict else parsed
     except orjson.JSONDecodeError:
         raise UpstreamError(
             f"{provider}: answered with invalid JSON",

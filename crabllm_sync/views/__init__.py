@@ -15,6 +15,7 @@ from crabllm_sync.errors import (
     InvalidRequestError,
     RequestTooLargeError,
 )
+from crabllm_sync.wire.verbatim import raw_json
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,13 @@ def refuse_truncated(request: Request, read: int | None = None) -> None:
 def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
+    """`body` as JSON; an upstream's unchanged answer as the bytes it came in."""
+    data = raw_json(body)
     return Response(
-        orjson.dumps(body), status=status, headers=headers, mimetype="application/json"
+        orjson.dumps(body) if data is None else data,
+        status=status,
+        headers=headers,
+        mimetype="application/json",
     )
 
 

@@ -269,3 +269,54 @@ def test_env_expansion_reaches_the_upstream(upstream, app_factory):
         model="m", messages=[{"role": "user", "content": "x"}]
     )
     assert upstream.requests[-1].headers["authorization"] == "Bearer from-env"
+
+
+# A provider's own formatting: spaces, a key order of its own, an exponent.
+_RAW_CHAT = (
+    b'{\n  "id": "chatcmpl-raw", "object": "chat.completion", "created": 1,\n'
+    b'  "model": "gpt-4o", "choices": [{"index": 0, "message": {"role": '
+    b'"assistant", "content": "caf\\u00e9"}, "finish_reason": "stop"}],\n'
+    b'  "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},'
+    b' "x_score": 1e-07\n}'
+)
+_RAW_EMBED = (
+    b'{"object": "list", "data": [{"object": "embedding", "index": 0, '
+    b'"embedding": [0.1, -2e-05]}], "model": "text-embedding-3-small", '
+    b'"usage": {"prompt_tokens": 4, "total_tokens": 4}}'
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "body"),
+    [
+        (
+            "/v1/chat/completions",
+            _RAW_CHAT,
+            {"model": "gpt4", "messages": [{"role": "user", "content": "x"}]},
+        ),
+        (
+            "/v1/embeddings",
+            _RAW_EMBED,
+            {"model": "text-embedding-3-small", "input": "x"},
+        ),
+    ],
+)
+def test_a_pass_through_answer_reaches_the_client_byte_for_byte(
+    upstream, app_factory, path, raw, body
+):
+    """The provider's bytes are sent on as they came, not re-serialised (the
+    usage tests read the same answers: the gateway still parses them)."""
+    app = app_factory(_config(upstream))
+    upstream.enqueue(Reply(body=raw, content_type="application/json"))
+    http = httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://gw")
+    resp = http.post(path, json=body, headers={"authorization": "Bearer sk-none"})
+    assert resp.status_code == 200
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.content == raw
+    # The mock provider's answer is the gateway's own object: serialised.
+    own = http.post(
+        "/v1/chat/completions",
+        json={"model": "mock", "messages": [{"role": "user", "content": "a"}]},
+        headers={"authorization": "Bearer sk-none"},
+    )
+    assert own.status_code == 200 and b"\n" not in own.content
