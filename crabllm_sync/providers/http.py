@@ -79,8 +79,11 @@ class _CheapIdleCheck:
         if self.sock is None:
             return False
         poller = _os_poll()()
-        poller.register(self.sock, select.POLLIN)
-        return not poller.poll(0)
+        try:
+            poller.register(self.sock, select.POLLIN)
+            return not poller.poll(0)
+        except (OSError, ValueError):  # closed under us: not reusable
+            return False
 
 
 def _os_poll() -> Callable[[], Any]:

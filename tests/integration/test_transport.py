@@ -293,3 +293,15 @@ def test_the_idle_check_is_the_os_poll_under_gevent_too(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_a_connection_whose_socket_was_closed_locally_is_not_reusable():
+    import socket
+
+    a, b = socket.socketpair()
+    conn = http._HTTPConnection("127.0.0.1")
+    conn.sock = a
+    assert conn.is_connected
+    a.close()  # fileno() is now -1: poll cannot register it
+    assert not conn.is_connected
+    b.close()
