@@ -284,6 +284,13 @@ def _tokens(raw: Mapping[str, Any]) -> Usage | None:
     return None
 
 
+def _list(value: Any) -> list[Any]:
+    """`value` if it is a list, else nothing: these run on bodies that other
+    code validates later or never (a speech request's stray `messages`, a
+    provider's malformed `choices`), and must not turn bad input into a 500."""
+    return value if isinstance(value, list) else []
+
+
 def estimate_tokens(chars: int) -> int:
     """Tokens for `chars` characters of text when no count was given."""
     return math.ceil(max(0, chars) / CHARS_PER_TOKEN)
@@ -292,7 +299,7 @@ def estimate_tokens(chars: int) -> int:
 def request_chars(body: Mapping[str, Any]) -> int:
     """Characters of prompt text in a chat or embeddings request body."""
     total = 0
-    for msg in body.get("messages") or []:
+    for msg in _list(body.get("messages")):
         if isinstance(msg, Mapping):
             total += _text_chars(msg.get("content"))
     if "input" in body:
@@ -305,7 +312,7 @@ def response_chars(response: Mapping[str, Any] | None) -> int:
     if not isinstance(response, Mapping):
         return 0
     total = 0
-    for choice in response.get("choices") or []:
+    for choice in _list(response.get("choices")):
         if isinstance(choice, Mapping):
             msg = choice.get("message") or {}
             if isinstance(msg, Mapping):
@@ -316,7 +323,7 @@ def response_chars(response: Mapping[str, Any] | None) -> int:
 def chunk_chars(chunk: Mapping[str, Any]) -> int:
     """Characters of generated text in one stream chunk."""
     total = 0
-    for choice in chunk.get("choices") or []:
+    for choice in _list(chunk.get("choices")):
         if isinstance(choice, Mapping):
             delta = choice.get("delta") or {}
             if isinstance(delta, Mapping):

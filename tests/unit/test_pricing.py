@@ -195,3 +195,13 @@ def test_media_cost_is_exact_nanos():
     assert pricing.cost(Usage(images=1, characters=1, audio_ms=1), price) == (
         40_000_000 + 15_000 + 100
     )
+
+
+@pytest.mark.parametrize("junk", [5, True, "text", {"role": "user"}, None, 1.5])
+def test_character_counts_skip_fields_of_the_wrong_shape(junk):
+    """These run on bodies validated later or never (a speech request's stray
+    `messages`, a provider's malformed `choices`): wrong shapes count zero
+    instead of raising (the hostile-input fuzz found a 500 here)."""
+    assert pricing.request_chars({"messages": junk, "input": "abcd"}) == 4
+    assert pricing.response_chars({"choices": junk}) == 0
+    assert pricing.chunk_chars({"choices": junk}) == 0
