@@ -593,3 +593,27 @@ max_retries = 0
         6,
     )
     assert up.requests[-1].json["messages"][2]["content"][0]["type"] == "tool_result"
+
+
+def test_an_answer_of_the_wrong_shape_is_the_providers_502(up, client):
+    """A field of the wrong type (content as a number) is the provider's
+    fault: 502 naming it, not an internal error of the gateway."""
+    up.enqueue(
+        Reply(
+            json={
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": MODEL,
+                "content": 5,
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+            }
+        )
+    )
+    with pytest.raises(openai.APIStatusError) as exc:
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}]
+        )
+    assert exc.value.status_code == 502
+    assert "answered in a shape the gateway cannot read" in exc.value.message

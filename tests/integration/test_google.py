@@ -898,3 +898,33 @@ def test_first_chunk_arrives_before_gemini_finishes(gemini, client):
             gate.set()
     assert assemble(seen)["content"] == "first then rest"
     assert gate.is_set()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [{"candidates": 5}, {"candidates": [5]}, {"usageMetadata": "lots"}],
+    ids=["candidates-int", "candidate-int", "usage-str"],
+)
+def test_an_answer_of_the_wrong_shape_is_the_providers_502(gemini, client, answer):
+    """A field of the wrong type is the provider's fault (502 naming it), not
+    an internal error of the gateway."""
+    gemini.upstream.enqueue(Reply(json=answer))
+    with pytest.raises(openai.APIStatusError) as exc:
+        client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "x"}]
+        )
+    assert exc.value.status_code == 502
+    assert "answered in a shape the gateway cannot read" in exc.value.message
+
+
+def test_a_stream_event_of_the_wrong_shape_ends_it_with_an_error(gemini, client):
+    events = fake_google.stream_events(
+        [{"text": "half"}], {"promptTokenCount": 1}, model=MODEL, response_id="h"
+    )[:1] + [{"candidates": [{"content": {"parts": 7}}]}]
+    gemini.upstream.enqueue(Reply(events=events))
+    stream = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    with pytest.raises(openai.APIError) as exc:
+        list(stream)
+    assert "answered in a shape the gateway cannot read" in str(exc.value.message)

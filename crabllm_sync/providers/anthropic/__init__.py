@@ -23,6 +23,7 @@ from crabllm_sync.providers.anthropic.response import (
     translate_response,
 )
 from crabllm_sync.providers.anthropic.stream import ChunkTranslator, _chunks, _events
+from crabllm_sync.providers.shape import read_stream, reading
 from crabllm_sync.routing import Deployment
 
 __all__ = [
@@ -132,7 +133,8 @@ def chat(
 ) -> dict[str, Any]:
     """An OpenAI chat completion answered by the Messages API."""
     native = messages(dep, session, translate_request(body, dep))
-    return translate_response(native, created=int(time.time()))
+    with reading(dep.provider):
+        return translate_response(native, created=int(time.time()))
 
 
 def chat_stream(
@@ -145,4 +147,5 @@ def chat_stream(
         include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
         provider=dep.provider,
     )
-    return _chunks(messages_stream(dep, session, native), translator, dep.provider)
+    chunks = _chunks(messages_stream(dep, session, native), translator, dep.provider)
+    return read_stream(chunks, dep.provider)

@@ -35,6 +35,7 @@ from crabllm_sync.providers.bedrock.response import (
     translate_response,
 )
 from crabllm_sync.providers.bedrock.stream import ChunkTranslator
+from crabllm_sync.providers.shape import reading
 from crabllm_sync.routing import Deployment
 
 __all__ = [
@@ -120,7 +121,10 @@ def _stream(
 ) -> Iterator[dict[str, Any]]:
     try:
         for event in events:
-            yield from translator.feed(event)
+            # Only the translation: botocore's own errors are mapped below.
+            with reading(dep.provider):
+                chunks = list(translator.feed(event))
+            yield from chunks
     except _TRANSPORT_ERRORS as exc:
         raise _translate_error(dep, exc) from exc
     finally:
@@ -160,7 +164,8 @@ def chat(dep: Deployment, session: Any, body: dict[str, Any]) -> dict[str, Any]:
     """One Converse call, answered as an OpenAI chat.completion."""
     kwargs = translate_request({**body, "model": dep.model})
     response = _call(dep, session.converse, kwargs)
-    return translate_response(response, model=dep.model, created=int(time.time()))
+    with reading(dep.provider):
+        return translate_response(response, model=dep.model, created=int(time.time()))
 
 
 def chat_stream(

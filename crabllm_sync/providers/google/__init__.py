@@ -24,6 +24,7 @@ from crabllm_sync.providers.google.response import (
     translate_response,
 )
 from crabllm_sync.providers.google.stream import ChunkTranslator, _read_chunks
+from crabllm_sync.providers.shape import read_stream, reading
 from crabllm_sync.routing import Deployment
 
 __all__ = [
@@ -89,7 +90,8 @@ def chat(
 ) -> dict[str, Any]:
     native = translate_request(body)
     answer = _post(dep, http.post_json, session, "generateContent", native)
-    return translate_response(answer, model=dep.model, created=int(time.time()))
+    with reading(dep.provider):
+        return translate_response(answer, model=dep.model, created=int(time.time()))
 
 
 def chat_stream(
@@ -104,7 +106,7 @@ def chat_stream(
         include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
         provider=dep.provider,
     )
-    return _read_chunks(lines, translator)
+    return read_stream(_read_chunks(lines, translator), dep.provider)
 
 
 def embeddings(
@@ -112,6 +114,7 @@ def embeddings(
 ) -> dict[str, Any]:
     native = translate_embeddings_request(body, dep.model)
     answer = _post(dep, http.post_json, session, "batchEmbedContents", native)
-    return translate_embeddings_response(
-        answer, model=dep.model, encoding_format=body.get("encoding_format")
-    )
+    with reading(dep.provider):
+        return translate_embeddings_response(
+            answer, model=dep.model, encoding_format=body.get("encoding_format")
+        )
