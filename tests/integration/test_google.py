@@ -684,17 +684,26 @@ def test_connection_dropped_mid_stream_ends_with_an_error_event(gemini, client):
     assert assemble(seen)["finish_reason"] is None
 
 
-def test_stream_that_stops_without_finish_reason_is_an_error(gemini, client):
-    events = fake_google.stream_events(
+def _half_answer() -> list[Any]:
+    """A stream's events for one text part, ending without its last event."""
+    return fake_google.stream_events(
         [{"text": "half"}], {"promptTokenCount": 1}, model=MODEL, response_id="h"
-    )[:-1]
+    )
+
+
+def _stream_error(gemini, client, events: list[Any]) -> str:
+    """Stream `events` through the gateway; the error the SDK raises at the end."""
     gemini.upstream.enqueue(Reply(events=events))
     stream = client.chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True
     )
     with pytest.raises(openai.APIError) as exc:
         list(stream)
-    assert "finish reason" in str(exc.value.message)
+    return str(exc.value.message)
+
+
+def test_stream_that_stops_without_finish_reason_is_an_error(gemini, client):
+    assert "finish reason" in _stream_error(gemini, client, _half_answer()[:-1])
 
 
 def test_gemini_503_is_retried_then_answers(gemini, app_factory, served):
@@ -918,13 +927,6 @@ def test_an_answer_of_the_wrong_shape_is_the_providers_502(gemini, client, answe
 
 
 def test_a_stream_event_of_the_wrong_shape_ends_it_with_an_error(gemini, client):
-    events = fake_google.stream_events(
-        [{"text": "half"}], {"promptTokenCount": 1}, model=MODEL, response_id="h"
-    )[:1] + [{"candidates": [{"content": {"parts": 7}}]}]
-    gemini.upstream.enqueue(Reply(events=events))
-    stream = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "x"}], stream=True
-    )
-    with pytest.raises(openai.APIError) as exc:
-        list(stream)
-    assert "answered in a shape the gateway cannot read" in str(exc.value.message)
+    events = _half_answer()[:1] + [{"candidates": [{"content": {"parts": 7}}]}]
+    message = _stream_error(gemini, client, events)
+    assert "answered in a shape the gateway cannot read" in message

@@ -48,10 +48,9 @@ def test_sdk_chats_and_streams_through_gunicorn_gevent(tmp_path, upstream, gunic
     assert (
         "".join(c.choices[0].delta.content or "" for c in chunks) == "Mock reply: a b c"
     )
+    # The master names our class; that the worker runs gevent is checked by
+    # its memory maps (below) and by one worker holding 50 streams at once.
     assert "Using worker: crabllm_sync.worker.GeventWorker" in srv.log()
-    # A worker became gunicorn's own gevent worker: its server answered above,
-    # and it says so at boot.
-    assert "Booting worker with pid" in srv.log()
 
 
 def test_one_worker_serves_many_streams_at_once(tmp_path, upstream, gunicorn):
