@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from crabllm_sync.config import Config
 from crabllm_sync.errors import (
@@ -31,7 +32,10 @@ CACHE_TTL = 2.0
 # Unknown secrets are remembered less long, so a key created just after a
 # failed try works soon; this still keeps floods of bad keys off the database.
 NEGATIVE_TTL = 1.0
+# Entries each worker keeps. Known keys and unknown secrets are bounded apart,
+# so a flood of bogus tokens evicts only other bogus tokens, never a valid key.
 CACHE_MAX = 10_000
+NEGATIVE_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +139,10 @@ class Authenticator:
         self._wall = wall
         self._ttl = ttl
         self._negative_ttl = negative_ttl
-        # sha256 -> (trusted until, record or None, principal or None)
-        self._cache: dict[str, tuple[float, KeyRecord | None, Principal | None]] = {}
+        # sha256 -> (trusted until, record, principal): known keys
+        self._cache: dict[str, tuple[float, KeyRecord, Principal]] = {}
+        # sha256 -> trusted until: secrets no key has (at lookup time)
+        self._misses: dict[str, float] = {}
         self._enabled_until = 0.0
         self._enabled = False
 
@@ -159,6 +165,7 @@ class Authenticator:
     def forget(self) -> None:
         """Drop this worker's cache (after a key change made in this process)."""
         self._cache.clear()
+        self._misses.clear()
         self._enabled_until = 0.0
 
     def log_startup(self) -> None:
@@ -226,12 +233,26 @@ class Authenticator:
         hit = self._cache.get(digest)
         if hit is not None and now < hit[0]:
             return hit[1], hit[2]
+        missed_until = self._misses.get(digest)
+        if missed_until is not None and now < missed_until:
+            return None, None
         record = self.keys.find(digest)
-        principal = principal_for(record) if record is not None else None
-        ttl = self._ttl if record is not None else self._negative_ttl
-        if len(self._cache) >= CACHE_MAX:
-            self._cache = {d: e for d, e in self._cache.items() if now < e[0]}
-            if len(self._cache) >= CACHE_MAX:
-                self._cache.clear()
-        self._cache[digest] = (now + ttl, record, principal)
+        if record is None:
+            _remember(self._misses, digest, now + self._negative_ttl, NEGATIVE_MAX)
+            return None, None
+        principal = principal_for(record)
+        self._misses.pop(digest, None)
+        _remember(self._cache, digest, (now + self._ttl, record, principal), CACHE_MAX)
         return record, principal
+
+
+def _remember(cache: dict[str, Any], digest: str, entry: Any, limit: int) -> None:
+    """Store `entry` as the newest; evict the oldest beyond `limit`.
+
+    Every entry of one cache has the same TTL, so the oldest is also the one
+    that expires first.
+    """
+    cache.pop(digest, None)
+    while len(cache) >= limit:
+        del cache[next(iter(cache))]
+    cache[digest] = entry

@@ -229,8 +229,25 @@ def test_the_cache_stays_bounded(monkeypatch):
     import crabllm_sync.auth as auth_module
 
     monkeypatch.setattr(auth_module, "CACHE_MAX", 50)
+    monkeypatch.setattr(auth_module, "NEGATIVE_MAX", 50)
     auth, store, _ = _auth([{"name": "cfg", "key": "sk-config-secret"}])
     for i in range(200):
         with pytest.raises(InvalidApiKeyError):
             auth.authenticate(_h(f"sk-flood-{i}"))
-    assert len(auth._cache) <= 50
+    assert len(auth._cache) <= 50 and len(auth._misses) <= 50
+
+
+def test_a_flood_of_bogus_tokens_keeps_valid_keys_cached():
+    flood = 10_001  # more distinct tokens than the cache holds
+    auth, store, _ = _auth([{"name": "cfg", "key": "sk-config-secret"}])
+    assert auth.authenticate(_h("sk-config-secret")).name == "cfg"
+    for i in range(flood):
+        with pytest.raises(InvalidApiKeyError):
+            auth.authenticate(_h(f"sk-flood-{i}"))
+    before = store.finds
+    assert auth.authenticate(_h("sk-config-secret")).name == "cfg"
+    assert store.finds == before  # still cached: the flood never reached it
+    # The newest bogus tokens are still remembered, so a repeat is not looked up.
+    with pytest.raises(InvalidApiKeyError):
+        auth.authenticate(_h(f"sk-flood-{flood - 1}"))
+    assert store.finds == before
