@@ -20,7 +20,7 @@ from crabllm_sync.errors import (
     PermissionDeniedError,
     ServiceUnavailableError,
 )
-from crabllm_sync.keys import KeyRecord, hash_key
+from crabllm_sync.keys import ADMIN_NAME, KeyRecord, hash_key, is_reserved
 from crabllm_sync.keystore import KeyStore
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class Authenticator:
     ) -> Principal:
         secret = bearer(headers, allow_x_api_key=allow_x_api_key)
         if secret and self.is_admin_secret(secret):
-            return Principal(name="admin", is_admin=True)
+            return Principal(name=ADMIN_NAME, is_admin=True)
         if not self.is_enabled:
             return ANONYMOUS
         if not secret:
@@ -207,6 +207,13 @@ class Authenticator:
         record, principal = self._lookup(hash_key(secret))
         if record is None or principal is None:
             raise InvalidApiKeyError("Incorrect API key provided")
+        if is_reserved(record.name):
+            # Stored before the name was reserved: it would act as the admin
+            # token's identity (usage, budget, rate counters, cache scope).
+            raise InvalidApiKeyError(
+                f"the key name '{record.name}' is reserved for the admin token; "
+                "revoke this key and create one with another name"
+            )
         status = record.status(self._wall())
         if status == "revoked":
             raise InvalidApiKeyError("This API key has been revoked")
@@ -222,7 +229,7 @@ class Authenticator:
                 "Missing admin token: send 'Authorization: Bearer <admin_token>'"
             )
         if self.is_admin_secret(secret):
-            return Principal(name="admin", is_admin=True)
+            return Principal(name=ADMIN_NAME, is_admin=True)
         record, _ = self._lookup(hash_key(secret))
         if record is not None and record.status(self._wall()) == "active":
             raise PermissionDeniedError("this key is not an admin token")

@@ -204,6 +204,10 @@ def _check(config: Config) -> list[tuple[tuple[Any, ...], str]]:
             problems.append((("keys", i, "name"), f"duplicate key name '{k.name}'"))
         if k.key in seen_keys:
             problems.append((("keys", i, "key"), "the same key secret is listed twice"))
+        if k.name.lower() == "admin":
+            problems.append(
+                (("keys", i, "name"), "the name 'admin' is reserved for admin_token")
+            )
         seen_names.add(k.name)
         seen_keys.add(k.key)
     models = {m for p in config.providers.values() for m in p.models}

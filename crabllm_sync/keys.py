@@ -32,6 +32,9 @@ DISPLAY_CHARS = 14  # "sk-crabllm-" plus 3 characters of the random part
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$"
 NAME_MAX = 128
 _NAME = re.compile(NAME_PATTERN)
+# The admin token's own name in usage rows, cache scopes, budgets and rate
+# counters; no key may take it (in any case), or it would share them.
+ADMIN_NAME = "admin"
 
 
 def generate_key() -> str:
@@ -55,6 +58,22 @@ def check_name(name: str) -> str:
         raise InvalidRequestError(
             f"invalid key name: 1-{NAME_MAX} letters, digits or ._@:-, "
             "starting with a letter or digit",
+            param="name",
+        )
+    return name
+
+
+def is_reserved(name: str) -> bool:
+    return name.lower() == ADMIN_NAME
+
+
+def check_new_name(name: str) -> str:
+    """The name if a new key may take it, else InvalidRequestError."""
+    check_name(name)
+    if is_reserved(name):
+        raise InvalidRequestError(
+            f"the key name '{name}' is reserved for the admin token; "
+            "choose another name",
             param="name",
         )
     return name
@@ -124,6 +143,13 @@ class KeyUpdate(BaseModel):
 
 class NewKey(KeyUpdate):
     name: str = Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if is_reserved(v):
+            raise ValueError(f"'{v}' is reserved for the admin token")
+        return v
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -22,6 +22,7 @@ from crabllm_sync.keys import (
     KeyUpdate,
     NewKey,
     check_name,
+    check_new_name,
     columns_of,
     config_columns,
     display_prefix,
@@ -288,7 +289,7 @@ class KeyStore:
         self, spec: NewKey, *, secret: str | None = None, source: str = "api"
     ) -> tuple[KeyRecord, str]:
         """A new key and its secret (the only time the secret is seen)."""
-        check_name(spec.name)
+        check_new_name(spec.name)
         self._ready()
         secret = secret or generate_key()
         now = self.clock()

@@ -174,6 +174,15 @@ def test_unparseable_bodies_are_400(client, raw):
     assert r.status_code == 400
 
 
+@pytest.mark.parametrize("name", ["admin", "Admin", "ADMIN"])
+def test_the_key_name_admin_is_reserved_for_the_admin_token(client, name):
+    r = client.post("/v1/admin/keys", json={"name": name}, headers=_admin())
+    assert r.status_code == 400, r.json
+    assert r.json["error"]["param"] == "name"
+    assert "reserved for the admin token" in r.json["error"]["message"]
+    assert client.get("/v1/admin/keys", headers=_admin()).json["data"] == []
+
+
 def test_patch_with_unknown_field_is_400(client):
     _create(client, name="p")
     r = client.patch("/v1/admin/keys/p", json={"name": "q"}, headers=_admin())

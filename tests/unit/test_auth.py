@@ -209,6 +209,26 @@ def test_auth_off_is_logged_loudly(caplog):
     assert "AUTH IS OFF" in caplog.text
 
 
+def test_the_key_name_admin_is_reserved_for_the_admin_token():
+    auth, store, _ = _auth()
+    for name in ("admin", "Admin"):
+        with pytest.raises(InvalidRequestError, match="reserved"):
+            store.create(NewKey.model_construct(name=name))
+    with pytest.raises(InvalidRequestError, match="reserved"):
+        parse_body(NewKey, {"name": "admin"})
+    assert auth.authenticate(_h(ADMIN)).name == "admin"
+
+
+def test_a_stored_key_named_admin_never_acts_as_the_admin_identity():
+    auth, store, _ = _auth()
+    # A row written before the name was reserved (straight into the table).
+    _, secret = store.create(NewKey(name="old-admin"))
+    row = store._table._rows.pop("old-admin")
+    store._table.insert({**row, "name": "admin"})
+    with pytest.raises(InvalidApiKeyError, match="reserved for the admin token"):
+        auth.authenticate(_h(secret))
+
+
 def test_admin_token_and_plain_keys_on_admin_routes():
     auth, store, _ = _auth()
     _, secret = store.create(NewKey(name="k"))

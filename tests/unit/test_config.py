@@ -140,6 +140,12 @@ def test_duplicate_key_names_are_an_error(tmp_path):
         load_config(_write(tmp_path, text), {})
 
 
+def test_a_config_key_named_admin_is_an_error(tmp_path):
+    text = '[[keys]]\nname = "Admin"\nkey = "sk-12345678"\n'
+    with pytest.raises(ConfigError, match="keys.0.name: the name 'admin' is reserved"):
+        load_config(_write(tmp_path, text), {})
+
+
 def test_invalid_toml_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="invalid TOML"):
         load_config(_write(tmp_path, "listen = \n"), {})
