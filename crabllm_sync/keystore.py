@@ -328,6 +328,14 @@ class KeyStore:
     def update(self, name: str, changes: KeyUpdate) -> KeyRecord:
         check_name(name)
         self._ready()
+        if self.get(name).source == "config":
+            # Every start loads [[keys]] over the stored row again.
+            raise ConflictError(
+                f"key '{name}' is defined in the config file ([[keys]]); "
+                "change it there and restart (a change made here would be "
+                "undone at the next start). Revoking it works and sticks.",
+                param="name",
+            )
         columns = columns_of(changes)
         columns["updated_at"] = self.clock()
         if not self._table.update(name, columns):

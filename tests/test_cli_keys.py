@@ -100,6 +100,8 @@ def test_list_show_update_revoke(config):
         (("create", "ok", "--expires-at", "someday"), "expires_at"),
         (("create", "ok", "--metadata", "{bad"), "metadata"),
         (("update", "from-config"), "nothing to change"),
+        (("update", "from-config", "--rpm", "5"), "defined in the config file"),
+        (("create", "admin"), "reserved for the admin token"),
         (("create", "ok", "--budget", "inf"), "budget"),
         (("create", "ok", "--budget", "nan"), "budget"),
         (("create", "ok", "--metadata", '{"n": 1e999999}'), "metadata"),

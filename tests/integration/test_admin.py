@@ -261,6 +261,22 @@ def test_config_keys_work_and_show_as_config(tmp_path, app_factory):
     assert [m.id for m in sdk.models.list()] == ["mock"]
 
 
+def test_patch_on_a_config_key_is_409_naming_the_config_file(tmp_path, app_factory):
+    cfg = _config(
+        tmp_path, keys=[{"name": "cfg", "key": "sk-from-config-1", "models": ["mock"]}]
+    )
+    client = app_factory(cfg).test_client()
+    r = client.patch("/v1/admin/keys/cfg", json={"models": ["*"]}, headers=_admin())
+    assert r.status_code == 409, r.json
+    assert r.json["error"]["code"] == "conflict"
+    assert "config file" in r.json["error"]["message"]
+    rec = client.get("/v1/admin/keys/cfg", headers=_admin()).json
+    assert rec["models"] == ["mock"]
+    # Revoking a config key is allowed: the next start keeps it revoked.
+    r = client.delete("/v1/admin/keys/cfg", headers=_admin())
+    assert r.status_code == 200 and r.json["status"] == "revoked"
+
+
 def test_sqlite_database_gone_is_503_then_recovers(tmp_path, app_factory):
     app = app_factory(_config(tmp_path, keys=[{"name": "c", "key": "sk-config-cccc"}]))
     gw = app.extensions["crabllm"]
