@@ -4,6 +4,7 @@ unless `log_prompts`), as `k=v` pairs or JSON."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,15 @@ if TYPE_CHECKING:
     from crabllm_sync.errors import GatewayError
 
 log = logging.getLogger(__name__)
+
+# Longest string field written (the requested model, the request id, ...):
+# a client chooses some of them, so a line stays one line of bounded size.
+MAX_FIELD = 256
+# Written bare in text lines: printable ASCII but space, `"`, `=` and `\`.
+_BARE = re.compile(r"[!#-<>-\[\]-~]+")
+# What orjson leaves raw but a terminal or a log pipeline may act on: DEL, the
+# C1 controls (0x9b is a one-byte ESC [) and the Unicode line separators.
+_RAW_CONTROLS = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 
 class RequestLog(Extension):
@@ -65,6 +75,7 @@ class RequestLog(Extension):
             fields["estimated"] = True
         if error is not None:
             fields["error"] = error.code
+        fields = {k: _capped(v) for k, v in fields.items()}
         if self.log_prompts and body is not None:
             prompt = body.get("messages", body.get("input"))
             if prompt is not None:
@@ -81,16 +92,28 @@ class RequestLog(Extension):
             return
         fields = self.record(ctx, body, error)
         if self.json:
-            log.info("%s", orjson.dumps(fields).decode())
+            log.info("%s", _json(fields))
         else:
             log.info("%s", " ".join(f"{k}={_plain(v)}" for k, v in fields.items()))
 
 
+def _capped(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_FIELD:
+        return value[:MAX_FIELD] + "..."
+    return value
+
+
+def _json(value: Any) -> str:
+    """JSON with every control character escaped: the line stays one line."""
+    text = orjson.dumps(value).decode()
+    return _RAW_CONTROLS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def _plain(value: Any) -> str:
-    if isinstance(value, str) and value and " " not in value and '"' not in value:
+    if isinstance(value, str) and _BARE.fullmatch(value):
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
         return f"{value:g}" if isinstance(value, float) else str(value)
-    return orjson.dumps(value).decode()
+    return _json(value)

@@ -6,6 +6,7 @@ import json
 import logging
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from crabllm_sync.app import create_app
@@ -165,3 +166,34 @@ def test_level_from_config_silences_request_lines(
         assert [r for r in caplog.records if r.name == LOGGER] == []
     finally:
         logging.getLogger("crabllm_sync").setLevel(logging.NOTSET)
+
+
+HOSTILE_MODEL = (
+    "gpt\nid=forged key=admin status=200\r\x1b[31mred\x9b2J\u2028\x00" + "x" * 10_000
+)
+
+
+@pytest.mark.parametrize("json_format", [False, True])
+def test_control_characters_in_a_requested_model_are_escaped_and_capped(
+    upstream, tmp_path, app_factory, caplog, json_format
+):
+    app = app_factory(
+        ext_config(
+            upstream, tmp_path, extensions={"logging": {"json_format": json_format}}
+        )
+    )
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        r = app.test_client().post(
+            "/v1/chat/completions",
+            json=chat_body(model=HOSTILE_MODEL),
+            headers=auth(KEY_A),
+        )
+    assert r.status_code == 404
+    [line] = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    for raw in ("\n", "\r", "\x1b", "\x9b", "\u2028", "\x00"):
+        assert raw not in line
+    assert len(line) < 1000
+    if json_format:
+        assert json.loads(line)["model"].startswith("gpt\nid=forged")
+    else:
+        assert " id=forged" not in line and "status=404" in line
