@@ -134,6 +134,9 @@ class Authenticator:
             keys.start(config.keys)
         self.keys = keys
         self._admin_hash = hash_key(config.admin_token) if config.admin_token else None
+        self._metrics_hash = (
+            hash_key(config.metrics_token) if config.metrics_token else None
+        )
         self._has_config_keys = bool(config.keys)
         self._clock = clock
         self._wall = wall
@@ -234,6 +237,27 @@ class Authenticator:
         if record is not None and record.status(self._wall()) == "active":
             raise PermissionDeniedError("this key is not an admin token")
         raise InvalidApiKeyError("Incorrect admin token provided")
+
+    def require_metrics(self, headers: Mapping[str, str]) -> None:
+        """/metrics names every key and its spend: the metrics or admin token only.
+
+        With neither configured it is refused (403 naming the fix), never open.
+        """
+        if self._metrics_hash is None and self._admin_hash is None:
+            raise PermissionDeniedError(
+                "/metrics needs metrics_token (or admin_token) in the config"
+            )
+        secret = bearer(headers)
+        if not secret:
+            raise InvalidApiKeyError(
+                "Missing token: /metrics needs "
+                "'Authorization: Bearer <metrics_token or admin_token>'"
+            )
+        digest = hash_key(secret)
+        for wanted in (self._metrics_hash, self._admin_hash):
+            if wanted is not None and hmac.compare_digest(digest, wanted):
+                return
+        raise InvalidApiKeyError("/metrics needs the metrics token or the admin token")
 
     def _lookup(self, digest: str) -> tuple[KeyRecord | None, Principal | None]:
         now = self._clock()

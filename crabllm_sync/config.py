@@ -135,6 +135,8 @@ class RoutingConfig(_Strict):
 class Config(_Strict):
     listen: str = "0.0.0.0:8080"
     admin_token: str | None = None
+    # Bearer token for GET /metrics (the admin token works there too).
+    metrics_token: str | None = None
     shutdown_timeout: int = Field(30, ge=0)
     max_body_size: int = Field(10 * 1024 * 1024, ge=1024)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)

@@ -324,9 +324,8 @@ def _paths() -> dict[str, Any]:
         },
         "/metrics": {
             "get": _op(
-                "Prometheus text format",
+                "Prometheus text format (metrics or admin token)",
                 _ok({"text/plain": {"schema": {"type": "string"}}}),
-                security=_PUBLIC,
             )
         },
         "/openapi.json": {

@@ -1,5 +1,5 @@
 """Usage, budget, cache and metrics endpoints: /v1/usage, /v1/budget,
-DELETE /v1/cache (admin) and /metrics (no auth)."""
+DELETE /v1/cache (admin) and /metrics (metrics or admin token)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,7 @@ def make_blueprint(gw: Gateway) -> Blueprint:
 
     @bp.get("/metrics")
     def metrics() -> Response:
+        gw.auth.require_metrics(request.headers)
         ext = find(gw.extensions, MetricsExtension)
         snapshot = gw.health.snapshot()
         if ext is not None:

@@ -144,7 +144,7 @@ def usage_rows(url: str, key: str = ADMIN) -> list[dict]:
 
 
 def metric_sum(url: str, sample: str) -> float:
-    text = httpx.get(f"{url}/metrics", timeout=10).text
+    text = httpx.get(f"{url}/metrics", headers=auth(ADMIN), timeout=10).text
     return sum(
         s.value
         for fam in text_string_to_metric_families(text)

@@ -15,6 +15,7 @@ from tests.fakes import openai as fake
 from tests.upstream import Reply, Upstream
 
 USER = [{"role": "user", "content": "hi"}]
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def ups() -> Iterator[tuple[Upstream, Upstream]]:
 
 def scrape(client: httpx.Client) -> dict[tuple[str, tuple], float]:
     """(sample name, sorted labels) -> value, for the deployment gauges."""
-    resp = client.get("/metrics")
+    resp = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
     assert resp.status_code == 200
     out: dict[tuple[str, tuple], float] = {}
     for family in text_string_to_metric_families(resp.text):
@@ -73,6 +74,7 @@ def test_breaker_state_and_failures_are_gauges_on_metrics(ups):
                 "good": openai_provider(good, ["m", "other"], weight=0),
             },
             "routing": {"failure_threshold": 3, "cooldown_seconds": 300},
+            "metrics_token": METRICS_TOKEN,
         }
     )
     app = create_app(config)

@@ -58,7 +58,7 @@ ROUTES: list[tuple[str, str, dict[str, str]]] = [
     ("PATCH", "/v1/admin/keys/fuzz-key", ADMIN),
     ("DELETE", "/v1/admin/keys/fuzz-key", ADMIN),
     ("GET", "/health", {}),
-    ("GET", "/metrics", {}),
+    ("GET", "/metrics", ADMIN),
     ("GET", "/openapi.json", {}),
 ]
 BODY_ROUTES = [r for r in ROUTES if r[0] in ("POST", "PATCH")]

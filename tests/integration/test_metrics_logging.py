@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from crabllm_sync.app import create_app
-from tests.extensions_support import KEY_A, auth, chat_body, ext_config
+from tests.extensions_support import ADMIN, KEY_A, auth, chat_body, ext_config
 from tests.fakes import openai as fake
 from tests.upstream import Reply
 
@@ -51,7 +51,7 @@ def test_metrics_parse_and_count(upstream, tmp_path, app_factory):
     upstream.enqueue(Reply(status=500, json={"error": {"message": "boom"}}))
     r = client.post("/v1/chat/completions", json=chat_body("d"), headers=auth(KEY_A))
     assert r.status_code == 502
-    text = client.get("/metrics").data.decode()
+    text = client.get("/metrics", headers=auth(ADMIN)).data.decode()
     fams = families(text)
     assert value(fams, "crabllm_requests", "crabllm_requests_total", status="200") == 2
     assert value(fams, "crabllm_requests", "crabllm_requests_total", status="502") == 1
@@ -84,7 +84,7 @@ def test_active_streams_gauge_follows_open_streams(upstream, tmp_path, served):
     upstream.enqueue(Reply(chunks=pieces()))
 
     def active() -> float:
-        fams = families(httpx.get(f"{url}/metrics").text)
+        fams = families(httpx.get(f"{url}/metrics", headers=auth(ADMIN)).text)
         return value(fams, "crabllm_active_streams", "crabllm_active_streams")
 
     with httpx.stream(
@@ -197,3 +197,34 @@ def test_control_characters_in_a_requested_model_are_escaped_and_capped(
         assert json.loads(line)["model"].startswith("gpt\nid=forged")
     else:
         assert " id=forged" not in line and "status=404" in line
+
+
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"
+
+
+def test_metrics_needs_the_metrics_or_admin_token(upstream, tmp_path, app_factory):
+    app = app_factory(ext_config(upstream, tmp_path, metrics_token=METRICS_TOKEN))
+    client = app.test_client()
+    client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    for headers in ({}, auth(KEY_A), auth("not-the-token")):
+        r = client.get("/metrics", headers=headers)
+        assert r.status_code == 401, headers
+        assert r.json["error"]["code"] == "invalid_api_key"
+        assert b"team-a" not in r.data and b"crabllm_cost" not in r.data
+    for token in (METRICS_TOKEN, ADMIN):
+        r = client.get("/metrics", headers=auth(token))
+        assert r.status_code == 200
+        fams = families(r.data.decode())
+        assert value(fams, "crabllm_cost_nanos", "crabllm_cost_nanos_total") == 13000
+
+
+def test_metrics_without_any_token_configured_is_403_naming_the_fix(
+    upstream, tmp_path, app_factory
+):
+    app = app_factory(ext_config(upstream, tmp_path, admin_token=None))
+    client = app.test_client()
+    client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    r = client.get("/metrics")
+    assert r.status_code == 403
+    assert "metrics_token" in r.json["error"]["message"]
+    assert b"team-a" not in r.data

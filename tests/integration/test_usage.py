@@ -43,7 +43,7 @@ def usage(client, key=ADMIN, query=""):
 
 
 def metric_samples(client) -> dict[str, list]:
-    r = client.get("/metrics")
+    r = client.get("/metrics", headers=auth(ADMIN))
     assert r.status_code == 200
     assert r.headers["Content-Type"].startswith("text/plain")
     out: dict[str, list] = {}
