@@ -4,7 +4,28 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from crabllm_sync.errors import ConflictError
+
+FIX = (
+    'use [storage] kind = "sqlite" or "redis" (or set [storage] database), '
+    "or run one worker (--workers 1, WEB_CONCURRENCY=1)"
+)
+
+
+def refuse_unshared(environ: Mapping[str, Any], what: str) -> None:
+    """ConflictError when `what` would reach only this worker of several.
+
+    The server says whether other processes serve the same app: gunicorn sets
+    `wsgi.multiprocess` when it runs more than one worker.
+    """
+    if environ.get("wsgi.multiprocess"):
+        raise ConflictError(
+            f"{what} is refused: with memory storage each worker process keeps "
+            f"its own copy, so it would reach this worker only; {FIX}"
+        )
 
 
 class MemoryStorage:

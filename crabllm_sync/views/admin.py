@@ -1,6 +1,8 @@
 """Admin API: /v1/admin/keys (create, list, show, update, revoke), admin token only.
 
-Off (404) when no admin_token is configured.
+Off (404) when no admin_token is configured. Refused (409) when keys live in
+memory and several worker processes serve the app: a key made or revoked in
+one worker would not exist, or still work, in the others.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from flask import Blueprint, Response, request
 from crabllm_sync.errors import NotFoundError
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.keys import KeyUpdate, NewKey, check_name, parse_body
+from crabllm_sync.storage.memory import refuse_unshared
 from crabllm_sync.views import json_response, read_json
 
 
@@ -23,6 +26,8 @@ def make_blueprint(gw: Gateway) -> Blueprint:
                 "admin routes are off: set admin_token in the config to enable them"
             )
         gw.auth.require_admin(request.headers)
+        if gw.db is None:  # keys in this process only
+            refuse_unshared(request.environ, "the admin key API")
 
     @bp.post("/v1/admin/keys")
     def create_key() -> Response:

@@ -24,6 +24,7 @@ from crabllm_sync.extensions.usage import UsageRecorder
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.metrics import CONTENT_TYPE, health_exposition
 from crabllm_sync.pricing import NANOS_PER_USD
+from crabllm_sync.storage.memory import MemoryStorage, refuse_unshared
 from crabllm_sync.views import json_response
 
 
@@ -82,6 +83,8 @@ def make_blueprint(gw: Gateway) -> Blueprint:
         ctx = gw.begin("cache", request.headers)
         if not ctx.principal.is_admin:
             raise PermissionDeniedError("clearing the cache needs the admin token")
+        if isinstance(gw.storage, MemoryStorage):
+            refuse_unshared(request.environ, "clearing the cache")
         return json_response({"deleted": clear(gw.storage)})
 
     @bp.get("/metrics")

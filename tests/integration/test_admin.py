@@ -366,3 +366,32 @@ def test_gateway_started_while_postgres_is_down_heals(tmp_path, app_factory, pos
     wait_for(ok, timeout=30, what="config keys loaded after postgres came back")
     rec = client.get("/v1/admin/keys/cfg", headers=_admin()).json
     assert rec["source"] == "config"
+
+
+def test_memory_keys_refuse_the_admin_api_when_several_processes_serve(
+    tmp_path, app_factory
+):
+    client = app_factory(_config(tmp_path, "memory")).test_client()
+    several = {"wsgi.multiprocess": True}  # what gunicorn sets with workers > 1
+    for method, path in (
+        ("post", "/v1/admin/keys"),
+        ("get", "/v1/admin/keys"),
+        ("delete", "/v1/admin/keys/x"),
+    ):
+        r = getattr(client, method)(
+            path, json={"name": "x"}, headers=_admin(), environ_overrides=several
+        )
+        assert r.status_code == 409, (method, r.json)
+        assert "memory storage" in r.json["error"]["message"]
+    # Without the admin token it is still a 401, not a hint about storage.
+    r = client.get("/v1/admin/keys", environ_overrides=several)
+    assert r.status_code == 401
+    # sqlite keys are shared: the same request is served.
+    sql = app_factory(_config(tmp_path, "sqlite")).test_client()
+    r = sql.post(
+        "/v1/admin/keys",
+        json={"name": "x"},
+        headers=_admin(),
+        environ_overrides=several,
+    )
+    assert r.status_code == 201

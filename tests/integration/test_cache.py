@@ -160,6 +160,15 @@ def test_delete_cache_needs_admin_and_clears(upstream, cached):
     assert "x-crabllm-cache" not in post(client, chat_body("d")).headers
 
 
+def test_delete_cache_in_memory_with_several_workers_is_409(upstream, cached):
+    client = cached.test_client()
+    post(client, chat_body("d"))
+    several = {"wsgi.multiprocess": True}  # what gunicorn sets with workers > 1
+    r = client.delete("/v1/cache", headers=auth(ADMIN), environ_overrides=several)
+    assert r.status_code == 409 and "memory storage" in r.json["error"]["message"]
+    assert post(client, chat_body("d")).headers["x-crabllm-cache"] == "hit"
+
+
 def test_a_cache_hit_costs_nothing(upstream, cached):
     client = cached.test_client()
     post(client, chat_body("free"))

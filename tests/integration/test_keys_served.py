@@ -221,3 +221,19 @@ models = ["mock"]
     # The request path only reads: the record is as the admin API left it.
     shown = _cli(config, "keys", "show", "first", "--json")
     assert '"updated_at": "' + made["created_at"] in shown
+
+
+def test_admin_keys_with_memory_storage_and_two_workers_is_409_naming_the_fix(
+    tmp_path, gunicorn
+):
+    srv = gunicorn(_config(tmp_path, 'kind = "memory"'), workers=2)
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    r = httpx.post(
+        f"{srv.url}/v1/admin/keys", json={"name": "t"}, headers=headers, timeout=10
+    )
+    assert r.status_code == 409, r.text
+    message = r.json()["error"]["message"]
+    assert 'kind = "sqlite"' in message and "--workers 1" in message
+    r = httpx.delete(f"{srv.url}/v1/admin/keys/ops", headers=headers, timeout=10)
+    assert r.status_code == 409
+    assert _status(srv.url, "sk-config-ops-key") == 200  # config keys still work
