@@ -65,7 +65,7 @@ def schema(_client):  # noqa: F811
 
 
 def _auth(path: str) -> dict[str, str]:
-    return ADMIN if path.startswith(("/v1/admin", "/v1/cache")) else KEY
+    return ADMIN if path.startswith(("/v1/admin", "/v1/cache", "/metrics")) else KEY
 
 
 CASES = [(m, p, GenerationMode.POSITIVE) for m, p in OPERATIONS] + [
