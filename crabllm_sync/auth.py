@@ -20,8 +20,8 @@ from crabllm_sync.errors import (
     PermissionDeniedError,
     ServiceUnavailableError,
 )
-from crabllm_sync.keys import ADMIN_NAME, KeyRecord, hash_key, is_reserved
-from crabllm_sync.keystore import KeyStore
+from crabllm_sync.keys.model import ADMIN_NAME, KeyRecord, hash_key, is_reserved
+from crabllm_sync.keys.store import KeyStore
 
 log = logging.getLogger(__name__)
 

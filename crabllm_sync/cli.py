@@ -14,8 +14,8 @@ from pathlib import Path
 
 import click
 
-from crabllm_sync.cli_keys import keys, usage
 from crabllm_sync.config import Config, ConfigError, load_config
+from crabllm_sync.keys.cli import keys, usage
 
 DEFAULT_CONFIG = "crabllm.toml"
 

@@ -27,7 +27,7 @@ from crabllm_sync.errors import (
 )
 from crabllm_sync.extensions import Extension, build_extensions
 from crabllm_sync.health import Health
-from crabllm_sync.keystore import KeyStore
+from crabllm_sync.keys.store import KeyStore
 from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment, Registry, call_with_retries
 from crabllm_sync.storage import Storage

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from crabllm_sync.cli import main
 from crabllm_sync.db import Database
-from crabllm_sync.keys import hash_key
+from crabllm_sync.keys.model import hash_key
 from tests.conftest import write_toml
 
 

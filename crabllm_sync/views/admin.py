@@ -11,7 +11,7 @@ from flask import Blueprint, Response, request
 
 from crabllm_sync.errors import NotFoundError
 from crabllm_sync.gateway import Gateway
-from crabllm_sync.keys import KeyUpdate, NewKey, check_name, parse_body
+from crabllm_sync.keys.model import KeyUpdate, NewKey, check_name, parse_body
 from crabllm_sync.storage.memory import refuse_unshared
 from crabllm_sync.views import json_response, read_json
 

@@ -12,8 +12,9 @@ from flask import Blueprint, Response
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from crabllm_sync import __version__, keys
+from crabllm_sync import __version__
 from crabllm_sync.gateway import Gateway
+from crabllm_sync.keys import model as keys
 from crabllm_sync.views import json_response
 from crabllm_sync.wire import anthropic as a
 from crabllm_sync.wire import openai as o

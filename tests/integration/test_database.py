@@ -12,8 +12,8 @@ import pytest
 from crabllm_sync.config import KeyConfig
 from crabllm_sync.db import Database
 from crabllm_sync.errors import ConflictError, NotFoundError, ServiceUnavailableError
-from crabllm_sync.keys import KeyUpdate, NewKey, hash_key
-from crabllm_sync.keystore import KeyStore
+from crabllm_sync.keys.model import KeyUpdate, NewKey, hash_key
+from crabllm_sync.keys.store import KeyStore
 from tests.servers import wait_for
 
 _names = itertools.count()

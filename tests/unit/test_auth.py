@@ -22,7 +22,7 @@ from crabllm_sync.errors import (
     ModelNotAllowedError,
     PermissionDeniedError,
 )
-from crabllm_sync.keys import (
+from crabllm_sync.keys.model import (
     NewKey,
     check_name,
     display_prefix,
@@ -30,7 +30,7 @@ from crabllm_sync.keys import (
     hash_key,
     parse_body,
 )
-from crabllm_sync.keystore import KeyStore
+from crabllm_sync.keys.store import KeyStore
 from tests.conftest import make_config
 
 ADMIN = "admin-token-" + "x" * 32

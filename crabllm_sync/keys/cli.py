@@ -19,8 +19,8 @@ import orjson
 from crabllm_sync.config import Config, ConfigError, load_config
 from crabllm_sync.db import open_database, unavailable_as_503
 from crabllm_sync.errors import GatewayError
-from crabllm_sync.keys import KeyRecord, KeyUpdate, NewKey, iso, parse_body
-from crabllm_sync.keystore import KeyStore
+from crabllm_sync.keys.model import KeyRecord, KeyUpdate, NewKey, iso, parse_body
+from crabllm_sync.keys.store import KeyStore
 
 config_option = click.option(
     "--config",

@@ -17,7 +17,7 @@ import peewee
 from crabllm_sync.config import KeyConfig
 from crabllm_sync.db import Database, dumps, loads, unavailable_as_503
 from crabllm_sync.errors import ConflictError, NotFoundError
-from crabllm_sync.keys import (
+from crabllm_sync.keys.model import (
     KeyRecord,
     KeyUpdate,
     NewKey,

@@ -1,6 +1,6 @@
 """Virtual keys, pure parts: secrets (generated, hashed), request bodies, records.
 
-No I/O here; keystore.py keeps the records.
+No I/O here; store.py keeps the records.
 """
 
 from __future__ import annotations
