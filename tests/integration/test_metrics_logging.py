@@ -228,3 +228,18 @@ def test_metrics_without_any_token_configured_is_403_naming_the_fix(
     assert r.status_code == 403
     assert "metrics_token" in r.json["error"]["message"]
     assert b"team-a" not in r.data
+
+
+def test_a_model_name_without_spaces_cannot_forge_a_text_line(
+    upstream, tmp_path, app_factory, caplog
+):
+    app = app_factory(ext_config(upstream, tmp_path))
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        app.test_client().post(
+            "/v1/chat/completions",
+            json=chat_body(model="m\x1b[2J\nevent=request\tkey=team-b"),
+            headers=auth(KEY_A),
+        )
+    [line] = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert "\n" not in line and "\x1b" not in line and "\t" not in line
+    assert '"m\\u001b[2J\\nevent=request\\tkey=team-b"' in line
