@@ -4,7 +4,7 @@ Gunicorn imports the worker class in the master, and its gevent worker
 module imports gevent (~6 MB the master would hold for its whole life and
 never use: it only forks, watches and signals). This class is what the
 master sees; in the forked worker, before anything else runs there, it
-imports the real worker (gevent_worker.py: gunicorn's GeventWorker, with a
+imports the real worker (serving/gevent_worker.py: gunicorn's GeventWorker, with a
 shutdown that closes idle keep-alive connections) and becomes it. The master
 keeps only gunicorn's base Worker, which is all the arbiter touches.
 """
@@ -15,10 +15,10 @@ from gunicorn.workers.base import Worker
 
 
 class GeventWorker(Worker):
-    """`worker_class = "crabllm_sync.worker.GeventWorker"` (serving.py)."""
+    """`worker_class = "crabllm_sync.serving.worker.GeventWorker"` (settings.py)."""
 
     def init_process(self) -> None:
-        from crabllm_sync.gevent_worker import GeventWorker as Real
+        from crabllm_sync.serving.gevent_worker import GeventWorker as Real
 
         self.__class__ = Real
         Real.init_process(self)

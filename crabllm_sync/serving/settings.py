@@ -82,8 +82,8 @@ def gunicorn_settings(
 ) -> dict[str, Any]:
     """Gunicorn settings: gevent workers, bind from config unless overridden."""
     return {
-        # gunicorn's gevent worker, imported in workers only (worker.py).
-        "worker_class": "crabllm_sync.worker.GeventWorker",
+        # gunicorn's gevent worker, imported in workers only (serving/worker.py).
+        "worker_class": "crabllm_sync.serving.worker.GeventWorker",
         "workers": workers,
         "bind": [bind or listen],
         "worker_connections": 2000,
