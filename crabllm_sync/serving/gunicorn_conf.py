@@ -7,7 +7,8 @@ crabllm_sync.gunicorn_conf). The master reads only
 
 import os
 
-from crabllm_sync.serving import default_workers, gunicorn_settings, master_view
+from crabllm_sync.serving.master_view import master_view
+from crabllm_sync.serving.settings import default_workers, gunicorn_settings
 
 _listen, _shutdown_timeout = master_view(
     os.environ.get("CRABLLM_CONFIG", "crabllm.toml")
