@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import psycopg2
 import pytest
 from psycopg2.extensions import connection as Connection
 
-from tests.conftest import GunicornServer, write_toml
+from tests.conftest import ROOT, GunicornServer, write_toml
 from tests.servers import PostgresServer, wait_for
 
 _names = itertools.count()
@@ -127,3 +130,37 @@ def test_a_statement_waiting_past_statement_timeout_is_a_503(
     assert answer.status_code == 503, answer.text
     assert answer.json()["error"]["code"] == "service_unavailable"
     assert waiting == 0
+
+
+def test_a_connect_to_a_server_that_never_answers_is_bounded_under_gevent():
+    """libpq ignores connect_timeout in the non-blocking mode gevent needs:
+    a server that accepts TCP but never speaks held the connect for ever."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel completes the handshake; nothing answers
+    port = silent.getsockname()[1]
+    code = (
+        "from gevent import monkey; monkey.patch_all()\n"
+        "import peewee\n"
+        "from crabllm_sync.db import Database\n"
+        "from crabllm_sync.storage.postgres import PostgresLimits\n"
+        f"url = 'postgresql://gw@127.0.0.1:{port}/x'\n"
+        "db = Database(url, PostgresLimits(connect_timeout=1))\n"
+        "try:\n"
+        "    db.db.connect()\n"
+        "except peewee.OperationalError as exc:\n"
+        "    print('refused:', exc)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+    finally:
+        silent.close()
+    assert done.stdout.strip() == "refused: connection timed out after 1 s", (
+        done.stdout + done.stderr
+    )
