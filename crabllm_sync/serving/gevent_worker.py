@@ -43,6 +43,7 @@ class GeventWorker(GunicornGeventWorker):
         self.worker_connections = self.cfg.worker_connections
         self._clients: dict[Any, socket.socket] = {}  # greenlet -> its client
         self._idle: set[socket.socket] = set()  # waiting for a request
+        self._served: set[socket.socket] = set()  # had a request already
         self._stopping = Event()
         super().init_process()
 
@@ -67,6 +68,11 @@ class GeventWorker(GunicornGeventWorker):
         finally:
             self._clients.pop(me, None)
             self._idle.discard(client)
+            self._served.discard(client)
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        self._served.add(sock)
+        return super().handle_request(listener_name, req, sock, addr)
 
     @contextmanager
     def timeout_ctx(self) -> Iterator[None]:
@@ -74,6 +80,10 @@ class GeventWorker(GunicornGeventWorker):
         client = self._clients.get(gevent.getcurrent())
         seconds = self.cfg.keepalive
         if not self.alive:
+            if client in self._served:
+                # Answered during shutdown with keep-alive (its response
+                # began before SIGTERM): no next request, read EOF now.
+                _shut(client)
             seconds = min(seconds, FIRST_REQUEST_DURING_SHUTDOWN)
         if client is not None:
             self._idle.add(client)
@@ -88,10 +98,7 @@ class GeventWorker(GunicornGeventWorker):
         """Shut the idle connections: their reads end, their handlers return."""
         idle = list(self._idle)
         for client in idle:
-            try:
-                client.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # the client went first
+            _shut(client)
         return len(idle)
 
     def _close_when_stopping(self, app: Callable[..., Any]) -> Callable[..., Any]:
@@ -153,3 +160,13 @@ class GeventWorker(GunicornGeventWorker):
 
 def _upto(seconds: float, deadline: float) -> float:
     return max(0.0, min(seconds, deadline - time.monotonic()))
+
+
+def _shut(client: socket.socket | None) -> None:
+    """Shut a connection both ways: its pending read ends with EOF."""
+    if client is None:
+        return
+    try:
+        client.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # the client went first
