@@ -1,7 +1,8 @@
 """Gunicorn config: `gunicorn -c gunicorn.conf.py crabllm_sync.wsgi`.
 
-The settings live in crabllm_sync/gunicorn_conf.py (also usable without this
-file as `-c python:crabllm_sync.gunicorn_conf`), shared with `crabllm-sync serve`.
+The settings live in crabllm_sync/serving/gunicorn_conf.py (also usable
+without this file as `-c python:crabllm_sync.serving.gunicorn_conf`), shared
+with `crabllm-sync serve`.
 """
 
-from crabllm_sync.gunicorn_conf import *  # noqa: F403
+from crabllm_sync.serving.gunicorn_conf import *  # noqa: F403

@@ -77,7 +77,13 @@ def serve(config_path: str, bind: str | None, workers: int | None) -> None:
     env = {**os.environ, "CRABLLM_CONFIG": str(path.resolve())}
     if workers:
         env["WEB_CONCURRENCY"] = str(workers)
-    argv = [sys.executable, "-m", "gunicorn", "-c", "python:crabllm_sync.gunicorn_conf"]
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-c",
+        "python:crabllm_sync.serving.gunicorn_conf",
+    ]
     if bind:
         argv += ["--bind", bind]
     argv.append("crabllm_sync.wsgi")

@@ -123,6 +123,9 @@ class StorageConfig(_Strict):
     kind: Literal["memory", "sqlite", "redis"] = "memory"
     path: str | None = None
     database: str | None = None
+    # PostgreSQL `database` only: seconds to connect, and per statement.
+    connect_timeout: float = Field(3, gt=0)
+    statement_timeout: float = Field(10, ge=0)
 
 
 class RoutingConfig(_Strict):

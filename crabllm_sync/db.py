@@ -21,10 +21,14 @@ from playhouse.db_url import connect
 
 from crabllm_sync.config import Config
 from crabllm_sync.errors import ServiceUnavailableError
+from crabllm_sync.storage.postgres import (
+    PostgresLimits,
+    driver_errors,
+    postgresql_database,
+)
 from crabllm_sync.storage.sqlite import enable_wal
 
 SCHEMA_VERSION = 1
-PG_CONNECT_TIMEOUT = 3  # seconds
 SQLITE_BUSY_MS = 5000
 
 
@@ -42,7 +46,7 @@ def open_database(config: Config) -> Database | None:
     """The SQL database of keys and usage; None for `memory` (all in process)."""
     if config.storage.kind == "memory" and not config.storage.database:
         return None
-    return Database(database_url(config))
+    return Database.for_config(config)
 
 
 @contextmanager
@@ -164,7 +168,7 @@ class _SqliteDatabase(peewee.SqliteDatabase):
 class Database:
     """Keys and usage records in one SQL database (sqlite file or a peewee URL)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, limits: PostgresLimits | None = None) -> None:
         if url.startswith("sqlite:///"):
             path = url[len("sqlite:///") :]
             self.db: peewee.Database = _SqliteDatabase(
@@ -176,13 +180,23 @@ class Database:
                 },
                 timeout=5,
             )
+        elif url.startswith(("postgres://", "postgresql://")):
+            self.db = postgresql_database(url, limits or PostgresLimits())
         else:
             self.db = connect(url)
-            if isinstance(self.db, peewee.PostgresqlDatabase):
-                # libpq waits for the OS TCP timeout by default (minutes) and
-                # blocks a gevent worker meanwhile; an outage must be a quick 503.
-                self.db.connect_params.setdefault("connect_timeout", PG_CONNECT_TIMEOUT)
         self.m = _models(self.db)
+
+    @classmethod
+    def for_config(cls, config: Config) -> Database:
+        """The database of `[storage]`, with its PostgreSQL limits."""
+        s = config.storage
+        return cls(
+            database_url(config),
+            PostgresLimits(
+                connect_timeout=s.connect_timeout,
+                statement_timeout=s.statement_timeout,
+            ),
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -243,9 +257,9 @@ class Database:
                     tuple(row.get(name, default) for name, default in fields)
                     for row in rows
                 ]
-                # peewee's wrapper: driver errors become peewee's, as from
-                # its own queries (a locked or lost database is retried).
-                with self.db.atomic(), peewee.__exception_wrapper__:
+                # Driver errors become peewee's, as from its own queries (a
+                # locked, slow or lost database is retried).
+                with self.db.atomic(), driver_errors():
                     self.db.cursor().executemany(sql, values)
             finally:
                 if busy_timeout_ms is not None and self.is_sqlite:

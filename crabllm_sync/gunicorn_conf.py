@@ -1,21 +1,4 @@
-"""Gunicorn settings module: `gunicorn -c python:crabllm_sync.gunicorn_conf ...`.
+"""`gunicorn -c python:crabllm_sync.gunicorn_conf`: kept for configs and docs
+that name it; the settings module is crabllm_sync.serving.gunicorn_conf."""
 
-The repository's gunicorn.conf.py re-exports it. The master reads only
-`listen` and `shutdown_timeout` of $CRABLLM_CONFIG (validated in a child).
-"""
-
-import os
-
-from crabllm_sync.serving import default_workers, gunicorn_settings, master_view
-
-_listen, _shutdown_timeout = master_view(
-    os.environ.get("CRABLLM_CONFIG", "crabllm.toml")
-)
-
-globals().update(
-    gunicorn_settings(
-        listen=_listen,
-        workers=default_workers(env_value=os.environ.get("WEB_CONCURRENCY")),
-        shutdown_timeout=_shutdown_timeout,
-    )
-)
+from crabllm_sync.serving.gunicorn_conf import *  # noqa: F403

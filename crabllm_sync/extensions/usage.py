@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import peewee
 
 from crabllm_sync.config import Config, UsageExtension
-from crabllm_sync.db import Database, database_url
+from crabllm_sync.db import Database
 from crabllm_sync.extensions import Extension
 from crabllm_sync.extensions.accounting import charge_of
 
@@ -51,7 +51,7 @@ def open_usage_database(config: Config) -> Database | None:
     s = config.storage
     if s.kind == "memory" and not s.database and config.extensions.usage is None:
         return None
-    db = Database(database_url(config))
+    db = Database.for_config(config)
     db.migrate()
     return db
 

@@ -50,7 +50,7 @@ def test_sdk_chats_and_streams_through_gunicorn_gevent(tmp_path, upstream, gunic
     )
     # The master names our class; that the worker runs gevent is checked by
     # its memory maps (below) and by one worker holding 50 streams at once.
-    assert "Using worker: crabllm_sync.worker.GeventWorker" in srv.log()
+    assert "Using worker: crabllm_sync.serving.worker.GeventWorker" in srv.log()
 
 
 def test_one_worker_serves_many_streams_at_once(tmp_path, upstream, gunicorn):

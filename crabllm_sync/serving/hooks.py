@@ -1,112 +1,25 @@
-"""gunicorn_settings(): the one definition of how the gateway is served.
+"""gunicorn server hooks: metrics directory, gateway log, shutdown, flush.
 
-Shared by `crabllm-sync serve` and gunicorn.conf.py so the two cannot drift.
-The master imports only this module and gunicorn: the config is validated in a
-forked child (master_view), so pydantic and the app never load in the master.
+The master runs on_starting, child_exit and on_exit, so they import nothing
+beyond the standard library; workers run post_worker_init and worker_exit.
 """
 
 from __future__ import annotations
 
 import gc
 import glob
-import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
-import traceback
 from typing import Any
 
-MAX_DEFAULT_WORKERS = 8
 # Seconds the master waits past shutdown_timeout before it SIGKILLs a worker:
 # time for the worker to cut what is still streaming and flush its buffered
-# usage records (gunicorn's own check runs once a second, then stop(timeout=1)).
+# usage records (it cuts with stop(timeout=1) at shutdown_timeout).
 EXIT_MARGIN = 5
 
-
-def default_workers(cores: int | None = None, env_value: str | None = None) -> int:
-    """WEB_CONCURRENCY if set, else 2 x cores + 1, capped at 8."""
-    if env_value:
-        return max(1, int(env_value))
-    cores = cores or os.cpu_count() or 1
-    return min(2 * cores + 1, MAX_DEFAULT_WORKERS)
-
-
-def master_view(path: str) -> tuple[str, int]:
-    """(listen, shutdown_timeout) of the config at `path`, fully validated.
-
-    Validation runs in a forked child that exits after answering, so the
-    gunicorn master never imports pydantic or the config models (~10 MB it
-    would hold for its whole life and never use). A bad config raises
-    SystemExit with the same one-line message `crabllm-sync check` prints.
-    Call it only while the process has one thread (gunicorn's config load).
-    """
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: validate, answer, leave without cleanup
-        os.close(read)
-        code = 0
-        try:
-            from crabllm_sync.config import ConfigError, load_config
-
-            try:
-                config = load_config(path)
-                answer = {"listen": config.listen, "timeout": config.shutdown_timeout}
-            except ConfigError as exc:
-                answer = {"error": f"crabllm-sync: {exc}"}
-            os.write(write, json.dumps(answer).encode())
-        except BaseException:  # noqa: BLE001 - must reach os._exit
-            code = 1
-            traceback.print_exc()  # a bug, not a bad config: show it
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as pipe:
-        data = pipe.read()
-    _, status = os.waitpid(pid, 0)
-    if not data or os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"crabllm-sync: could not read the config {path}")
-    answer = json.loads(data)
-    if "error" in answer:
-        raise SystemExit(answer["error"])
-    return answer["listen"], int(answer["timeout"])
-
-
-def gunicorn_settings(
-    *,
-    listen: str,
-    workers: int,
-    shutdown_timeout: int = 30,
-    bind: str | None = None,
-) -> dict[str, Any]:
-    """Gunicorn settings: gevent workers, bind from config unless overridden."""
-    return {
-        # gunicorn's gevent worker, imported in workers only (worker.py).
-        "worker_class": "crabllm_sync.worker.GeventWorker",
-        "workers": workers,
-        "bind": [bind or listen],
-        "worker_connections": 2000,
-        # The master's deadline; each worker cuts its streams at
-        # shutdown_timeout itself (post_worker_init) and exits before it.
-        "graceful_timeout": shutdown_timeout + EXIT_MARGIN,
-        "timeout": 60,
-        "keepalive": 75,  # longer than nginx's and most clients' idle timeouts
-        "backlog": 2048,
-        "accesslog": None,
-        "errorlog": "-",
-        "loglevel": "info",
-        "proc_name": "crabllm-sync",
-        "forwarded_allow_ips": "127.0.0.1,::1",
-        "on_starting": on_starting,
-        "post_worker_init": post_worker_init,
-        "child_exit": child_exit,
-        "worker_exit": worker_exit,
-        "on_exit": on_exit,
-    }
-
-
-# -- gunicorn server hooks -------------------------------------------------------
 # Prometheus multiprocess mode: every worker writes its samples to files in
 # PROMETHEUS_MULTIPROC_DIR and /metrics sums them, so the numbers are the
 # gateway's, not one worker's. The directory must be set before any worker
