@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from crabllm_sync.app import create_app
+from crabllm_sync.errors import UpstreamTimeoutError
 from crabllm_sync.extensions import find
 from crabllm_sync.extensions.usage import UsageRecorder
 from tests.conftest import openai_provider, sdk_for_app
@@ -241,6 +242,67 @@ def test_fifty_parallel_requests_admit_exactly_what_the_budget_covers(
     assert statuses.count(200) == 10
     assert statuses.count(429) == 40
     assert spent(app.test_client()) == 10 * ONE <= budget_nanos
+
+
+# "hello" = 2 input tokens, max_tokens 10: reserved 2 x 1000 + 10 x 2000.
+RESERVED = 22_000
+
+
+def test_a_timeout_the_provider_may_bill_is_charged_at_the_reserved_estimate(
+    upstream, tmp_path, app_factory
+):
+    # The contract with the transport: an error the provider may bill (a read
+    # timeout after the request was sent) carries billable = True.
+    app = app_factory(
+        ext_config(upstream, tmp_path, extensions={"budget": {"default_budget": 1.0}})
+    )
+    gw = app.extensions["crabllm"]
+    ctx = gw.context("chat", gw.auth.authenticate(auth(KEY_A)))
+    gw.prepare(ctx, chat_body("hello", max_tokens=10))
+    err = UpstreamTimeoutError("up: timed out", provider="up")
+    err.billable = True
+    ctx.status = err.http_status
+    for ext in gw.extensions:
+        ext.on_error(ctx, err)
+    assert spent(app.test_client()) == RESERVED
+    recorder = find(gw.extensions, UsageRecorder)
+    assert recorder.flush()
+    (row,) = recorder.db.usage_totals(key_name="team-a")
+    assert row["cost_nanos"] == RESERVED and row["requests"] == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs the transport branch: read timeouts carry billable = True",
+)
+def test_a_read_timeout_after_sending_is_charged_not_refunded(
+    upstream, tmp_path, app_factory
+):
+    gate = threading.Event()
+    upstream.enqueue(Reply(json=fake.completion("m", "late"), hang=gate))
+    app = app_factory(
+        ext_config(
+            upstream,
+            tmp_path,
+            providers={"up": openai_provider(upstream, ["m"], timeout=0.5)},
+            extensions={"budget": {"default_budget": 1.0}},
+        )
+    )
+    client = app.test_client()
+    try:
+        r = client.post(
+            "/v1/chat/completions",
+            json=chat_body("hello", max_tokens=10),
+            headers=auth(KEY_A),
+        )
+    finally:
+        gate.set()
+    assert r.status_code == 504
+    assert spent(client) == RESERVED
+    recorder = find(app.extensions["crabllm"].extensions, UsageRecorder)
+    assert recorder.flush()
+    (row,) = recorder.db.usage_totals(key_name="team-a")
+    assert row["cost_nanos"] == RESERVED
 
 
 def unpriced_config(upstream, tmp_path, **budget):
