@@ -145,6 +145,28 @@ class RateLimit(Extension):
                 None,
             )
 
+    def admit_request(self, ctx: RequestContext) -> None:
+        """RPM only, for a request no provider answers (GET /v1/usage).
+
+        The x-ratelimit-* headers land in ctx.headers, and on a refusal in the
+        error too (no on_error runs for these requests).
+        """
+        rpm = self.limits(ctx)[0]
+        if rpm is None:
+            return
+        key = key_name(ctx.principal)
+        try:
+            guarded(
+                "rate_limit",
+                self.fail_open,
+                lambda: self._admit(ctx, key, rpm, self.clock()),
+                None,
+            )
+        except RateLimitError as err:
+            for name, value in ctx.headers.items():
+                err.headers.setdefault(name, value)
+            raise
+
     def _check_tokens(
         self, ctx: RequestContext, key: str, limit: int, now: float
     ) -> None:
