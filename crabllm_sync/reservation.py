@@ -39,6 +39,8 @@ MAX_OUTPUT_TOKENS: dict[str, int] = {
     "gemini-1.5-flash": 8_192,
 }
 
+# OpenAI's own bound on `n`; keeps a reservation within a 64-bit counter.
+MAX_CHOICES = 128
 # Endpoints that generate nothing billable (counting tokens).
 FREE_ENDPOINTS = frozenset({"count_tokens"})
 
@@ -56,10 +58,10 @@ def max_output_tokens(model: str, config: Config) -> int:
 
 
 def choices(body: Mapping[str, Any]) -> int:
-    """How many answers the request asks for (`n`, at least 1)."""
+    """How many answers the request asks for (`n`, 1 to MAX_CHOICES)."""
     n = body.get("n")
     if isinstance(n, int) and not isinstance(n, bool) and n > 1:
-        return n
+        return min(n, MAX_CHOICES)
     return 1
 
 

@@ -53,3 +53,9 @@ def test_embeddings_reserve_input_only_and_media_their_units():
     assert requested_usage({"prompt": "a cat", "n": 3}, "images", 4096).images == 3
     assert requested_usage({"input": "hello"}, "speech", 4096).characters == 5
     assert requested_usage({}, "transcription", 4096) == Usage(estimated=True)
+
+
+def test_a_huge_n_reserves_at_most_openais_bound():
+    usage = requested_usage(chat(max_tokens=2**31 - 1, n=2**40), "chat", 4096)
+    assert usage.output == 128 * (2**31 - 1)
+    assert cost(usage, Price(input=600.0, output=600.0)) < 2**63
