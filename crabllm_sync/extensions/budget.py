@@ -166,7 +166,9 @@ class Budget(Extension):
 
         def reserve_or_refuse() -> None:
             total = self.storage.incr(counter, reserve, ttl)
-            if total == reserve:  # the counter stood at zero, or was lost
+            if total <= reserve:
+                # The counter stood at zero, or was lost (below zero when a
+                # request in flight across the loss settled into a new one).
                 total += self._rebuild(ctx.principal, counter, period, ttl)
             if total > limit:
                 if reserve:
@@ -249,11 +251,9 @@ class Budget(Extension):
         now = self.clock() if now is None else now
         period = period_of(now, self.period)
         counter = self._counter(key, period)
-        raw = self.storage.get(counter)
-        if raw is None:
-            spent = self._rebuild(principal, counter, period, self._ttl(period, now))
-        else:
-            spent = int(raw)
+        spent = int(self.storage.get(counter) or 0)
+        if spent <= 0:
+            spent += self._rebuild(principal, counter, period, self._ttl(period, now))
         return Standing(
             key,
             usd_to_nanos(budget),

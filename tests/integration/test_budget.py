@@ -398,3 +398,52 @@ def test_budget_standing_is_rebuilt_from_the_ledger_too(
     redis_server.stop()
     redis_server.start()
     assert spent(client) == ONE
+
+
+def test_a_request_in_flight_across_a_redis_restart_does_not_hide_the_loss(
+    upstream, tmp_path, served, redis_server
+):
+    # Budget 4.5 x ONE. Two requests spend 2 x ONE; a third reserves 27000
+    # (max_tokens 10) and is in flight when redis restarts empty; it settles
+    # its cost minus its reservation (-14000) into the new counter.
+    app = create_app(
+        ext_config(
+            upstream,
+            tmp_path,
+            storage={"kind": "redis", "path": redis_server.url},
+            extensions={"budget": {"default_budget": 4.5 * ONE / 1e9}},
+        )
+    )
+    url = served(app)
+    client = app.test_client()
+    recorder = find(app.extensions["crabllm"].extensions, UsageRecorder)
+    body = chat_body("hello" * 5 + "abc", max_tokens=3)
+    for _ in range(2):
+        r = client.post("/v1/chat/completions", json=body, headers=auth(KEY_A))
+        assert r.status_code == 200
+    gate = threading.Event()
+    upstream.enqueue(Reply(json=fake.completion("m", "x"), hang=gate))
+    held = threading.Thread(
+        target=httpx.post,
+        args=(f"{url}/v1/chat/completions",),
+        kwargs={
+            "json": chat_body("hello" * 5 + "abc", max_tokens=10),
+            "headers": auth(KEY_A),
+            "timeout": 20,
+        },
+    )
+    held.start()
+    upstream.wait_for_requests(3)
+    redis_server.stop()
+    redis_server.start()
+    gate.set()
+    held.join(20)
+    assert recorder.flush()
+    # 37000 reserved: -14000 + 37000 fits 58500; the ledger's 3 x ONE does not.
+    r = client.post(
+        "/v1/chat/completions",
+        json=chat_body("hello" * 5 + "abc", max_tokens=15),
+        headers=auth(KEY_A),
+    )
+    assert r.status_code == 429
+    assert len(upstream.requests) == 3
