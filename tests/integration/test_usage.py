@@ -293,12 +293,21 @@ def test_usage_counts_against_the_keys_requests_per_minute(
         {"name": "team-a", "key": KEY_A, "rate_limit": {"requests_per_minute": 2}},
         {"name": "team-b", "key": KEY_B},
     ]
-    client = app_factory(ext_config(upstream, tmp_path, keys=keys)).test_client()
+    config = ext_config(
+        upstream,
+        tmp_path,
+        keys=keys,
+        extensions={"rate_limit": {"requests_per_minute": 2}},
+    )
+    client = app_factory(config).test_client()
     codes = [client.get("/v1/usage", headers=auth(KEY_A)).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
     r = client.get("/v1/usage", headers=auth(KEY_A))
     assert r.json["error"]["code"] == "rate_limit_exceeded"
     assert r.headers["x-ratelimit-remaining-requests"] == "0"
+    # The admin token is the operator, not a key: no limit applies.
+    admin = [client.get("/v1/usage", headers=auth(ADMIN)) for _ in range(3)]
+    assert [a.status_code for a in admin] == [200, 200, 200]
 
 
 def test_usage_answers_at_most_limit_rows(upstream, tmp_path, app_factory):
