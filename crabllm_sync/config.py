@@ -71,6 +71,8 @@ class PricingConfig(_Strict):
     cost_per_image: float | None = Field(None, ge=0)
     cost_per_million_characters: float | None = Field(None, ge=0)
     cost_per_second: float | None = Field(None, ge=0)
+    # Output tokens budgets and TPM reserve when a request sets no max_tokens.
+    max_output_tokens: int | None = Field(None, ge=1)
 
 
 class RateLimitExtension(RateLimitConfig):
@@ -101,6 +103,11 @@ class BudgetExtension(_Strict):
     period: Literal["daily", "weekly", "monthly", "never"] = "never"
     keys: dict[str, BudgetKey] = Field(default_factory=dict)
     fail_open: bool = False
+    # A model with no price costs $0: refuse it to keys with a budget, or allow.
+    unpriced: Literal["refuse", "allow"] = "refuse"
+    # Output tokens reserved for a request without max_tokens on a model whose
+    # output maximum is not known ([pricing.MODEL] max_output_tokens, built-in).
+    default_max_output_tokens: int = Field(4096, ge=1)
 
 
 class LoggingExtension(_Strict):
@@ -162,7 +169,19 @@ class Config(_Strict):
             for name in ("models", "cloud_models", "openapi")
             if getattr(self, name) is not None
         ]
+        from crabllm_sync.pricing import unpriced_models
+
         budget = self.extensions.budget
+        for model in unpriced_models(self):
+            out.append(
+                f"model '{model}' has no price: its requests cost $0 in usage, "
+                + (
+                    "and keys with a budget are refused it"
+                    if budget is None or budget.unpriced == "refuse"
+                    else "and budgets do not limit it"
+                )
+                + f'; set [pricing."{model}"]'
+            )
         if budget is not None and budget.default_limit is not None:
             out.append(
                 "extensions.budget.default_limit (crabllm) has no effect; "

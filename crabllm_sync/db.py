@@ -290,8 +290,10 @@ class Database:
         model: str | None = None,
         since: float | None = None,
         until: float | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Per key and model: requests, tokens and cost (nanos), filtered."""
+        """Per key and model: requests, tokens and cost (nanos), filtered;
+        at most `limit` rows."""
         U = self.m.UsageRecord
         fn = peewee.fn
         q = U.select(
@@ -320,6 +322,8 @@ class Database:
         if conds:
             q = q.where(*conds)
         q = q.group_by(U.key_name, U.model).order_by(U.key_name, U.model)
+        if limit is not None:
+            q = q.limit(limit)
         with self.db.connection_context():
             return [_ints(row) for row in q.dicts()]
 

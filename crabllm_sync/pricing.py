@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
-from crabllm_sync.config import PricingConfig
+from crabllm_sync.config import Config, PricingConfig
 
 NANOS_PER_USD = 1_000_000_000
+T = TypeVar("T")
 CHARS_PER_TOKEN = 4  # the usual rule of thumb when an upstream reports no usage
 
 
@@ -130,7 +131,17 @@ BUILTIN: dict[str, Price] = {
     "meta.llama3-1-70b-instruct": Price(0.72, 0.72),
     "meta.llama3-1-8b-instruct": Price(0.22, 0.22),
     "mistral.mistral-large-2407": Price(2.00, 6.00),
+    # OpenAI media: per second of audio ($0.006 a minute), per million speech
+    # characters, per image (1024x1024, standard quality).
+    "whisper-1": Price(per_second=0.0001),
+    "tts-1": Price(per_million_characters=15.00),
+    "tts-1-hd": Price(per_million_characters=30.00),
+    "dall-e-3": Price(per_image=0.04),
+    "dall-e-2": Price(per_image=0.02),
 }
+
+# Provider kinds that answer in process and bill nothing.
+FREE_KINDS = frozenset({"mock"})
 
 _BEDROCK_REGION_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "global.", "jp.", "au.")
 # Not ".": gpt-4.5 is not a gpt-4 (ids differ in versions after a dot).
@@ -154,14 +165,50 @@ def lookup(
     overrides: Mapping[str, PricingConfig] | None = None,
     table: Mapping[str, Price] = BUILTIN,
 ) -> Price:
-    """The price of `model`: [pricing.MODEL], else the built-in table, else zero.
+    """The price of `model`: [pricing.MODEL], else the built-in table, else zero."""
+    found = find(model, overrides, table)
+    return ZERO_PRICE if found is None else found
 
-    The table matches the exact id, then the longest key that is a prefix of
-    the id at a boundary (`gpt-4o-2024-08-06` -> `gpt-4o`), ignoring a Bedrock
-    cross-region prefix (`us.anthropic...`).
+
+def find(
+    model: str,
+    overrides: Mapping[str, PricingConfig] | None = None,
+    table: Mapping[str, Price] = BUILTIN,
+) -> Price | None:
+    """The price of `model`, or None when neither config nor the table has one.
+
+    A model priced at zero on purpose (`[pricing.MODEL]` with no costs, or a
+    free model in the table) is priced; only an unknown model is None.
     """
     if overrides and model in overrides:
         return price_from_config(overrides[model])
+    return match(model, table)
+
+
+def is_priced(model: str, config: Config) -> bool:
+    """Whether `model` has a price, or is served only by providers that bill nothing."""
+    if find(model, config.pricing) is not None:
+        return True
+    kinds = {p.kind for p in config.providers.values() if model in p.models}
+    return bool(kinds) and kinds <= FREE_KINDS
+
+
+def unpriced_models(config: Config) -> list[str]:
+    """Models the config serves with no price: their requests cost $0."""
+    served = {
+        m
+        for p in config.providers.values()
+        if p.kind not in FREE_KINDS
+        for m in p.models
+        if "*" not in m
+    }
+    return sorted(m for m in served if find(m, config.pricing) is None)
+
+
+def match(model: str, table: Mapping[str, T]) -> T | None:
+    """The entry of `table` for `model`: the exact id, else the longest key that
+    is a prefix of the id at a boundary (`gpt-4o-2024-08-06` -> `gpt-4o`),
+    ignoring a Bedrock cross-region prefix (`us.anthropic...`)."""
     name = model
     for prefix in _BEDROCK_REGION_PREFIXES:
         if name.startswith(prefix) and "." in name[len(prefix) :]:
@@ -177,7 +224,7 @@ def lookup(
             and name[len(key)] in _BOUNDARIES
         ):
             best = key
-    return table[best] if best else ZERO_PRICE
+    return table[best] if best else None
 
 
 def rate(per_million_usd: float) -> int:

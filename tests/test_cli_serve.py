@@ -47,6 +47,24 @@ def test_check_warns_about_a_short_admin_token_and_a_readable_file(tmp_path):
     assert "readable by other users" in result.output
 
 
+def test_check_warns_about_models_without_a_price(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text(
+        '[providers.az]\nkind = "azure"\nbase_url = "https://x.openai.azure.com"\n'
+        'models = ["my-gpt4o-deployment", "gpt-4o", "priced-here"]\n'
+        "[pricing.priced-here]\nprompt_cost_per_million = 1.0\n" + GOOD
+    )
+    p.chmod(0o600)
+    result = CliRunner().invoke(main, ["check", "--config", str(p)])
+    assert result.exit_code == 0, result.output
+    assert "model 'my-gpt4o-deployment' has no price" in result.output
+    assert "keys with a budget are refused it" in result.output
+    # Priced in config or in the built-in table, or the free mock provider.
+    assert "'gpt-4o'" not in result.output
+    assert "'priced-here'" not in result.output
+    assert "'mock'" not in result.output
+
+
 def test_serve_writes_a_starter_config_and_answers_with_its_key(tmp_path):
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

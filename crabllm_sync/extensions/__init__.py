@@ -86,17 +86,17 @@ def build_extensions(
     from crabllm_sync.metrics import Metrics
 
     ext = config.extensions
+    if db is None:
+        db = open_usage_database(config)
     out: list[Extension] = [
         Accounting(config),
         MetricsExtension(Metrics()),
         RateLimit(config, storage, clock=clock),
         Concurrency(config, storage),
-        Budget(config, storage, clock=clock),
+        Budget(config, storage, clock=clock, db=db),
     ]
     if ext.cache is not None:
         out.append(Cache(ext.cache, storage))
-    if db is None:
-        db = open_usage_database(config)
     if db is not None:
         out.append(UsageRecorder(ext.usage, db))
     out.append(RequestLog(ext.logging))

@@ -2,34 +2,43 @@
 
 The period a request falls in is computed from its timestamp (UTC), so a
 reset needs no cron job. Spent money is an integer nanodollar counter on the
-shared storage: reserve an estimate (atomic incr), refuse when the counter
-already stood at or over the budget, settle to the actual cost afterwards.
+shared storage: reserve the most the request may cost (atomic incr), refuse
+when spent + that reservation would pass the budget, settle to the actual cost
+afterwards. A counter the storage lost (a redis restarted empty, an evicted
+key) is rebuilt from the SQL usage ledger before it decides anything.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from crabllm_sync import pricing
+import peewee
+
+from crabllm_sync import pricing, reservation
 from crabllm_sync.config import Config
-from crabllm_sync.errors import QuotaExceededError
+from crabllm_sync.errors import PermissionDeniedError, QuotaExceededError
 from crabllm_sync.extensions import Extension, guarded, key_limit, key_name, quietly
-from crabllm_sync.extensions.accounting import charge_of
-from crabllm_sync.pricing import NANOS_PER_USD, Usage
+from crabllm_sync.extensions.accounting import charge_of, reserved_of
+from crabllm_sync.pricing import NANOS_PER_USD
 from crabllm_sync.storage import Storage
 
 if TYPE_CHECKING:
     from crabllm_sync.auth import Principal
     from crabllm_sync.context import RequestContext
+    from crabllm_sync.db import Database
     from crabllm_sync.errors import GatewayError
 
-# Output tokens reserved for a chat request that sets no max_tokens.
-DEFAULT_OUTPUT_ESTIMATE = 256
+log = logging.getLogger(__name__)
+
 # A period's counter outlives the period by this long (GET /v1/budget reads it).
 PERIOD_SLACK = 86400.0
+# One worker rebuilds a lost counter from the ledger; the others skip it for
+# this long (seconds), then a counter still missing is rebuilt again.
+REBUILD_EVERY = 60.0
 _STATE = "budget"
 
 
@@ -68,21 +77,6 @@ def period_of(ts: float, period: str) -> Period:
 
 def usd_to_nanos(usd: float) -> int:
     return round(usd * NANOS_PER_USD)
-
-
-def reservation(body: dict[str, Any], endpoint: str, price: pricing.Price) -> int:
-    """The cost to reserve before dispatch: the prompt plus the output cap."""
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    if endpoint == "embeddings":
-        output = 0
-    elif isinstance(limit, int) and limit > 0:
-        output = limit
-    else:
-        output = DEFAULT_OUTPUT_ESTIMATE
-    usage = Usage(
-        input=pricing.estimate_tokens(pricing.request_chars(body)), output=output
-    )
-    return pricing.cost(usage, price)
 
 
 # -- the extension ----------------------------------------------------------------
@@ -126,17 +120,23 @@ class Budget(Extension):
     name = "budget"
 
     def __init__(
-        self, config: Config, storage: Storage, *, clock: Callable[[], float]
+        self,
+        config: Config,
+        storage: Storage,
+        *,
+        clock: Callable[[], float],
+        db: Database | None = None,
     ) -> None:
         self.config = config
         self.storage = storage
         self.clock = clock
+        self.db = db  # the usage ledger lost counters are rebuilt from
         section = config.extensions.budget
         self.default = section.default_budget if section else None
         self.period = section.period if section else "never"
         self.per_key = {k: v.budget for k, v in section.keys.items()} if section else {}
         self.fail_open = section.fail_open if section else False
-        self._prices: dict[str, pricing.Price] = {}
+        self.refuse_unpriced = section.unpriced == "refuse" if section else True
 
     def budget_for(self, principal: Principal) -> float | None:
         """USD: [extensions.budget.keys.NAME], else the key's own, else the default."""
@@ -152,42 +152,77 @@ class Budget(Extension):
     def _ttl(self, period: Period, now: float) -> float | None:
         return None if period.end is None else period.end - now + PERIOD_SLACK
 
-    def _price(self, model: str) -> pricing.Price:
-        p = self._prices.get(model)
-        if p is None:
-            p = self._prices[model] = pricing.lookup(model, self.config.pricing)
-        return p
-
     def on_request(self, ctx: RequestContext, body: dict[str, Any]) -> None:
         budget = self.budget_for(ctx.principal)
         if budget is None:
             return
+        self._check_priced(ctx)
         key = key_name(ctx.principal)
         period = period_of(ctx.timestamp, self.period)
         counter = self._counter(key, period)
-        reserve = reservation(body, ctx.endpoint, self._price(ctx.model))
+        reserve = reserved_of(ctx).cost_nanos
         limit = usd_to_nanos(budget)
         ttl = self._ttl(period, ctx.timestamp)
 
         def reserve_or_refuse() -> None:
             total = self.storage.incr(counter, reserve, ttl)
-            before = total - reserve
-            if before >= limit:
+            if total <= reserve:
+                # The counter stood at zero, or was lost (below zero when a
+                # request in flight across the loss settled into a new one).
+                total += self._rebuild(ctx.principal, counter, period, ttl)
+            if total > limit:
                 if reserve:
                     self.storage.incr(counter, -reserve, ttl)
                 raise QuotaExceededError(
-                    f"You exceeded your current quota: key '{key}' has spent "
-                    f"${before / NANOS_PER_USD:.6f} of its ${budget:.2f} budget"
-                    + ("" if period.end is None else f" ({self.period})")
-                    + "."
+                    _refusal(key, total - reserve, reserve, budget, self.period)
                 )
             ctx.state[_STATE] = (counter, reserve, ttl)
 
         guarded("budget", self.fail_open, reserve_or_refuse, None)
 
-    def on_response(
-        self, ctx: RequestContext, body: dict[str, Any], response: dict[str, Any] | None
-    ) -> None:
+    def _check_priced(self, ctx: RequestContext) -> None:
+        """A model without a price costs $0, so a budget could not limit it."""
+        if not self.refuse_unpriced or ctx.endpoint in reservation.FREE_ENDPOINTS:
+            return
+        if not pricing.is_priced(ctx.model, self.config):
+            raise PermissionDeniedError(
+                f"model '{ctx.model}' has no price, so this key's budget cannot "
+                f'apply to it; the operator can set [pricing."{ctx.model}"] or '
+                '[extensions.budget] unpriced = "allow"',
+                param="model",
+            )
+
+    def _rebuild(
+        self, principal: Principal, counter: str, period: Period, ttl: float | None
+    ) -> int:
+        """Add the period's spend from the usage ledger to a counter at zero.
+
+        A zero counter is either new (the ledger holds nothing either) or lost
+        with the storage. One worker in REBUILD_EVERY seconds reads the ledger;
+        it lags by what workers have not flushed yet (about one flush_interval).
+        """
+        if self.db is None:
+            return 0
+        if self.storage.incr(f"{counter}:rebuilt", 1, REBUILD_EVERY) != 1:
+            return 0
+        try:
+            rows = self.db.usage_totals(
+                key_name=principal.name, since=period.start, until=period.end
+            )
+        except (peewee.PeeweeException, OSError) as exc:
+            log.warning("budget: usage ledger unavailable, not rebuilt: %s", exc)
+            return 0
+        spent = sum(r["cost_nanos"] for r in rows)
+        if spent:
+            self.storage.incr(counter, spent, ttl)
+            log.warning(
+                "budget: counter %s was missing; rebuilt from the usage ledger",
+                counter,
+            )
+        return spent
+
+    def _settle(self, ctx: RequestContext) -> None:
+        """Turn the reservation into the charge (a refund for a failure)."""
         held = ctx.state.pop(_STATE, None)
         if held is None:
             return
@@ -196,13 +231,14 @@ class Budget(Extension):
         if delta:
             quietly("budget", lambda: self.storage.incr(counter, delta, ttl))
 
+    def on_response(
+        self, ctx: RequestContext, body: dict[str, Any], response: dict[str, Any] | None
+    ) -> None:
+        self._settle(ctx)
+
     def on_error(self, ctx: RequestContext, error: GatewayError) -> None:
-        held = ctx.state.pop(_STATE, None)
-        if held is None:
-            return
-        counter, reserve, ttl = held
-        if reserve:
-            quietly("budget", lambda: self.storage.incr(counter, -reserve, ttl))
+        # Accounting charged nothing, or the estimate when the provider bills it.
+        self._settle(ctx)
 
     def standing(
         self, principal: Principal, now: float | None = None
@@ -212,8 +248,12 @@ class Budget(Extension):
         if budget is None:
             return None
         key = key_name(principal)
-        period = period_of(self.clock() if now is None else now, self.period)
-        spent = int(self.storage.get(self._counter(key, period)) or 0)
+        now = self.clock() if now is None else now
+        period = period_of(now, self.period)
+        counter = self._counter(key, period)
+        spent = int(self.storage.get(counter) or 0)
+        if spent <= 0:
+            spent += self._rebuild(principal, counter, period, self._ttl(period, now))
         return Standing(
             key,
             usd_to_nanos(budget),
@@ -223,3 +263,13 @@ class Budget(Extension):
             period.start,
             period.end,
         )
+
+
+def _refusal(key: str, spent: int, reserve: int, budget: float, period: str) -> str:
+    where = "" if period == "never" else f" ({period})"
+    return (
+        f"You exceeded your current quota: key '{key}' has spent "
+        f"${spent / NANOS_PER_USD:.6f} of its ${budget:.2f} budget{where}, and "
+        f"this request may cost up to ${reserve / NANOS_PER_USD:.6f} "
+        "(a lower max_tokens reserves less)."
+    )

@@ -3,6 +3,10 @@
 A sliding window approximated by two fixed one-minute windows: the previous
 window's count weighted by how much of it still overlaps the last 60 s, plus
 the current window's count (the window math below is pure).
+
+Tokens are reserved up front (the request's estimate: prompt plus its output
+cap, see reservation.py) so a burst is limited while it is in flight, then
+settled to what the answer reported.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from crabllm_sync.config import Config
 from crabllm_sync.errors import RateLimitError
 from crabllm_sync.extensions import Extension, guarded, key_limit, key_name, quietly
-from crabllm_sync.extensions.accounting import charge_of
+from crabllm_sync.extensions.accounting import charge_of, reserved_of
 from crabllm_sync.storage import Storage
 
 if TYPE_CHECKING:
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
 WINDOW = 60.0  # seconds
 KEY_TTL = 2 * WINDOW + 10  # a window's counter is read during the next one
 _STATE = "rate_limit"
+_TOKENS = "rate_limit.tokens"  # (window counter, tokens reserved in it)
 
 
 # -- window math (pure) -------------------------------------------------------
@@ -87,7 +92,7 @@ def duration(seconds: float) -> str:
 
 
 class RateLimit(Extension):
-    """RPM counts admitted requests; TPM counts tokens reported by responses."""
+    """RPM counts admitted requests; TPM reserves tokens, then settles them."""
 
     name = "rate_limit"
 
@@ -140,21 +145,56 @@ class RateLimit(Extension):
                 None,
             )
 
+    def admit_request(self, ctx: RequestContext) -> None:
+        """RPM only, for a request no provider answers (GET /v1/usage).
+
+        The x-ratelimit-* headers land in ctx.headers, and on a refusal in the
+        error too (no on_error runs for these requests).
+        """
+        rpm = self.limits(ctx)[0]
+        if rpm is None or ctx.principal.is_admin:  # the operator is no key
+            return
+        key = key_name(ctx.principal)
+        try:
+            guarded(
+                "rate_limit",
+                self.fail_open,
+                lambda: self._admit(ctx, key, rpm, self.clock()),
+                None,
+            )
+        except RateLimitError as err:
+            for name, value in ctx.headers.items():
+                err.headers.setdefault(name, value)
+            raise
+
     def _check_tokens(
         self, ctx: RequestContext, key: str, limit: int, now: float
     ) -> None:
-        _, w = self._window("t", key, now)
-        used = w.count
-        reset = w.seconds_until_empty()
+        # A request larger than the whole limit reserves the whole limit: it
+        # runs alone in an empty window rather than never.
+        reserve = min(reserved_of(ctx).usage.total_tokens, limit)
+        index, elapsed = window_index(now)
+        curr_key = f"rl:t:{index}:{key}"
+        prev = int(self.storage.get(f"rl:t:{index - 1}:{key}") or 0)
+        curr = self.storage.incr(curr_key, reserve, KEY_TTL)
+        w = Window(prev, curr, elapsed)
+        admitted = w.count <= limit if reserve else w.count < limit
+        if admitted:
+            ctx.state[_TOKENS] = (curr_key, reserve)
+        else:
+            if reserve:
+                self.storage.incr(curr_key, -reserve, KEY_TTL)
+            w = Window(prev, curr - reserve, elapsed)
         ctx.headers["x-ratelimit-limit-tokens"] = str(limit)
-        ctx.headers["x-ratelimit-remaining-tokens"] = str(max(0, int(limit - used)))
-        ctx.headers["x-ratelimit-reset-tokens"] = duration(reset)
-        if used >= limit:
-            wait = w.seconds_until(limit - 1)
+        ctx.headers["x-ratelimit-remaining-tokens"] = str(max(0, int(limit - w.count)))
+        ctx.headers["x-ratelimit-reset-tokens"] = duration(w.seconds_until_empty())
+        if not admitted:
+            wait = w.seconds_until(max(0, limit - max(reserve, 1)))
             raise self._refuse(
                 ctx,
                 f"Rate limit reached for tokens per minute: limit {limit}, "
-                f"used {int(used)}. Try again in {duration(wait)}.",
+                f"used {int(w.count)}, this request may use {reserve}. "
+                f"Try again in {duration(wait)}.",
                 wait,
             )
 
@@ -188,22 +228,23 @@ class RateLimit(Extension):
         err.headers["retry-after-ms"] = str(max(1, math.ceil(wait * 1000)))
         return err
 
+    def _settle(self, ctx: RequestContext) -> None:
+        """Turn the token reservation into what the request used."""
+        held = ctx.state.pop(_TOKENS, None)
+        if held is None:
+            return
+        counter, reserve = held
+        delta = charge_of(ctx).usage.total_tokens - reserve
+        if delta:
+            quietly("rate_limit", lambda: self.storage.incr(counter, delta, KEY_TTL))
+
     def on_response(
         self, ctx: RequestContext, body: dict[str, Any], response: dict[str, Any] | None
     ) -> None:
-        key = ctx.state.get(_STATE)
-        if key is None or self.limits(ctx)[1] is None:
-            return
-        tokens = charge_of(ctx).usage.total_tokens
-        if tokens <= 0:
-            return
-        index, _ = window_index(self.clock())
-        quietly(
-            "rate_limit",
-            lambda: self.storage.incr(f"rl:t:{index}:{key}", tokens, KEY_TTL),
-        )
+        self._settle(ctx)
 
     def on_error(self, ctx: RequestContext, error: GatewayError) -> None:
+        self._settle(ctx)
         # The answer (a 429 from any extension, or an upstream error) carries
         # the counters too, as OpenAI's does.
         for name, value in ctx.headers.items():

@@ -31,9 +31,11 @@ log = logging.getLogger(__name__)
 # Rows kept through a database outage; beyond this the oldest are dropped.
 MAX_BUFFER = 100_000
 CLOSE_TIMEOUT = 10.0
-# While the database is down, retries back off up to this (seconds): a
-# connect attempt can block a gevent worker, so it must not run on every row.
-MAX_RETRY_DELAY = 30.0
+# While the database is down, retries back off up to this (seconds), so a
+# failing connect does not run on every row. Short, because it is also how
+# long rows wait after the database is back: a worker SIGKILLed then loses
+# at most max(flush_interval, MAX_RETRY_DELAY) seconds of rows.
+MAX_RETRY_DELAY = 2.0
 # The background flush waits at most this long (ms) for a sqlite lock held by
 # another process: sqlite waits in C, so a gevent worker can serve nothing
 # meanwhile. Rows that miss the lock stay buffered for the next flush; the
@@ -123,6 +125,11 @@ class UsageRecorder(Extension):
         if full and not self._retry_delay:
             self._wake.set()
 
+    @property
+    def retry_delay(self) -> float:
+        """Seconds the flusher waits before retrying a failing database (0: healthy)."""
+        return self._retry_delay
+
     def pending(self) -> int:
         with self._lock:
             return len(self._rows)
@@ -130,28 +137,44 @@ class UsageRecorder(Extension):
     def flush(self, busy_timeout_ms: int | None = None) -> bool:
         """Write buffered rows now; False when the database refused (kept)."""
         with self._flushing:
-            with self._lock:
-                rows, self._rows = self._rows, []
-                self._waiting.clear()
-            for i in range(0, len(rows), self.batch_size):
-                try:
-                    self.db.insert_usage(
-                        rows[i : i + self.batch_size], busy_timeout_ms=busy_timeout_ms
-                    )
-                except (peewee.PeeweeException, OSError) as exc:
-                    self._requeue(rows[i:])
-                    self._retry_delay = min(
-                        MAX_RETRY_DELAY,
-                        max(self.flush_interval, 2 * self._retry_delay),
-                    )
-                    log.warning(
-                        "usage: database unavailable, %d records kept: %s",
-                        len(rows) - i,
-                        exc,
-                    )
-                    return False
-            self._retry_delay = 0.0
-            return True
+            return self._write(busy_timeout_ms)
+
+    def flush_now(self) -> None:
+        """A flush a request may wait for (GET /v1/usage), bounded: skipped while
+        the database is failing or another flush runs, and a sqlite lock is
+        waited for at most FLUSH_BUSY_MS."""
+        if self._retry_delay or not self.pending():
+            return
+        if not self._flushing.acquire(blocking=False):
+            return
+        try:
+            self._write(FLUSH_BUSY_MS)
+        finally:
+            self._flushing.release()
+
+    def _write(self, busy_timeout_ms: int | None) -> bool:
+        with self._lock:
+            rows, self._rows = self._rows, []
+            self._waiting.clear()
+        for i in range(0, len(rows), self.batch_size):
+            try:
+                self.db.insert_usage(
+                    rows[i : i + self.batch_size], busy_timeout_ms=busy_timeout_ms
+                )
+            except (peewee.PeeweeException, OSError) as exc:
+                self._requeue(rows[i:])
+                self._retry_delay = min(
+                    MAX_RETRY_DELAY,
+                    max(self.flush_interval, 2 * self._retry_delay),
+                )
+                log.warning(
+                    "usage: database unavailable, %d records kept: %s",
+                    len(rows) - i,
+                    exc,
+                )
+                return False
+        self._retry_delay = 0.0
+        return True
 
     def _requeue(self, rows: list[dict[str, Any]]) -> None:
         with self._lock:

@@ -20,12 +20,17 @@ from crabllm_sync.extensions import find
 from crabllm_sync.extensions.budget import Budget
 from crabllm_sync.extensions.cache import clear
 from crabllm_sync.extensions.metrics import MetricsExtension
+from crabllm_sync.extensions.rate_limit import RateLimit
 from crabllm_sync.extensions.usage import UsageRecorder
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.metrics import CONTENT_TYPE, health_exposition
 from crabllm_sync.pricing import NANOS_PER_USD
 from crabllm_sync.storage.memory import MemoryStorage, refuse_unshared
 from crabllm_sync.views import json_response
+
+# Rows of GET /v1/usage (one per key and model): the default and the most.
+DEFAULT_USAGE_ROWS = 1000
+MAX_USAGE_ROWS = 10_000
 
 
 def make_blueprint(gw: Gateway) -> Blueprint:
@@ -40,19 +45,29 @@ def make_blueprint(gw: Gateway) -> Blueprint:
                 "usage is not recorded: configure sqlite or redis storage, "
                 "or [storage] database"
             )
+        limiter = find(gw.extensions, RateLimit)
+        if limiter is not None:
+            limiter.admit_request(ctx)  # the key's RPM applies here too
         key = _own_key(ctx.principal, request.args.get("key"))
         model = request.args.get("model") or None
         since, until = _time_arg("from"), _time_arg("to")
-        recorder.flush()  # this worker's own buffer; others flush on their timer
+        limit = _limit_arg()
+        # This worker's own buffer, waiting at most FLUSH_BUSY_MS for a lock
+        # and not at all while the database is failing; others flush on their
+        # timer (within [extensions.usage] flush_interval).
+        recorder.flush_now()
         try:
             rows = recorder.db.usage_totals(
-                key_name=key, model=model, since=since, until=until
+                key_name=key, model=model, since=since, until=until, limit=limit
             )
         except (peewee.OperationalError, peewee.InterfaceError) as exc:
             raise ServiceUnavailableError(
                 f"usage database unavailable: {exc}"
             ) from None
-        return json_response({"object": "list", "data": [_usage_row(r) for r in rows]})
+        return json_response(
+            {"object": "list", "data": [_usage_row(r) for r in rows]},
+            headers=ctx.headers,
+        )
 
     @bp.get("/v1/budget")
     def budget() -> Response:
@@ -113,6 +128,23 @@ def _own_key(principal: Principal, wanted: str | None) -> str | None:
     if wanted and wanted != principal.name:
         raise PermissionDeniedError("a key may only read its own usage", param="key")
     return principal.name
+
+
+def _limit_arg() -> int:
+    """`limit`: rows to answer, 1 to MAX_USAGE_ROWS (default DEFAULT_USAGE_ROWS)."""
+    value = request.args.get("limit")
+    if not value:
+        return DEFAULT_USAGE_ROWS
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_USAGE_ROWS:
+        raise InvalidRequestError(
+            f"'limit' must be a whole number from 1 to {MAX_USAGE_ROWS}",
+            param="limit",
+        )
+    return limit
 
 
 def _time_arg(name: str) -> float | None:

@@ -4,6 +4,8 @@ cache hits and budgets, bad input to the usage endpoints."""
 from __future__ import annotations
 
 from crabllm_sync.app import create_app
+from crabllm_sync.extensions import find
+from crabllm_sync.extensions.usage import UsageRecorder
 from tests.conftest import make_config, openai_provider
 from tests.extensions_support import ADMIN, KEY_A, auth, chat_body, ext_config
 from tests.fakes import openai as fake
@@ -30,8 +32,12 @@ def test_auth_off_shares_one_limit_and_one_budget(upstream, tmp_path):
     assert codes == [200, 200, 429]
     (row,) = client.get("/v1/budget").json["data"]
     assert row["key"] == "-" and row["spent_nanos"] == 2 * 7 * 1000
-    rows = client.get("/v1/usage").json["data"]
-    assert [(r["key"], r["requests"]) for r in rows] == [(None, 3)]
+    # GET /v1/usage counts against the same shared requests_per_minute.
+    assert client.get("/v1/usage").status_code == 429
+    recorder = find(client.application.extensions["crabllm"].extensions, UsageRecorder)
+    assert recorder.flush()
+    rows = recorder.db.usage_totals()
+    assert [(r["key_name"], r["requests"]) for r in rows] == [(None, 3)]
 
 
 def test_cached_input_is_priced_at_its_own_rate_end_to_end(upstream, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,6 +22,8 @@ from tests.extensions_support import (
     ext_config,
     with_clock,
 )
+from tests.fakes import openai as fake
+from tests.upstream import Reply
 
 
 @pytest.fixture
@@ -150,30 +153,93 @@ def test_refused_requests_do_not_extend_the_block(upstream, tmp_path, clock):
     assert r.status_code == 200
 
 
-def test_tpm_counts_actual_usage_of_responses_and_streams(upstream, tmp_path, clock):
-    # Each non-stream answer is 7 + 3 tokens; the stream "a b" reports 7 + 3 too
-    # (three pieces: "echo:", "a", "b").
+def test_tpm_reserves_the_estimate_then_settles_to_actual_usage(
+    upstream, tmp_path, clock
+):
+    # Each request reserves its prompt estimate plus max_tokens 3 and then
+    # counts what the answer reported: 7 + 3 tokens (the stream "a b" too).
     app = make(
         upstream, tmp_path, clock, extensions={"rate_limit": {"tokens_per_minute": 25}}
     )
     client = app.test_client()
-    r1 = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    r1 = client.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=3), headers=auth(KEY_A)
+    )
     assert r1.status_code == 200
-    assert r1.headers["x-ratelimit-remaining-tokens"] == "25"  # checked before
+    assert r1.headers["x-ratelimit-remaining-tokens"] == "20"  # 25 - (2 + 3)
     r2 = client.post(
-        "/v1/chat/completions", json=chat_body("a b", stream=True), headers=auth(KEY_A)
+        "/v1/chat/completions",
+        json=chat_body("a b", stream=True, max_tokens=3),
+        headers=auth(KEY_A),
     )
     assert r2.status_code == 200
-    assert b"[DONE]" in r2.data  # drain the stream: usage is charged at its end
-    assert r2.headers["x-ratelimit-remaining-tokens"] == "15"
-    r3 = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
-    assert r3.headers["x-ratelimit-remaining-tokens"] == "5"
-    r4 = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    assert b"[DONE]" in r2.data  # drain the stream: usage is settled at its end
+    assert r2.headers["x-ratelimit-remaining-tokens"] == "11"  # 25 - 10 - (1 + 3)
+    r3 = client.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=3), headers=auth(KEY_A)
+    )
+    assert r3.headers["x-ratelimit-remaining-tokens"] == "0"  # 25 - 20 - 5
+    r4 = client.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=3), headers=auth(KEY_A)
+    )
     assert r4.status_code == 429
     assert r4.json["error"]["code"] == "rate_limit_exceeded"
     assert "tokens per minute" in r4.json["error"]["message"]
     assert r4.headers["x-ratelimit-remaining-tokens"] == "0"
     assert len(upstream.requests) == 3
+
+
+def test_tpm_limits_a_burst_while_it_is_in_flight(upstream, tmp_path, served):
+    # Nothing has finished, so nothing is counted as used yet: the reservations
+    # (2 + 40 tokens each) alone must stop the third request of the burst.
+    app = create_app(
+        ext_config(
+            upstream, tmp_path, extensions={"rate_limit": {"tokens_per_minute": 100}}
+        )
+    )
+    url = served(app)
+    gate = threading.Event()
+    for _ in range(2):
+        upstream.enqueue(Reply(json=fake.completion("m", "x"), hang=gate))
+    body = chat_body(max_tokens=40)
+    held = [
+        threading.Thread(
+            target=httpx.post,
+            args=(f"{url}/v1/chat/completions",),
+            kwargs={"json": body, "headers": auth(KEY_A), "timeout": 20},
+        )
+        for _ in range(2)
+    ]
+    for t in held:
+        t.start()
+    try:
+        upstream.wait_for_requests(2)
+        third = httpx.post(
+            f"{url}/v1/chat/completions", json=body, headers=auth(KEY_A), timeout=20
+        )
+    finally:
+        gate.set()
+        for t in held:
+            t.join(20)
+    assert third.status_code == 429
+    assert "tokens per minute" in third.json()["error"]["message"]
+    assert len(upstream.requests) == 2
+
+
+def test_tpm_gives_a_failed_requests_reservation_back(upstream, tmp_path, clock):
+    app = make(
+        upstream, tmp_path, clock, extensions={"rate_limit": {"tokens_per_minute": 25}}
+    )
+    client = app.test_client()
+    upstream.enqueue(Reply(status=400, json={"error": {"message": "no"}}))
+    r = client.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=20), headers=auth(KEY_A)
+    )
+    assert r.status_code == 400
+    again = client.post(
+        "/v1/chat/completions", json=chat_body(max_tokens=20), headers=auth(KEY_A)
+    )
+    assert again.status_code == 200
 
 
 def test_no_limit_configured_means_no_headers(upstream, tmp_path, clock):

@@ -95,7 +95,7 @@ rate_limit = {{ requests_per_minute = 1 }}
 [[keys]]
 name = "broke"
 key = "{BROKE_KEY}"
-budget = 0.000001
+budget = 5.0  # gpt-4o at $1 a token: 2 reserved fit, the 10 used do not
 
 [routing]
 failure_threshold = 1000
@@ -374,7 +374,7 @@ def _force_every_error(
     # -- limits and budget ----------------------------------------------------
     assert cap.chat("rate limit: first", LIMITED_KEY).status_code == 200
     assert cap.chat("rate limit: second", LIMITED_KEY).status_code == 429
-    assert cap.chat("budget: first", BROKE_KEY).status_code == 200
+    assert cap.chat("budget: first", BROKE_KEY, max_tokens=1).status_code == 200
     out["broke"] = cap.chat("budget: spent", BROKE_KEY).status_code
     # -- storage down -----------------------------------------------------------
     redis.stop()

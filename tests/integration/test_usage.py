@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from crabllm_sync.app import create_app
 from crabllm_sync.extensions import find
-from crabllm_sync.extensions.usage import UsageRecorder
+from crabllm_sync.extensions.usage import MAX_RETRY_DELAY, UsageRecorder
 from tests.extensions_support import (
     ADMIN,
     KEY_A,
@@ -240,6 +240,85 @@ def test_rows_wait_in_the_buffer_through_a_database_outage(upstream, tmp_path):
     away.rename(home)  # it is back
     assert rec.flush() is True and rec.pending() == 0
     assert len(rows(app)) == 3
+
+
+def test_usage_view_does_not_write_while_the_database_is_failing(upstream, tmp_path):
+    home = tmp_path / "db"
+    home.mkdir()
+    config = ext_config(
+        upstream,
+        tmp_path,
+        storage={"kind": "memory", "database": f"sqlite:///{home}/u.db"},
+        extensions={"usage": {"flush_interval": 600}},  # flush only when asked
+    )
+    app = create_app(config)
+    client = app.test_client()
+    rec = recorder(app)
+    for _ in range(3):
+        client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    away = tmp_path / "away"
+    home.rename(away)
+    assert rec.flush() is False
+    away.rename(home)
+    # The flusher retries on its own schedule; a GET does not wait on a write.
+    assert usage(client) == []
+    assert rec.pending() == 3
+
+
+def test_flush_retries_back_off_to_at_most_two_seconds(upstream, tmp_path):
+    home = tmp_path / "db"
+    home.mkdir()
+    config = ext_config(
+        upstream,
+        tmp_path,
+        storage={"kind": "memory", "database": f"sqlite:///{home}/u.db"},
+        extensions={"usage": {"flush_interval": 600}},
+    )
+    app = create_app(config)
+    app.test_client().post(
+        "/v1/chat/completions", json=chat_body(), headers=auth(KEY_A)
+    )
+    rec = recorder(app)
+    home.rename(tmp_path / "away")
+    for _ in range(10):
+        assert rec.flush() is False
+    # Rows wait at most this long once the database is back.
+    assert rec.retry_delay == MAX_RETRY_DELAY == 2.0
+
+
+def test_usage_counts_against_the_keys_requests_per_minute(
+    upstream, tmp_path, app_factory
+):
+    keys = [
+        {"name": "team-a", "key": KEY_A, "rate_limit": {"requests_per_minute": 2}},
+        {"name": "team-b", "key": KEY_B},
+    ]
+    config = ext_config(
+        upstream,
+        tmp_path,
+        keys=keys,
+        extensions={"rate_limit": {"requests_per_minute": 2}},
+    )
+    client = app_factory(config).test_client()
+    codes = [client.get("/v1/usage", headers=auth(KEY_A)).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    r = client.get("/v1/usage", headers=auth(KEY_A))
+    assert r.json["error"]["code"] == "rate_limit_exceeded"
+    assert r.headers["x-ratelimit-remaining-requests"] == "0"
+    # The admin token is the operator, not a key: no limit applies.
+    admin = [client.get("/v1/usage", headers=auth(ADMIN)) for _ in range(3)]
+    assert [a.status_code for a in admin] == [200, 200, 200]
+
+
+def test_usage_answers_at_most_limit_rows(upstream, tmp_path, app_factory):
+    client = app_factory(ext_config(upstream, tmp_path)).test_client()
+    for key in (KEY_A, KEY_B):
+        client.post("/v1/chat/completions", json=chat_body(), headers=auth(key))
+    assert len(usage(client)) == 2
+    assert [r["key"] for r in usage(client, query="?limit=1")] == ["team-a"]
+    for bad in ("0", "x", "10001"):
+        r = client.get(f"/v1/usage?limit={bad}", headers=auth(ADMIN))
+        assert r.status_code == 400 and r.json["error"]["param"] == "limit"
 
 
 def test_close_writes_what_is_buffered(upstream, tmp_path):

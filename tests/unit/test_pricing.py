@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from crabllm_sync import pricing
-from crabllm_sync.config import PricingConfig
+from crabllm_sync.config import PricingConfig, parse_config
 from crabllm_sync.pricing import Price, Usage
 
 
@@ -133,6 +133,40 @@ def test_builtin_lookup_matches_ids_and_dated_versions(model, expected):
 )
 def test_unknown_models_cost_nothing(model):
     assert pricing.lookup(model) == pricing.ZERO_PRICE
+
+
+def test_unknown_models_are_unpriced_but_free_ones_are_priced():
+    config = parse_config(
+        {
+            "providers": {
+                "az": {
+                    "kind": "azure",
+                    "base_url": "https://x.openai.azure.com",
+                    "models": ["my-deployment", "gpt-4o", "free-here", "*"],
+                },
+                "m": {"kind": "mock", "models": ["mock"]},
+            },
+            "pricing": {"free-here": {}},
+        },
+        {},
+    )
+    assert pricing.find("my-deployment", config.pricing) is None
+    assert not pricing.is_priced("my-deployment", config)
+    assert pricing.is_priced("free-here", config)  # priced at 0 on purpose
+    assert pricing.is_priced("mock", config)  # the mock provider bills nothing
+    assert pricing.unpriced_models(config) == ["my-deployment"]
+
+
+@pytest.mark.parametrize(
+    ("model", "usage", "nanos"),
+    [
+        ("whisper-1", Usage(audio_ms=60_000), 6_000_000),  # $0.006 a minute
+        ("tts-1", Usage(characters=1_000_000), 15_000_000_000),
+        ("dall-e-3", Usage(images=2), 80_000_000),
+    ],
+)
+def test_openai_media_models_have_builtin_prices(model, usage, nanos):
+    assert pricing.cost(usage, pricing.lookup(model)) == nanos
 
 
 def test_config_pricing_overrides_the_table():

@@ -6,9 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from crabllm_sync.extensions.budget import period_of, reservation, usd_to_nanos
+from crabllm_sync.extensions.budget import period_of, usd_to_nanos
 from crabllm_sync.extensions.rate_limit import Window, duration, window_index
-from crabllm_sync.pricing import Price
 
 
 def ts(*args: int) -> float:
@@ -97,17 +96,6 @@ def test_never_period():
 def test_unknown_period_is_an_error():
     with pytest.raises(ValueError):
         period_of(0, "hourly")
-
-
-def test_reservation_uses_the_output_cap():
-    price = Price(input=1.0, output=10.0)  # 1000 and 10000 nanos per token
-    body = {"messages": [{"role": "user", "content": "x" * 8}], "max_tokens": 5}
-    assert reservation(body, "chat", price) == 2 * 1000 + 5 * 10_000
-    body2 = {"messages": [], "max_completion_tokens": 1}
-    assert reservation(body2, "chat", price) == 10_000
-    default = reservation({"messages": []}, "chat", price)
-    assert default == 256 * 10_000
-    assert reservation({"input": "abcd"}, "embeddings", price) == 1000
 
 
 def test_usd_to_nanos_is_exact():
