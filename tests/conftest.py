@@ -18,6 +18,7 @@ import pytest
 
 from crabllm_sync.app import create_app
 from crabllm_sync.config import Config, parse_config
+from tests import fuzzing
 from tests.fakes import anthropic as fake_anthropic
 from tests.fakes import openai as fake_openai
 from tests.upstream import Upstream, serve_app
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
     from tests.servers import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
+HYPOTHESIS_PROFILE = fuzzing.load()
+
+
+def pytest_report_header() -> str:
+    return f"hypothesis profile: {HYPOTHESIS_PROFILE} ($HYPOTHESIS_PROFILE)"
 
 
 @pytest.fixture

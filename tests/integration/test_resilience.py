@@ -746,11 +746,6 @@ def test_cooldown_is_shared_across_workers(kind, ups, tmp_path, gunicorn):
     The memory store is the control: each worker then pays for its own
     failures, which shows the test can tell the two apart.
     """
-    if kind == "sqlite":
-        pytest.importorskip(
-            "crabllm_sync.storage.sqlite",
-            reason="the sqlite storage backend lands from another branch",
-        )
     dead = ups()
     dead.route(fake.CHAT_PATH, status(500))
     threshold = 2
@@ -789,10 +784,6 @@ def test_cooldown_is_shared_across_workers(kind, ups, tmp_path, gunicorn):
 
 def test_one_probe_for_all_workers_after_cooling(ups, tmp_path, gunicorn):
     """Half-open across workers: the probe is elected in the shared store."""
-    pytest.importorskip(
-        "crabllm_sync.storage.sqlite",
-        reason="the sqlite storage backend lands from another branch",
-    )
     up = ups()
     up.enqueue(Reply(status=500, json={}))
     path = gateway_config(

@@ -11,20 +11,19 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.generation import GenerationMode
+from schemathesis.specs.openapi import checks as oa_checks
 
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from schemathesis.generation import GenerationMode  # noqa: E402
-from schemathesis.specs.openapi import checks as oa_checks  # noqa: E402
-
-from crabllm_sync.views.openapi import document  # noqa: E402
-from tests.integration.test_hostile_input import (  # noqa: E402
+from crabllm_sync.views.openapi import document
+from tests.fuzzing import examples
+from tests.integration.test_hostile_input import (
     ADMIN,
     KEY,
     upstreams,  # noqa: F401 - the module fixture, reused
 )
-from tests.integration.test_hostile_input import client as _client  # noqa: E402, F401
+from tests.integration.test_hostile_input import client as _client  # noqa: F401
 
 _DOC = document()["paths"]
 OPERATIONS = sorted(
@@ -42,7 +41,7 @@ CHECKS = [
     oa_checks.content_type_conformance,
     oa_checks.response_schema_conformance,
 ]
-EXAMPLES = 60
+EXAMPLES = examples(60)
 # A model each endpoint serves (behind the fake upstreams), so valid requests
 # go all the way and their answers are checked against the document too.
 SERVED = {
