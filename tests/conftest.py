@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from crabllm_sync import serving
 from crabllm_sync.app import create_app
 from crabllm_sync.config import Config, parse_config
 from tests import fuzzing
@@ -138,8 +140,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# shutdown_timeout of a test server whose config sets none: after a test,
+# nothing is in flight but keep-alive connections its clients left open, and
+# a worker waits shutdown_timeout for those (the 30 s default) before exiting.
+TEST_SHUTDOWN_TIMEOUT = 1
+
+
 class GunicornServer:
-    """`gunicorn -c gunicorn.conf.py crabllm_sync.wsgi` as a subprocess."""
+    """`gunicorn -c gunicorn.conf.py crabllm_sync.wsgi` as a subprocess.
+
+    A config without `shutdown_timeout` is served with TEST_SHUTDOWN_TIMEOUT
+    (a test about shutdown sets its own); stop() is SIGTERM and a wait.
+    """
 
     def __init__(
         self, config_path: Path, workers: int = 2, env: dict[str, str] | None = None
@@ -156,17 +168,14 @@ class GunicornServer:
         }
         self.log_path = config_path.with_suffix(".log")
         self._log = open(self.log_path, "wb")
+        argv = ["-c", str(ROOT / "gunicorn.conf.py")]
+        argv += ["--bind", f"127.0.0.1:{self.port}"]
+        if "shutdown_timeout" not in tomllib.loads(config_path.read_text()):
+            # What gunicorn.conf.py derives from shutdown_timeout (serving.py).
+            graceful = TEST_SHUTDOWN_TIMEOUT + serving.EXIT_MARGIN
+            argv += ["--graceful-timeout", str(graceful)]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                str(ROOT / "gunicorn.conf.py"),
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "crabllm_sync.wsgi",
-            ],
+            [sys.executable, "-m", "gunicorn", *argv, "crabllm_sync.wsgi"],
             cwd=str(config_path.parent),
             env=full_env,
             stdout=self._log,
