@@ -99,8 +99,8 @@ def app_factory() -> Iterator[Callable[[Config], Any]]:
     worker's is at exit), so no flusher outlives its test."""
     apps = []
 
-    def make(config: Config) -> Any:
-        app = create_app(config)
+    def make(config: Config, **kw: Any) -> Any:
+        app = create_app(config, **kw)
         app.testing = True
         apps.append(app)
         return app

@@ -69,8 +69,10 @@ def test_openai_sdk_sees_insufficient_quota(upstream, tmp_path, app_factory):
     assert upstream.requests == []
 
 
-def test_reservation_is_held_in_flight_then_settled(upstream, tmp_path, served):
-    app = create_app(
+def test_reservation_is_held_in_flight_then_settled(
+    upstream, tmp_path, served, app_factory
+):
+    app = app_factory(
         ext_config(upstream, tmp_path, extensions={"budget": {"default_budget": 1.0}})
     )
     url = served(app)
@@ -138,9 +140,9 @@ def test_a_key_cannot_read_another_keys_budget(upstream, tmp_path, app_factory):
     assert r.status_code == 403
 
 
-def test_daily_budget_resets_at_utc_midnight(upstream, tmp_path):
+def test_daily_budget_resets_at_utc_midnight(upstream, tmp_path, app_factory):
     clock = FakeClock(1_800_000_000.0 - 1_800_000_000.0 % 86400 + 86400 - 30)
-    app = create_app(
+    app = app_factory(
         ext_config(
             upstream,
             tmp_path,

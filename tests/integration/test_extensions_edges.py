@@ -3,14 +3,13 @@ cache hits and budgets, bad input to the usage endpoints."""
 
 from __future__ import annotations
 
-from crabllm_sync.app import create_app
 from tests.conftest import make_config, openai_provider
 from tests.extensions_support import ADMIN, KEY_A, auth, chat_body, ext_config
 from tests.fakes import openai as fake
 from tests.upstream import Reply
 
 
-def test_auth_off_shares_one_limit_and_one_budget(upstream, tmp_path):
+def test_auth_off_shares_one_limit_and_one_budget(upstream, tmp_path, app_factory):
     config = make_config(
         {
             "providers": {"up": openai_provider(upstream, ["m"])},
@@ -22,7 +21,7 @@ def test_auth_off_shares_one_limit_and_one_budget(upstream, tmp_path):
             },
         }
     )
-    client = create_app(config).test_client()
+    client = app_factory(config).test_client()
     codes = [
         client.post("/v1/chat/completions", json=chat_body()).status_code
         for _ in range(3)
@@ -34,12 +33,14 @@ def test_auth_off_shares_one_limit_and_one_budget(upstream, tmp_path):
     assert [(r["key"], r["requests"]) for r in rows] == [(None, 3)]
 
 
-def test_cached_input_is_priced_at_its_own_rate_end_to_end(upstream, tmp_path):
+def test_cached_input_is_priced_at_its_own_rate_end_to_end(
+    upstream, tmp_path, app_factory
+):
     answer = fake.completion("m", "ok", prompt_tokens=1000, completion_tokens=10)
     answer["usage"]["prompt_tokens_details"] = {"cached_tokens": 800}
     answer["usage"]["completion_tokens_details"] = {"reasoning_tokens": 4}
     upstream.enqueue(Reply(json=answer))
-    app = create_app(
+    app = app_factory(
         ext_config(
             upstream,
             tmp_path,
@@ -67,8 +68,8 @@ def test_cached_input_is_priced_at_its_own_rate_end_to_end(upstream, tmp_path):
     assert row["reasoning_tokens"] == 4
 
 
-def test_a_cache_hit_does_not_touch_the_budget(upstream, tmp_path):
-    app = create_app(
+def test_a_cache_hit_does_not_touch_the_budget(upstream, tmp_path, app_factory):
+    app = app_factory(
         ext_config(
             upstream,
             tmp_path,
@@ -82,8 +83,8 @@ def test_a_cache_hit_does_not_touch_the_budget(upstream, tmp_path):
     assert row["spent_nanos"] == 7 * 1000 + 3 * 2000
 
 
-def test_usage_endpoints_reject_bad_input(upstream, tmp_path):
-    client = create_app(ext_config(upstream, tmp_path)).test_client()
+def test_usage_endpoints_reject_bad_input(upstream, tmp_path, app_factory):
+    client = app_factory(ext_config(upstream, tmp_path)).test_client()
     for query in ("?to=not-a-date", "?from=2026-13-45"):
         r = client.get(f"/v1/usage{query}", headers=auth(ADMIN))
         assert r.status_code == 400, query
@@ -94,8 +95,8 @@ def test_usage_endpoints_reject_bad_input(upstream, tmp_path):
     assert client.post("/v1/usage", headers=auth(ADMIN)).status_code == 405
 
 
-def test_budget_lists_nothing_for_keys_without_one(upstream, tmp_path):
-    client = create_app(ext_config(upstream, tmp_path)).test_client()
+def test_budget_lists_nothing_for_keys_without_one(upstream, tmp_path, app_factory):
+    client = app_factory(ext_config(upstream, tmp_path)).test_client()
     assert client.get("/v1/budget", headers=auth(KEY_A)).json == {
         "object": "list",
         "data": [],

@@ -180,7 +180,8 @@ def client(upstreams, tmp_path_factory):
         }
     )
     app = create_app(config)
-    return app.test_client()
+    yield app.test_client()
+    app.extensions["crabllm"].close()
 
 
 def check(resp, path: str) -> None:

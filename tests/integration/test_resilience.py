@@ -385,7 +385,9 @@ def test_a_failed_probe_opens_the_breaker_again(ups, served):
     assert health_detail(client)[("a", "m")]["state"] == "open"
 
 
-def test_health_detail_needs_the_admin_token_and_plain_health_tells_nothing(ups):
+def test_health_detail_needs_the_admin_token_and_plain_health_tells_nothing(
+    ups, app_factory
+):
     a = ups()
     client = client_for(app_for({"secret-provider": openai_provider(a, ["m"])}))
     plain = client.get("/health")
@@ -401,7 +403,7 @@ def test_health_detail_needs_the_admin_token_and_plain_health_tells_nothing(ups)
         "cooling_until": None,
     }
     no_admin = client_for(
-        create_app(make_config({"providers": {"a": openai_provider(a, ["m"])}}))
+        app_factory(make_config({"providers": {"a": openai_provider(a, ["m"])}}))
     )
     assert no_admin.get("/health?detail=1").status_code == 403
 
@@ -418,10 +420,10 @@ class BrokenStorage:
         pass
 
 
-def test_storage_failure_does_not_fail_requests(ups):
+def test_storage_failure_does_not_fail_requests(ups, app_factory):
     a = ups()
     config = make_config({"providers": {"a": openai_provider(a, ["m"])}})
-    client = client_for(create_app(config, storage=BrokenStorage()))
+    client = client_for(app_factory(config, storage=BrokenStorage()))
     assert chat(client).status_code == 200
 
 
