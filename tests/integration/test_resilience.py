@@ -22,6 +22,7 @@ import pytest
 
 from crabllm_sync.app import create_app
 from tests.conftest import make_config, openai_provider, write_toml
+from tests.extensions_support import FakeClock
 from tests.fakes import openai as fake
 from tests.upstream import Recorded, Reply, Upstream
 
@@ -328,13 +329,23 @@ def wait_for_state(client: httpx.Client, key: tuple[str, str], state: str) -> No
     pytest.fail(f"{key} never became {state}")
 
 
+def on_clock(app: Any, clock: FakeClock) -> Any:
+    """The app's breakers on `clock` (cooling is measured in wall time)."""
+    app.extensions["crabllm"].health.clock = clock
+    return app
+
+
 def test_half_open_lets_exactly_one_probe_through(ups, served):
     a = ups()
     a.enqueue(Reply(status=500, json={}))
+    clock = FakeClock(time.time())
     base = served(
-        app_for(
-            {"a": openai_provider(a, ["m"], max_retries=0)},
-            {"failure_threshold": 1, "cooldown_seconds": 3},
+        on_clock(
+            app_for(
+                {"a": openai_provider(a, ["m"], max_retries=0)},
+                {"failure_threshold": 1, "cooldown_seconds": 3},
+            ),
+            clock,
         )
     )
     body = {"model": "m", "messages": [USER]}
@@ -343,7 +354,10 @@ def test_half_open_lets_exactly_one_probe_through(ups, served):
     assert client.post(url, json=body).status_code == 502
     assert health_detail(client)[("a", "m")]["state"] == "open"
     assert client.post(url, json=body).status_code == 503
-    wait_for_state(client, ("a", "m"), "half-open")
+    clock.advance(2.9)
+    assert health_detail(client)[("a", "m")]["state"] == "open"
+    clock.advance(0.2)
+    assert health_detail(client)[("a", "m")]["state"] == "half-open"
 
     hang = threading.Event()
     a.enqueue(Reply(json=fake.completion("m", "probe"), hang=hang))
@@ -369,17 +383,22 @@ def test_half_open_lets_exactly_one_probe_through(ups, served):
 def test_a_failed_probe_opens_the_breaker_again(ups, served):
     a = ups()
     a.route(fake.CHAT_PATH, status(502))
+    clock = FakeClock(time.time())
     base = served(
-        app_for(
-            {"a": openai_provider(a, ["m"], max_retries=3)},
-            {"failure_threshold": 1, "cooldown_seconds": 3},
+        on_clock(
+            app_for(
+                {"a": openai_provider(a, ["m"], max_retries=3)},
+                {"failure_threshold": 1, "cooldown_seconds": 3},
+            ),
+            clock,
         )
     )
     client = httpx.Client(base_url=base, timeout=20)
     url = "/v1/chat/completions"
     body = {"model": "m", "messages": [USER]}
     assert client.post(url, json=body).status_code == 502
-    wait_for_state(client, ("a", "m"), "half-open")
+    clock.advance(3.1)
+    assert health_detail(client)[("a", "m")]["state"] == "half-open"
     assert client.post(url, json=body).status_code == 502  # the probe: one attempt
     assert len(a.requests) == 2
     assert health_detail(client)[("a", "m")]["state"] == "open"
