@@ -818,7 +818,8 @@ def test_one_probe_for_all_workers_after_cooling(ups, tmp_path, gunicorn):
     url = f"{srv.url}/v1/chat/completions"
     body = {"model": "m", "messages": [USER]}
     assert client.post(url, json=body).status_code == 502
-    wait_for_state(httpx.Client(base_url=srv.url, timeout=30), ("a", "m"), "half-open")
+    with httpx.Client(base_url=srv.url, timeout=30) as detail:
+        wait_for_state(detail, ("a", "m"), "half-open")
 
     hang = threading.Event()
     up.enqueue(Reply(json=fake.completion("m", "probe"), hang=hang))
