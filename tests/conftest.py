@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -144,6 +145,8 @@ def free_port() -> int:
 # nothing is in flight but keep-alive connections its clients left open, and
 # a worker waits shutdown_timeout for those (the 30 s default) before exiting.
 TEST_SHUTDOWN_TIMEOUT = 1
+# The master's line once it has bound its socket.
+LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+) ")
 
 
 class GunicornServer:
@@ -151,13 +154,16 @@ class GunicornServer:
 
     A config without `shutdown_timeout` is served with TEST_SHUTDOWN_TIMEOUT
     (a test about shutdown sets its own); stop() is SIGTERM and a wait.
+    gunicorn binds port 0 itself and logs the port it got: a port picked
+    free beforehand could be taken (by any outgoing connection) before
+    gunicorn binds it.
     """
 
     def __init__(
         self, config_path: Path, workers: int = 2, env: dict[str, str] | None = None
     ):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0
+        self.url = ""
         # PYTHONPATH: the code under test is this checkout's, whatever is installed.
         full_env = {
             **os.environ,
@@ -169,7 +175,7 @@ class GunicornServer:
         self.log_path = config_path.with_suffix(".log")
         self._log = open(self.log_path, "wb")
         argv = ["-c", str(ROOT / "gunicorn.conf.py")]
-        argv += ["--bind", f"127.0.0.1:{self.port}"]
+        argv += ["--bind", "127.0.0.1:0"]
         if "shutdown_timeout" not in tomllib.loads(config_path.read_text()):
             # What gunicorn.conf.py derives from shutdown_timeout (serving.py).
             graceful = TEST_SHUTDOWN_TIMEOUT + serving.EXIT_MARGIN
@@ -188,6 +194,13 @@ class GunicornServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.log()}")
+            if not self.port:
+                bound = LISTENING.search(self.log())
+                if bound is None:
+                    time.sleep(0.05)
+                    continue
+                self.port = int(bound.group(1))
+                self.url = f"http://127.0.0.1:{self.port}"
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return
