@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 BIND   ?= 127.0.0.1:8080
 CONFIG ?= crabllm.toml
 
-.PHONY: install install-test run serve test lint fmt bench lock clean
+.PHONY: install install-test run serve test fuzz lint fmt bench lock clean
 
 $(VENV)/.run: requirements.lock setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,8 +28,18 @@ run: install
 
 serve: run
 
+# Tests mostly wait on servers, so more processes than cores pay; a file's
+# tests stay in one process (--dist loadfile: module fixtures start once).
+# HYPOTHESIS_PROFILE=ci runs a sample of each property test (tests/fuzzing.py).
+TEST_PROCESSES ?= 4
+
 test: install-test
-	$(PY) -m pytest
+	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile
+
+# The same suite with every property test at its full number of examples
+# (hostile input, schemathesis, translations): the long run.
+fuzz: install-test
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile
 
 lint: install-test
 	$(VENV)/bin/ruff check crabllm_sync tests bench && $(VENV)/bin/ruff format --check crabllm_sync tests bench

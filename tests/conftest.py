@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,8 +18,10 @@ import httpx
 import openai
 import pytest
 
+from crabllm_sync import serving
 from crabllm_sync.app import create_app
 from crabllm_sync.config import Config, parse_config
+from tests import fuzzing
 from tests.fakes import anthropic as fake_anthropic
 from tests.fakes import openai as fake_openai
 from tests.upstream import Upstream, serve_app
@@ -26,6 +30,11 @@ if TYPE_CHECKING:
     from tests.servers import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
+HYPOTHESIS_PROFILE = fuzzing.load()
+
+
+def pytest_report_header() -> str:
+    return f"hypothesis profile: {HYPOTHESIS_PROFILE} ($HYPOTHESIS_PROFILE)"
 
 
 @pytest.fixture
@@ -91,8 +100,8 @@ def app_factory() -> Iterator[Callable[[Config], Any]]:
     worker's is at exit), so no flusher outlives its test."""
     apps = []
 
-    def make(config: Config) -> Any:
-        app = create_app(config)
+    def make(config: Config, **kw: Any) -> Any:
+        app = create_app(config, **kw)
         app.testing = True
         apps.append(app)
         return app
@@ -132,14 +141,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# shutdown_timeout of a test server whose config sets none: after a test,
+# nothing is in flight but keep-alive connections its clients left open, and
+# a worker waits shutdown_timeout for those (the 30 s default) before exiting.
+TEST_SHUTDOWN_TIMEOUT = 1
+# The master's line once it has bound its socket.
+LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+) ")
+
+
 class GunicornServer:
-    """`gunicorn -c gunicorn.conf.py crabllm_sync.wsgi` as a subprocess."""
+    """`gunicorn -c gunicorn.conf.py crabllm_sync.wsgi` as a subprocess.
+
+    A config without `shutdown_timeout` is served with TEST_SHUTDOWN_TIMEOUT
+    (a test about shutdown sets its own); stop() is SIGTERM and a wait.
+    gunicorn binds port 0 itself and logs the port it got: a port picked
+    free beforehand could be taken (by any outgoing connection) before
+    gunicorn binds it.
+    """
 
     def __init__(
         self, config_path: Path, workers: int = 2, env: dict[str, str] | None = None
     ):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0
+        self.url = ""
         # PYTHONPATH: the code under test is this checkout's, whatever is installed.
         full_env = {
             **os.environ,
@@ -150,17 +174,14 @@ class GunicornServer:
         }
         self.log_path = config_path.with_suffix(".log")
         self._log = open(self.log_path, "wb")
+        argv = ["-c", str(ROOT / "gunicorn.conf.py")]
+        argv += ["--bind", "127.0.0.1:0"]
+        if "shutdown_timeout" not in tomllib.loads(config_path.read_text()):
+            # What gunicorn.conf.py derives from shutdown_timeout (serving.py).
+            graceful = TEST_SHUTDOWN_TIMEOUT + serving.EXIT_MARGIN
+            argv += ["--graceful-timeout", str(graceful)]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                str(ROOT / "gunicorn.conf.py"),
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "crabllm_sync.wsgi",
-            ],
+            [sys.executable, "-m", "gunicorn", *argv, "crabllm_sync.wsgi"],
             cwd=str(config_path.parent),
             env=full_env,
             stdout=self._log,
@@ -173,6 +194,13 @@ class GunicornServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.log()}")
+            if not self.port:
+                bound = LISTENING.search(self.log())
+                if bound is None:
+                    time.sleep(0.05)
+                    continue
+                self.port = int(bound.group(1))
+                self.url = f"http://127.0.0.1:{self.port}"
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return

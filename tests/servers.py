@@ -43,10 +43,19 @@ class RedisServer:
             raise Unavailable(
                 "redis-server is not installed (apt install redis-server)"
             )
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
-        self.start()
+        # A port found free may be taken before redis binds it: then redis
+        # exits at once, and a second port is tried. (Restarts after an
+        # outage keep the port: that is what they simulate.)
+        for attempt in range(3):
+            self.port = free_port()
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+            try:
+                self.start()
+                return
+            except RuntimeError:
+                if attempt == 2:
+                    raise
 
     def start(self) -> None:
         self.proc = subprocess.Popen(

@@ -22,6 +22,10 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+# How often a serving loop checks for shutdown(): stopping a server waits up
+# to this long (socketserver's default, 0.5 s, cost every test half a second).
+POLL_INTERVAL = 0.01
+
 
 @dataclass
 class Recorded:
@@ -101,9 +105,7 @@ class Upstream:
         self.script.extend(replies)
 
     def start(self) -> Upstream:
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = _start_server(self._wsgi)
         return self
 
     def stop(self) -> None:
@@ -250,9 +252,18 @@ def _wait_for_peer(sock: socket.socket | None, seconds: float) -> bool:
     return True
 
 
-def serve_app(app: Any) -> tuple[BaseWSGIServer, str]:
-    """Serve a WSGI app (the gateway) on a real socket; returns (server, base URL)."""
+def _start_server(app: Any) -> BaseWSGIServer:
+    """A threaded werkzeug server for `app` on a free 127.0.0.1 port, serving
+    in a daemon thread; stop it with shutdown() and server_close()."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, args=(POLL_INTERVAL,), daemon=True
+    ).start()
+    return server
+
+
+def serve_app(app: Any) -> tuple[BaseWSGIServer, str]:
+    """Serve a WSGI app (the gateway) on a real socket; returns (server, base URL)."""
+    server = _start_server(app)
     return server, f"http://127.0.0.1:{server.server_port}"

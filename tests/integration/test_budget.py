@@ -110,7 +110,7 @@ def test_openai_sdk_sees_insufficient_quota(upstream, tmp_path, app_factory):
     ids=["max_tokens", "n_times_max_tokens", "n_times_model_maximum"],
 )
 def test_reservation_is_held_in_flight_then_settled(
-    upstream, tmp_path, served, extra, reserved
+    upstream, tmp_path, served, app_factory, extra, reserved
 ):
     pricing = {
         "m": {
@@ -119,7 +119,7 @@ def test_reservation_is_held_in_flight_then_settled(
             "max_output_tokens": 50,
         }
     }
-    app = create_app(
+    app = app_factory(
         ext_config(
             upstream,
             tmp_path,
@@ -191,9 +191,9 @@ def test_a_key_cannot_read_another_keys_budget(upstream, tmp_path, app_factory):
     assert r.status_code == 403
 
 
-def test_daily_budget_resets_at_utc_midnight(upstream, tmp_path):
+def test_daily_budget_resets_at_utc_midnight(upstream, tmp_path, app_factory):
     clock = FakeClock(1_800_000_000.0 - 1_800_000_000.0 % 86400 + 86400 - 30)
-    app = create_app(
+    app = app_factory(
         ext_config(
             upstream,
             tmp_path,

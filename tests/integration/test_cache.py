@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from crabllm_sync.app import create_app
 from crabllm_sync.storage.memory import MemoryStorage
 from tests.conftest import sdk_for_app
 from tests.extensions_support import ADMIN, KEY_A, KEY_B, auth, chat_body, ext_config
@@ -135,10 +134,10 @@ def test_errors_are_not_cached(upstream, cached):
     assert r.status_code == 200 and "x-crabllm-cache" not in r.headers
 
 
-def test_entries_expire_after_ttl(upstream, tmp_path):
+def test_entries_expire_after_ttl(upstream, tmp_path, app_factory):
     now = [1000.0]
     storage = MemoryStorage(clock=lambda: now[0])
-    app = create_app(
+    app = app_factory(
         ext_config(upstream, tmp_path, extensions={"cache": {"ttl_seconds": 30}}),
         storage=storage,
     )

@@ -8,7 +8,6 @@ import time
 import httpx
 import pytest
 
-from crabllm_sync.app import create_app
 from tests.extensions_support import KEY_A, KEY_B, auth, chat_body, ext_config
 from tests.fakes import openai as fake
 from tests.upstream import Reply
@@ -28,12 +27,12 @@ def leases(app) -> list[str]:
 
 
 @pytest.fixture
-def limited(upstream, tmp_path, served):
+def limited(upstream, tmp_path, served, app_factory):
     keys = [
         {"name": "team-a", "key": KEY_A, "max_parallel_requests": 2},
         {"name": "team-b", "key": KEY_B},
     ]
-    app = create_app(ext_config(upstream, tmp_path, keys=keys))
+    app = app_factory(ext_config(upstream, tmp_path, keys=keys))
     return app, served(app)
 
 
@@ -138,13 +137,13 @@ def test_refused_request_holds_no_slot(upstream, tmp_path, app_factory):
     assert leases(app) == []
 
 
-def test_a_dead_workers_slot_expires_with_its_lease(upstream, tmp_path):
+def test_a_dead_workers_slot_expires_with_its_lease(upstream, tmp_path, app_factory):
     from crabllm_sync.storage.memory import MemoryStorage
 
     now = [1000.0]
     storage = MemoryStorage(clock=lambda: now[0])
     keys = [{"name": "team-a", "key": KEY_A, "max_parallel_requests": 1}]
-    app = create_app(
+    app = app_factory(
         ext_config(upstream, tmp_path, keys=keys, routing={"request_deadline": 30}),
         storage=storage,
     )

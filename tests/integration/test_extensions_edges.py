@@ -3,7 +3,6 @@ cache hits and budgets, bad input to the usage endpoints."""
 
 from __future__ import annotations
 
-from crabllm_sync.app import create_app
 from crabllm_sync.extensions import find
 from crabllm_sync.extensions.usage import UsageRecorder
 from tests.conftest import make_config, openai_provider
@@ -12,7 +11,7 @@ from tests.fakes import openai as fake
 from tests.upstream import Reply
 
 
-def test_auth_off_shares_one_limit_and_one_budget(upstream, tmp_path):
+def test_auth_off_shares_one_limit_and_one_budget(upstream, tmp_path, app_factory):
     config = make_config(
         {
             "providers": {"up": openai_provider(upstream, ["m"])},
@@ -24,7 +23,7 @@ def test_auth_off_shares_one_limit_and_one_budget(upstream, tmp_path):
             },
         }
     )
-    client = create_app(config).test_client()
+    client = app_factory(config).test_client()
     codes = [
         client.post("/v1/chat/completions", json=chat_body()).status_code
         for _ in range(3)
@@ -40,12 +39,14 @@ def test_auth_off_shares_one_limit_and_one_budget(upstream, tmp_path):
     assert [(r["key_name"], r["requests"]) for r in rows] == [(None, 3)]
 
 
-def test_cached_input_is_priced_at_its_own_rate_end_to_end(upstream, tmp_path):
+def test_cached_input_is_priced_at_its_own_rate_end_to_end(
+    upstream, tmp_path, app_factory
+):
     answer = fake.completion("m", "ok", prompt_tokens=1000, completion_tokens=10)
     answer["usage"]["prompt_tokens_details"] = {"cached_tokens": 800}
     answer["usage"]["completion_tokens_details"] = {"reasoning_tokens": 4}
     upstream.enqueue(Reply(json=answer))
-    app = create_app(
+    app = app_factory(
         ext_config(
             upstream,
             tmp_path,
@@ -73,8 +74,8 @@ def test_cached_input_is_priced_at_its_own_rate_end_to_end(upstream, tmp_path):
     assert row["reasoning_tokens"] == 4
 
 
-def test_a_cache_hit_does_not_touch_the_budget(upstream, tmp_path):
-    app = create_app(
+def test_a_cache_hit_does_not_touch_the_budget(upstream, tmp_path, app_factory):
+    app = app_factory(
         ext_config(
             upstream,
             tmp_path,
@@ -88,8 +89,8 @@ def test_a_cache_hit_does_not_touch_the_budget(upstream, tmp_path):
     assert row["spent_nanos"] == 7 * 1000 + 3 * 2000
 
 
-def test_usage_endpoints_reject_bad_input(upstream, tmp_path):
-    client = create_app(ext_config(upstream, tmp_path)).test_client()
+def test_usage_endpoints_reject_bad_input(upstream, tmp_path, app_factory):
+    client = app_factory(ext_config(upstream, tmp_path)).test_client()
     for query in ("?to=not-a-date", "?from=2026-13-45"):
         r = client.get(f"/v1/usage{query}", headers=auth(ADMIN))
         assert r.status_code == 400, query
@@ -100,8 +101,8 @@ def test_usage_endpoints_reject_bad_input(upstream, tmp_path):
     assert client.post("/v1/usage", headers=auth(ADMIN)).status_code == 405
 
 
-def test_budget_lists_nothing_for_keys_without_one(upstream, tmp_path):
-    client = create_app(ext_config(upstream, tmp_path)).test_client()
+def test_budget_lists_nothing_for_keys_without_one(upstream, tmp_path, app_factory):
+    client = app_factory(ext_config(upstream, tmp_path)).test_client()
     assert client.get("/v1/budget", headers=auth(KEY_A)).json == {
         "object": "list",
         "data": [],

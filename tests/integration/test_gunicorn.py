@@ -48,6 +48,7 @@ def test_sdk_chats_and_streams_through_gunicorn_gevent(tmp_path, upstream, gunic
     assert (
         "".join(c.choices[0].delta.content or "" for c in chunks) == "Mock reply: a b c"
     )
+    client.close()
     # The master names our class; that the worker runs gevent is checked by
     # its memory maps (below) and by one worker holding 50 streams at once.
     assert "Using worker: crabllm_sync.serving.worker.GeventWorker" in srv.log()
@@ -83,6 +84,7 @@ def test_one_worker_serves_many_streams_at_once(tmp_path, upstream, gunicorn):
         upstream.wait_for_requests(n, timeout=30)  # all n are open upstream at once
         release.set()
         results = [f.result(timeout=30) for f in futures]
+    client.close()
     assert results == ["x"] * n
 
 
@@ -128,6 +130,7 @@ def test_the_master_never_loads_gevent_pydantic_or_the_app(
     srv = gunicorn(write_toml(tmp_path / "crabllm.toml", _toml(upstream)), workers=1)
     client = openai.OpenAI(api_key="none", base_url=f"{srv.url}/v1", max_retries=0)
     assert client.models.list().data  # a worker is up and answering
+    client.close()
     master = (Path(f"/proc/{srv.proc.pid}/maps")).read_text()
     children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text()
     worker = Path(f"/proc/{children.split()[0]}/maps").read_text()

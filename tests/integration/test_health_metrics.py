@@ -9,7 +9,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from crabllm_sync.app import create_app
 from tests.conftest import make_config, openai_provider
 from tests.fakes import openai as fake
 from tests.upstream import Reply, Upstream
@@ -64,7 +63,7 @@ def failures(samples, provider: str, model: str = "m") -> float:
     return samples[key]
 
 
-def test_breaker_state_and_failures_are_gauges_on_metrics(ups):
+def test_breaker_state_and_failures_are_gauges_on_metrics(ups, app_factory):
     bad, good = ups
     config = make_config(
         {
@@ -77,7 +76,7 @@ def test_breaker_state_and_failures_are_gauges_on_metrics(ups):
             "metrics_token": METRICS_TOKEN,
         }
     )
-    app = create_app(config)
+    app = app_factory(config)
     client = httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://gw")
 
     before = scrape(client)

@@ -23,6 +23,7 @@ from tests.conftest import make_config, openai_provider
 from tests.fakes import anthropic as fake_ant
 from tests.fakes import openai as fake_openai
 from tests.fakes import openai_media as fake_media
+from tests.fuzzing import examples
 from tests.upstream import Upstream
 
 MAX_BODY = 64 * 1024
@@ -181,7 +182,8 @@ def client(upstreams, tmp_path_factory):
         }
     )
     app = create_app(config)
-    return app.test_client()
+    yield app.test_client()
+    app.extensions["crabllm"].close()
 
 
 def check(resp, path: str) -> None:
@@ -215,13 +217,13 @@ def send(client, method: str, path: str, headers: dict[str, str], **kw: Any):
 
 
 FUZZ = settings(
-    max_examples=150,
+    max_examples=examples(150),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
-PER_ROUTE = settings(FUZZ, max_examples=40)
+PER_ROUTE = settings(FUZZ, max_examples=examples(40))
 each_body_route = pytest.mark.parametrize(
     "route", BODY_ROUTES, ids=lambda r: f"{r[0]} {r[1]}"
 )
@@ -243,7 +245,7 @@ def test_arbitrary_json(client, route, body):
     send(client, method, path, auth, data=json.dumps(body))
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=examples(200))
 @given(path=st.sampled_from(JSON_POSTS), body=request_like)
 def test_plausible_bodies_with_wrong_types(client, path, body):
     send(client, "POST", path, KEY, data=json.dumps(body))
@@ -358,7 +360,7 @@ def multipart_bodies(draw) -> tuple[str, bytes]:
     return ctype, raw
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=examples(200))
 @given(path=st.sampled_from(UPLOADS), form=multipart_bodies())
 def test_multipart_abuse(client, path, form):
     ctype, raw = form

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import time
 from pathlib import Path
 
@@ -11,14 +12,16 @@ import openai
 import pytest
 from click.testing import CliRunner
 
-from crabllm_sync.auth import CACHE_TTL
 from crabllm_sync.cli import main
 from crabllm_sync.db import Database
 from tests.conftest import write_toml
 from tests.servers import RedisServer, Unavailable
 
 ADMIN = "admin-" + "s" * 40
-REVOCATION_BOUND = 5.0  # seconds, the documented promise
+# Each request carries x-seq; the access log says which worker answered it.
+ACCESS_LOG = (
+    '--access-logfile - --access-logformat "seq=%({x-seq}i)s pid=%(p)s status=%(s)s"'
+)
 
 
 def _config(tmp_path: Path, storage: str) -> Path:
@@ -47,15 +50,51 @@ def _cli(config: Path, *args: str) -> str:
     return result.stdout
 
 
-def _status(url: str, secret: str) -> int:
+def _status(url: str, secret: str, seq: int = 0) -> int:
     """GET /v1/models on a fresh connection, so gunicorn's workers share the load."""
     host, _, port = url.removeprefix("http://").partition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    headers = {"Authorization": f"Bearer {secret}", "x-seq": str(seq)}
     try:
-        conn.request("GET", "/v1/models", headers={"Authorization": f"Bearer {secret}"})
+        conn.request("GET", "/v1/models", headers=headers)
         return conn.getresponse().status
     finally:
         conn.close()
+
+
+class Workers:
+    """Requests to a server started with ACCESS_LOG, told apart by worker."""
+
+    def __init__(self, server, count: int) -> None:  # noqa: ANN001
+        self.server, self.count, self.seq = server, count, 0
+
+    def answer(self, secret: str) -> tuple[int, str]:
+        """(status, pid of the worker that answered) of one fresh request."""
+        self.seq += 1
+        status = _status(self.server.url, secret, self.seq)
+        line = re.compile(rf"seq={self.seq} pid=(\S+) status=")
+        deadline = time.monotonic() + 10  # the log line follows the answer
+        while not (found := line.search(self.server.log())):
+            assert time.monotonic() < deadline, f"no log line for seq={self.seq}"
+            time.sleep(0.01)
+        return status, found.group(1)
+
+    def until_each_answered(
+        self, secret: str, status: int, timeout: float = 60.0
+    ) -> None:
+        """Request until every worker has answered `status` at least once.
+
+        `timeout` only ends a wait that would never end: how soon is not
+        what this checks.
+        """
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while len(seen) < self.count:
+            if time.monotonic() > deadline:
+                pytest.fail(f"{len(seen)} of {self.count} workers answered {status}")
+            got, pid = self.answer(secret)
+            if got == status:
+                seen.add(pid)
 
 
 def _chat(url: str, secret: str) -> str:
@@ -76,15 +115,6 @@ def _revoke(url: str, name: str) -> None:
     assert r.status_code == 200 and r.json()["status"] == "revoked"
 
 
-def _wait_refused(url: str, secret: str, timeout: float = 20.0) -> float:
-    """Seconds until a round of fresh connections is all refused (bounded)."""
-    began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        if all(_status(url, secret) == 401 for _ in range(8)):
-            return time.monotonic() - began
-    raise AssertionError(f"revoked key still accepted after {timeout} s")
-
-
 def _usage_row(request_id: str, key: str) -> dict:
     return {
         "request_id": request_id,
@@ -98,26 +128,26 @@ def _usage_row(request_id: str, key: str) -> dict:
     }
 
 
-def test_cli_key_works_at_once_and_admin_revocation_lands_within_bound(
+def test_cli_key_works_at_once_and_admin_revocation_reaches_every_worker(
     tmp_path, gunicorn
 ):
     config = _config(tmp_path, f'kind = "sqlite"\npath = "{tmp_path / "gw.db"}"')
-    server = gunicorn(config, workers=4)
+    server = gunicorn(config, workers=4, env={"GUNICORN_CMD_ARGS": ACCESS_LOG})
+    workers = Workers(server, 4)
 
     secret = _cli(config, "keys", "create", "team-a", "--models", "mock").strip()
     # At once, on whichever worker takes each fresh connection.
     assert [_status(server.url, secret) for _ in range(24)] == [200] * 24
     assert _chat(server.url, secret) == "Mock reply: hello"
+    # Every worker holds the key in its cache before the revocation.
+    workers.until_each_answered(secret, 200)
 
     _revoke(server.url, "team-a")
-    revoked_at = time.monotonic()
-    flipped = _wait_refused(server.url, secret)
-    # The bound itself: once it has passed, no worker accepts the key.
-    remaining = REVOCATION_BOUND - (time.monotonic() - revoked_at)
-    if remaining > 0:
-        time.sleep(remaining)  # the property under test is "after 5 s"
+    # How soon is the design's bound (CACHE_TTL, on a controlled clock in
+    # tests/unit/test_auth.py); here: every worker lets go of its copy, and
+    # once a worker has refused the key it never takes it again.
+    workers.until_each_answered(secret, 401)
     assert [_status(server.url, secret) for _ in range(24)] == [401] * 24
-    assert flipped <= CACHE_TTL + 15  # bounded wait above; see the report for timing
     assert _status(server.url, "sk-config-ops-key") == 200
 
 
@@ -201,9 +231,10 @@ kind = "mock"
 models = ["mock"]
 """,
     )
-    server = gunicorn(config, workers=2)
+    server = gunicorn(config, workers=2, env={"GUNICORN_CMD_ARGS": ACCESS_LOG})
+    workers = Workers(server, 2)
     assert "AUTH IS OFF" in server.log()
-    assert _status(server.url, "anything") == 200
+    workers.until_each_answered("anything", 200)  # each worker knows: no keys
 
     made = httpx.post(
         f"{server.url}/v1/admin/keys",
@@ -211,11 +242,7 @@ models = ["mock"]
         headers={"Authorization": f"Bearer {ADMIN}"},
         timeout=10,
     ).json()
-    created_at = time.monotonic()
-    _wait_refused(server.url, "anything")
-    remaining = REVOCATION_BOUND - (time.monotonic() - created_at)
-    if remaining > 0:
-        time.sleep(remaining)  # the property under test is "after 5 s"
+    workers.until_each_answered("anything", 401)
     assert [_status(server.url, "anything") for _ in range(16)] == [401] * 16
     assert [_status(server.url, made["key"]) for _ in range(16)] == [200] * 16
     # The request path only reads: the record is as the admin API left it.

@@ -9,7 +9,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from crabllm_sync.app import create_app
 from tests.extensions_support import ADMIN, KEY_A, auth, chat_body, ext_config
 from tests.fakes import openai as fake
 from tests.upstream import Reply
@@ -65,10 +64,12 @@ def test_metrics_parse_and_count(upstream, tmp_path, app_factory):
     assert fams["crabllm_active_streams"].type == "gauge"
 
 
-def test_active_streams_gauge_follows_open_streams(upstream, tmp_path, served):
+def test_active_streams_gauge_follows_open_streams(
+    upstream, tmp_path, served, app_factory
+):
     import threading
 
-    app = create_app(ext_config(upstream, tmp_path))
+    app = app_factory(ext_config(upstream, tmp_path))
     url = served(app)
     gate = threading.Event()
     events = fake.stream_events("m", ["a", "b"])

@@ -22,6 +22,7 @@ import pytest
 
 from crabllm_sync.app import create_app
 from tests.conftest import make_config, openai_provider, write_toml
+from tests.extensions_support import FakeClock
 from tests.fakes import openai as fake
 from tests.upstream import Recorded, Reply, Upstream
 
@@ -328,13 +329,23 @@ def wait_for_state(client: httpx.Client, key: tuple[str, str], state: str) -> No
     pytest.fail(f"{key} never became {state}")
 
 
+def on_clock(app: Any, clock: FakeClock) -> Any:
+    """The app's breakers on `clock` (cooling is measured in wall time)."""
+    app.extensions["crabllm"].health.clock = clock
+    return app
+
+
 def test_half_open_lets_exactly_one_probe_through(ups, served):
     a = ups()
     a.enqueue(Reply(status=500, json={}))
+    clock = FakeClock(time.time())
     base = served(
-        app_for(
-            {"a": openai_provider(a, ["m"], max_retries=0)},
-            {"failure_threshold": 1, "cooldown_seconds": 3},
+        on_clock(
+            app_for(
+                {"a": openai_provider(a, ["m"], max_retries=0)},
+                {"failure_threshold": 1, "cooldown_seconds": 3},
+            ),
+            clock,
         )
     )
     body = {"model": "m", "messages": [USER]}
@@ -343,7 +354,10 @@ def test_half_open_lets_exactly_one_probe_through(ups, served):
     assert client.post(url, json=body).status_code == 502
     assert health_detail(client)[("a", "m")]["state"] == "open"
     assert client.post(url, json=body).status_code == 503
-    wait_for_state(client, ("a", "m"), "half-open")
+    clock.advance(2.9)
+    assert health_detail(client)[("a", "m")]["state"] == "open"
+    clock.advance(0.2)
+    assert health_detail(client)[("a", "m")]["state"] == "half-open"
 
     hang = threading.Event()
     a.enqueue(Reply(json=fake.completion("m", "probe"), hang=hang))
@@ -369,23 +383,30 @@ def test_half_open_lets_exactly_one_probe_through(ups, served):
 def test_a_failed_probe_opens_the_breaker_again(ups, served):
     a = ups()
     a.route(fake.CHAT_PATH, status(502))
+    clock = FakeClock(time.time())
     base = served(
-        app_for(
-            {"a": openai_provider(a, ["m"], max_retries=3)},
-            {"failure_threshold": 1, "cooldown_seconds": 3},
+        on_clock(
+            app_for(
+                {"a": openai_provider(a, ["m"], max_retries=3)},
+                {"failure_threshold": 1, "cooldown_seconds": 3},
+            ),
+            clock,
         )
     )
     client = httpx.Client(base_url=base, timeout=20)
     url = "/v1/chat/completions"
     body = {"model": "m", "messages": [USER]}
     assert client.post(url, json=body).status_code == 502
-    wait_for_state(client, ("a", "m"), "half-open")
+    clock.advance(3.1)
+    assert health_detail(client)[("a", "m")]["state"] == "half-open"
     assert client.post(url, json=body).status_code == 502  # the probe: one attempt
     assert len(a.requests) == 2
     assert health_detail(client)[("a", "m")]["state"] == "open"
 
 
-def test_health_detail_needs_the_admin_token_and_plain_health_tells_nothing(ups):
+def test_health_detail_needs_the_admin_token_and_plain_health_tells_nothing(
+    ups, app_factory
+):
     a = ups()
     client = client_for(app_for({"secret-provider": openai_provider(a, ["m"])}))
     plain = client.get("/health")
@@ -401,7 +422,7 @@ def test_health_detail_needs_the_admin_token_and_plain_health_tells_nothing(ups)
         "cooling_until": None,
     }
     no_admin = client_for(
-        create_app(make_config({"providers": {"a": openai_provider(a, ["m"])}}))
+        app_factory(make_config({"providers": {"a": openai_provider(a, ["m"])}}))
     )
     assert no_admin.get("/health?detail=1").status_code == 403
 
@@ -418,10 +439,10 @@ class BrokenStorage:
         pass
 
 
-def test_storage_failure_does_not_fail_requests(ups):
+def test_storage_failure_does_not_fail_requests(ups, app_factory):
     a = ups()
     config = make_config({"providers": {"a": openai_provider(a, ["m"])}})
-    client = client_for(create_app(config, storage=BrokenStorage()))
+    client = client_for(app_factory(config, storage=BrokenStorage()))
     assert chat(client).status_code == 200
 
 
@@ -746,11 +767,6 @@ def test_cooldown_is_shared_across_workers(kind, ups, tmp_path, gunicorn):
     The memory store is the control: each worker then pays for its own
     failures, which shows the test can tell the two apart.
     """
-    if kind == "sqlite":
-        pytest.importorskip(
-            "crabllm_sync.storage.sqlite",
-            reason="the sqlite storage backend lands from another branch",
-        )
     dead = ups()
     dead.route(fake.CHAT_PATH, status(500))
     threshold = 2
@@ -789,10 +805,6 @@ def test_cooldown_is_shared_across_workers(kind, ups, tmp_path, gunicorn):
 
 def test_one_probe_for_all_workers_after_cooling(ups, tmp_path, gunicorn):
     """Half-open across workers: the probe is elected in the shared store."""
-    pytest.importorskip(
-        "crabllm_sync.storage.sqlite",
-        reason="the sqlite storage backend lands from another branch",
-    )
     up = ups()
     up.enqueue(Reply(status=500, json={}))
     path = gateway_config(
@@ -806,7 +818,8 @@ def test_one_probe_for_all_workers_after_cooling(ups, tmp_path, gunicorn):
     url = f"{srv.url}/v1/chat/completions"
     body = {"model": "m", "messages": [USER]}
     assert client.post(url, json=body).status_code == 502
-    wait_for_state(httpx.Client(base_url=srv.url, timeout=30), ("a", "m"), "half-open")
+    with httpx.Client(base_url=srv.url, timeout=30) as detail:
+        wait_for_state(detail, ("a", "m"), "half-open")
 
     hang = threading.Event()
     up.enqueue(Reply(json=fake.completion("m", "probe"), hang=hang))

@@ -446,6 +446,7 @@ def test_no_secret_in_any_answer_log_metric_or_health(tmp_path, gunicorn, json_l
         )
         cap = Capture(srv.url)
         out = _force_every_error(cap, up, ant, redis)
+        cap.client.close()  # no idle connection for the worker to wait out
         srv.stop()
         log = srv.log_path.read_text(errors="replace")
         # The markers were live: the provider key really went upstream.

@@ -15,10 +15,21 @@ from tests.extensions_support import (
 )
 from tests.upstream import Reply
 
+MADE: list = []  # the apps app_with() built for the running test
+
+
+@pytest.fixture(autouse=True)
+def _close_made_apps():
+    """Close each test's apps (their usage flushers) after it."""
+    yield
+    while MADE:
+        MADE.pop().extensions["crabllm"].close()
+
 
 def app_with(upstream, tmp_path, storage, **over):
     app = create_app(ext_config(upstream, tmp_path, **over), storage=storage)
     app.testing = True
+    MADE.append(app)
     return app
 
 

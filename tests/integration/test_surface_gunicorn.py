@@ -95,3 +95,5 @@ models = ["*"]
     wav = buf.getvalue()
     out = client.audio.transcriptions.create(model="whisper-1", file=("a.wav", wav))
     assert out.text == f"heard {len(wav)} bytes"
+    client.close()
+    sdk.close()

@@ -13,7 +13,7 @@ from crabllm_sync.errors import UpstreamError, UpstreamTimeoutError
 from crabllm_sync.providers import http, openai
 from tests.conftest import free_port
 from tests.fakes import openai as fake_openai
-from tests.upstream import Reply
+from tests.upstream import POLL_INTERVAL, Reply
 
 HEADERS = {**http.JSON_HEADERS, "authorization": "Bearer sk-up"}
 BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
@@ -192,7 +192,9 @@ class _SSEHandler(socketserver.BaseRequestHandler):
 
 def test_chunks_read_to_done_leave_the_connection_in_the_pool():
     server = _KeepAliveSSE()
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, args=(POLL_INTERVAL,), daemon=True
+    ).start()
     try:
         session = http.make_session()
         url = f"http://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
@@ -248,7 +250,9 @@ def test_a_pooled_connection_the_server_closed_is_not_reused():
     _ClosesAfterOneAnswer.connections = 0
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _ClosesAfterOneAnswer)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, args=(POLL_INTERVAL,), daemon=True
+    ).start()
     try:
         session = http.make_session()
         url = f"http://127.0.0.1:{server.server_address[1]}/v1/x"

@@ -8,7 +8,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from crabllm_sync.app import create_app
 from crabllm_sync.extensions import find
 from crabllm_sync.extensions.usage import MAX_RETRY_DELAY, UsageRecorder
 from tests.extensions_support import (
@@ -189,8 +188,8 @@ def test_failures_are_recorded_at_no_cost(upstream, tmp_path, app_factory):
     assert row["key_name"] == "team-a" and row["model"] == "m"
 
 
-def test_abandoned_stream_is_recorded_as_499(upstream, tmp_path, served):
-    app = create_app(ext_config(upstream, tmp_path))
+def test_abandoned_stream_is_recorded_as_499(upstream, tmp_path, served, app_factory):
+    app = app_factory(ext_config(upstream, tmp_path))
     url = served(app)
     events = fake.stream_events("m", ["word"] * 400)
     upstream.enqueue(Reply(events=events, chunk_delay=0.01))
@@ -215,7 +214,9 @@ def test_abandoned_stream_is_recorded_as_499(upstream, tmp_path, served):
     assert row["output_tokens"] >= 1
 
 
-def test_rows_wait_in_the_buffer_through_a_database_outage(upstream, tmp_path):
+def test_rows_wait_in_the_buffer_through_a_database_outage(
+    upstream, tmp_path, app_factory
+):
     home = tmp_path / "db"
     home.mkdir()
     config = ext_config(
@@ -224,7 +225,7 @@ def test_rows_wait_in_the_buffer_through_a_database_outage(upstream, tmp_path):
         storage={"kind": "memory", "database": f"sqlite:///{home}/u.db"},
         extensions={"usage": {"flush_interval": 600}},  # flush only when asked
     )
-    app = create_app(config)
+    app = app_factory(config)
     client = app.test_client()
     rec = recorder(app)
     for _ in range(3):
@@ -242,7 +243,9 @@ def test_rows_wait_in_the_buffer_through_a_database_outage(upstream, tmp_path):
     assert len(rows(app)) == 3
 
 
-def test_usage_view_does_not_write_while_the_database_is_failing(upstream, tmp_path):
+def test_usage_view_does_not_write_while_the_database_is_failing(
+    upstream, tmp_path, app_factory
+):
     home = tmp_path / "db"
     home.mkdir()
     config = ext_config(
@@ -251,7 +254,7 @@ def test_usage_view_does_not_write_while_the_database_is_failing(upstream, tmp_p
         storage={"kind": "memory", "database": f"sqlite:///{home}/u.db"},
         extensions={"usage": {"flush_interval": 600}},  # flush only when asked
     )
-    app = create_app(config)
+    app = app_factory(config)
     client = app.test_client()
     rec = recorder(app)
     for _ in range(3):
@@ -265,7 +268,7 @@ def test_usage_view_does_not_write_while_the_database_is_failing(upstream, tmp_p
     assert rec.pending() == 3
 
 
-def test_flush_retries_back_off_to_at_most_two_seconds(upstream, tmp_path):
+def test_flush_retries_back_off_to_at_most_two_seconds(upstream, tmp_path, app_factory):
     home = tmp_path / "db"
     home.mkdir()
     config = ext_config(
@@ -274,7 +277,7 @@ def test_flush_retries_back_off_to_at_most_two_seconds(upstream, tmp_path):
         storage={"kind": "memory", "database": f"sqlite:///{home}/u.db"},
         extensions={"usage": {"flush_interval": 600}},
     )
-    app = create_app(config)
+    app = app_factory(config)
     app.test_client().post(
         "/v1/chat/completions", json=chat_body(), headers=auth(KEY_A)
     )
@@ -321,11 +324,11 @@ def test_usage_answers_at_most_limit_rows(upstream, tmp_path, app_factory):
         assert r.status_code == 400 and r.json["error"]["param"] == "limit"
 
 
-def test_close_writes_what_is_buffered(upstream, tmp_path):
+def test_close_writes_what_is_buffered(upstream, tmp_path, app_factory):
     config = ext_config(
         upstream, tmp_path, extensions={"usage": {"flush_interval": 600}}
     )
-    app = create_app(config)
+    app = app_factory(config)
     client = app.test_client()
     for _ in range(4):
         client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
@@ -336,13 +339,13 @@ def test_close_writes_what_is_buffered(upstream, tmp_path):
     assert rec.db.m.UsageRecord.select().count() == 4
 
 
-def test_batch_size_wakes_the_flusher(upstream, tmp_path):
+def test_batch_size_wakes_the_flusher(upstream, tmp_path, app_factory):
     config = ext_config(
         upstream,
         tmp_path,
         extensions={"usage": {"flush_interval": 600, "batch_size": 2}},
     )
-    app = create_app(config)
+    app = app_factory(config)
     client = app.test_client()
     rec = recorder(app)
     for _ in range(2):
@@ -359,10 +362,10 @@ def test_batch_size_wakes_the_flusher(upstream, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["memory"])
-def test_memory_storage_without_database_records_nothing(upstream, kind):
+def test_memory_storage_without_database_records_nothing(upstream, kind, app_factory):
     from tests.conftest import make_config, openai_provider
 
-    app = create_app(
+    app = app_factory(
         make_config({"providers": {"up": openai_provider(upstream, ["m"])}})
     )
     assert find(app.extensions["crabllm"].extensions, UsageRecorder) is None

@@ -5,10 +5,15 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
+import types
 
 import pytest
 
 from crabllm_sync import serving
+from crabllm_sync.extensions import find
+from crabllm_sync.extensions.usage import UsageRecorder
+from tests.conftest import make_config
 
 
 @pytest.fixture
@@ -57,8 +62,33 @@ def test_a_given_directory_is_emptied_of_old_samples_and_kept(env, tmp_path):
     assert tmp_path.exists()  # not ours to remove
 
 
-def test_worker_exit_without_an_app_is_harmless(env):
+def test_worker_exit_flushes_the_workers_usage_and_needs_no_app(
+    monkeypatch, tmp_path, app_factory
+):
+    """worker_exit writes the usage rows the worker's app still buffers; in a
+    process that never loaded the app it has nothing to do and raises nothing."""
+    monkeypatch.delitem(sys.modules, "crabllm_sync.wsgi", raising=False)
+    assert serving.worker_exit(None, None) is None
+
+    app = app_factory(
+        make_config(
+            {
+                "providers": {"local": {"kind": "mock", "models": ["mock"]}},
+                "extensions": {"usage": {"flush_interval": 3600}},
+                "storage": {"kind": "memory", "database": f"sqlite:///{tmp_path}/u.db"},
+            }
+        )
+    )
+    chat = {"model": "mock", "messages": [{"role": "user", "content": "hi"}]}
+    assert app.test_client().post("/v1/chat/completions", json=chat).status_code == 200
+    recorder = find(app.extensions["crabllm"].extensions, UsageRecorder)
+    assert recorder is not None and recorder.pending() == 1
+    wsgi = types.ModuleType("crabllm_sync.wsgi")  # as gunicorn's worker loads it
+    wsgi.application = app
+    monkeypatch.setitem(sys.modules, "crabllm_sync.wsgi", wsgi)
     serving.worker_exit(None, None)
+    assert recorder.pending() == 0
+    assert recorder.db.m.UsageRecord.select().count() == 1
 
 
 def test_on_starting_sends_gateway_logs_to_stderr_once(env):

@@ -15,6 +15,7 @@ from crabllm_sync.errors import InvalidRequestError, UnsupportedError, UpstreamE
 from crabllm_sync.providers import anthropic as ant
 from crabllm_sync.routing import Deployment
 from tests.fakes import anthropic as fake
+from tests.fuzzing import examples
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "anthropic"
 CREATED = 1700000000
@@ -717,7 +718,7 @@ _block = st.one_of(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     blocks=st.lists(_block, max_size=5),
     reason=st.sampled_from(["end_turn", "tool_use", "max_tokens", "stop_sequence"]),
@@ -762,7 +763,7 @@ _message = st.one_of(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(_message, min_size=1, max_size=8))
 def test_any_history_becomes_alternating_turns_keeping_every_text(messages):
     out = ant.translate_request({"model": "m", "messages": messages})

@@ -21,6 +21,7 @@ from crabllm_sync.errors import (
 )
 from crabllm_sync.providers import bedrock
 from tests.fakes import bedrock as fake
+from tests.fuzzing import examples
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "bedrock"
 CASES = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
@@ -708,7 +709,11 @@ _message = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(
     messages=st.lists(_message, min_size=1, max_size=8),
     choice=st.sampled_from([None, "auto", "required"]),
@@ -810,7 +815,7 @@ def _assemble(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     blocks=st.lists(_block, min_size=1, max_size=5),
     reason=st.sampled_from(sorted(bedrock.STOP_REASONS) + ["malformed_tool_use"]),

@@ -13,6 +13,7 @@ from crabllm_sync import sse
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError, UpstreamError
 from crabllm_sync.providers import google
 from crabllm_sync.providers.google_schema import clean_schema
+from tests.fuzzing import examples
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "google"
 CREATED = 1700000000
@@ -940,7 +941,7 @@ def _walk(schema: dict[str, Any]) -> None:
 def test_any_json_schema_cleans_to_gemini_fields_or_is_refused():
     from hypothesis import given, settings
 
-    @settings(max_examples=150, deadline=None)
+    @settings(max_examples=examples(150), deadline=None)
     @given(_schemas())
     def check(schema):
         try:
@@ -1068,7 +1069,7 @@ def test_any_chat_request_translates_to_a_valid_gemini_body_or_a_400():
 
     fake = GeminiFake()
 
-    @settings(max_examples=200, deadline=None)
+    @settings(max_examples=examples(200), deadline=None)
     @given(_requests())
     def check(body):
         before = json.dumps(body, sort_keys=True)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError
 from crabllm_sync.wire import anthropic as wire
 from crabllm_sync.wire.openai import ChatRequest, validate
+from tests.fuzzing import examples
 
 
 def req(**over: Any) -> dict[str, Any]:
@@ -402,7 +403,7 @@ _message = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     messages=st.lists(_message, min_size=1, max_size=3),
     system=st.one_of(st.none(), st.text(max_size=5), st.lists(_block, max_size=2)),
@@ -482,7 +483,7 @@ _chunk = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(_chunk, max_size=6))
 def test_any_chunk_sequence_gives_a_well_formed_event_stream(chunks):
     events = run(chunks)
@@ -507,7 +508,7 @@ def test_any_chunk_sequence_gives_a_well_formed_event_stream(chunks):
     assert all(isinstance(v, int) and v >= 0 for v in usage.values())
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     st.fixed_dictionaries(
         {},
