@@ -36,6 +36,19 @@ class GatewayError(Exception):
         return self.status
 
 
+class InternalError(GatewayError):
+    """A bug: an exception that is not a GatewayError, met after admission.
+
+    Carries the original as __cause__ so hooks can undo what they took and the
+    client gets the same 500 as any other internal error.
+    """
+
+    MESSAGE: ClassVar[str] = "internal server error; see the gateway log"
+
+    def __init__(self, message: str = MESSAGE, **kw: Any) -> None:
+        super().__init__(message, **kw)
+
+
 class InvalidRequestError(GatewayError):
     status = 400
     type = "invalid_request_error"

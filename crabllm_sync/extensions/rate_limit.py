@@ -140,6 +140,21 @@ class RateLimit(Extension):
                 None,
             )
 
+    def check_requests(self, ctx: RequestContext) -> None:
+        """The requests-per-minute limit alone: for a call that generates
+        nothing (count_tokens), so no tokens are checked or counted."""
+        rpm = self.limits(ctx)[0]
+        if rpm is None:
+            return
+        key = key_name(ctx.principal)
+        now = self.clock()
+        guarded(
+            "rate_limit",
+            self.fail_open,
+            lambda: self._admit(ctx, key, rpm, now),
+            None,
+        )
+
     def _check_tokens(
         self, ctx: RequestContext, key: str, limit: int, now: float
     ) -> None:
