@@ -33,7 +33,7 @@ from crabllm_sync.pipeline import Finish, Observer, PassThrough, internal, relay
 from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment, Registry, call_with_retries
 from crabllm_sync.storage import Storage
-from crabllm_sync.streams import Relay
+from crabllm_sync.streams import Relay, close_items
 from crabllm_sync.wire import openai as wire_openai
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ class Gateway:
                     upstream_status=502,
                 ) from None
             except BaseException:
-                _close(items)
+                close_items(items)
                 raise
             return first, items, session
 
@@ -408,12 +408,6 @@ def _audio_usage(result: tuple[str, bytes]) -> dict[str, Any] | None:
 
 def _nothing() -> None:
     pass
-
-
-def _close(it: Any) -> None:
-    close = getattr(it, "close", None)
-    if close is not None:
-        close()
 
 
 def config_secrets(config: Config) -> tuple[str, ...]:

@@ -196,17 +196,21 @@ def _pump(
     except Exception as exc:  # handed to the consumer, which raises it
         outcome = (_ERROR, exc)
     finally:
-        # Close here: `items` belongs to this thread until it returns.
-        close = getattr(items, "close", None)
-        try:
-            if close is not None:
-                close()
-        except Exception:
-            log.exception("closing an upstream stream failed")
+        close_items(items)  # here: `items` belongs to this thread until it returns
         try:
             _put(q, outcome, stop)
         finally:
             finished.release()
+
+
+def close_items(items: Any) -> None:
+    """Close an upstream iterator (if it can be); a failure to is only logged."""
+    close = getattr(items, "close", None)
+    try:
+        if close is not None:
+            close()
+    except Exception:
+        log.exception("closing an upstream stream failed")
 
 
 def _put(q: queue.Queue[tuple[str, Any]], entry: tuple[str, Any], stop: _Flag) -> bool:

@@ -10,19 +10,17 @@ it): 499, charged for what was relayed.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from crabllm_sync.errors import GatewayError
 from crabllm_sync.pipeline.finish import internal
+from crabllm_sync.streams import close_items
 
 if TYPE_CHECKING:
     from crabllm_sync.context import RequestContext
     from crabllm_sync.extensions import Extension
     from crabllm_sync.pipeline.finish import Finish
-
-log = logging.getLogger(__name__)
 
 
 class Observer(Protocol):
@@ -103,7 +101,7 @@ def relay(
             raise
         raise outcome from exc
     finally:
-        _close(rest)
+        close_items(rest)
         if finished:
             finish.succeeded(ctx, body, None)
         elif outcome is not None:
@@ -111,12 +109,3 @@ def relay(
         else:
             observer.interrupted()
             finish.left(ctx, body)
-
-
-def _close(items: Iterator[Any]) -> None:
-    close = getattr(items, "close", None)
-    try:
-        if close is not None:
-            close()
-    except Exception:
-        log.exception("closing an upstream stream failed")
