@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from crabllm_sync import sse
+from crabllm_sync import providers, sse
 from crabllm_sync.auth import Principal
 from crabllm_sync.context import RequestContext
 from crabllm_sync.errors import UpstreamError
@@ -166,3 +166,17 @@ def test_the_relay_hands_chat_chunks_to_the_hooks_and_ends_on_an_error_event():
     out = list(run([error], [after], messages.NativeObserver(ctx()), hooks))
     assert out == [error]  # nothing after the error event
     assert hooks.calls == ["error 502"]
+
+
+@pytest.mark.parametrize("kind", sorted(providers.ADAPTERS))
+def test_every_adapter_has_the_declared_interface(kind):
+    adapter = providers.adapter_for(kind)
+    assert hasattr(adapter, "BASE_URL")
+    assert callable(adapter.chat) and callable(adapter.chat_stream)
+    assert providers.native_formats(kind) <= {messages.FORMAT}
+
+
+def test_only_anthropic_takes_the_messages_format_natively():
+    native = {k for k in providers.ADAPTERS if providers.native_formats(k)}
+    assert native == {"anthropic"}
+    assert providers.native_formats("some-openai-compatible-kind") == frozenset()
