@@ -18,7 +18,7 @@ from crabllm_sync.context import RequestContext
 from crabllm_sync.formats import messages as fmt
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.providers.anthropic import PASSTHROUGH_HEADERS
-from crabllm_sync.views.openai import parse
+from crabllm_sync.views.body import parse
 from crabllm_sync.views.responses import (
     answer_headers,
     json_response,

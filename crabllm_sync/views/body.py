@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import flask
 import orjson
 from flask import Request
+from pydantic import BaseModel
 
 from crabllm_sync.errors import InvalidRequestError, RequestTooLargeError
 from crabllm_sync.multipart import Upload
+from crabllm_sync.wire.openai import validate
 
-# Deepest nesting of arrays and objects a JSON body may have. orjson parses
-# 1024 levels but serialises only 255, so a deeper body could not be sent on
-# or keyed; no API body comes close to either.
+if TYPE_CHECKING:
+    from crabllm_sync.context import RequestContext
+    from crabllm_sync.gateway import Gateway
+
+# Deepest nesting of arrays and objects a JSON body may have; no API body
+# comes close. orjson parses up to 1024 levels but serialises only 255: a body
+# between the two that passes this limit cannot be sent on, and ends as a 500
+# that gives back everything admission took (pipeline/finish.py).
 MAX_JSON_DEPTH = 400
+
+
+def parse(
+    gw: Gateway,
+    endpoint: str,
+    model: type[BaseModel],
+    *,
+    allow_x_api_key: bool = False,
+    default_model: str | None = None,
+) -> tuple[RequestContext, dict[str, Any]]:
+    """authenticate -> read -> validate: the context and the checked body."""
+    req = flask.request
+    ctx = gw.begin(endpoint, req.headers, allow_x_api_key=allow_x_api_key)
+    body = read_json(req)
+    if default_model is not None and isinstance(body, dict):
+        body.setdefault("model", default_model)
+    validate(model, body)
+    ctx.no_cache = "no-cache" in req.headers.get("Cache-Control", "")
+    return ctx, body
 
 
 def read_json(request: Request) -> Any:

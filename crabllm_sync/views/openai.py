@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response, request
-from pydantic import BaseModel
 
-from crabllm_sync.context import RequestContext
 from crabllm_sync.errors import ModelNotFoundError
 from crabllm_sync.formats.chat import ChatEncoder
 from crabllm_sync.gateway import Gateway
-from crabllm_sync.views.body import read_json, read_upload
+from crabllm_sync.views.body import parse, read_upload
 from crabllm_sync.views.responses import answer_headers, json_response, sse_response
 from crabllm_sync.views.streaming import stream_body
 from crabllm_sync.wire.openai import (
@@ -22,24 +20,6 @@ from crabllm_sync.wire.openai import (
     TranscriptionRequest,
     validate,
 )
-
-
-def parse(
-    gw: Gateway,
-    endpoint: str,
-    model: type[BaseModel],
-    *,
-    allow_x_api_key: bool = False,
-    default_model: str | None = None,
-) -> tuple[RequestContext, dict[str, Any]]:
-    """authenticate -> read -> validate: the context and the checked body."""
-    ctx = gw.begin(endpoint, request.headers, allow_x_api_key=allow_x_api_key)
-    body = read_json(request)
-    if default_model is not None and isinstance(body, dict):
-        body.setdefault("model", default_model)
-    validate(model, body)
-    ctx.no_cache = "no-cache" in request.headers.get("Cache-Control", "")
-    return ctx, body
 
 
 def make_blueprint(gw: Gateway) -> Blueprint:
