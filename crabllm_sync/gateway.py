@@ -30,6 +30,7 @@ from crabllm_sync.formats import messages as messages_format
 from crabllm_sync.health import Health
 from crabllm_sync.keystore import KeyStore
 from crabllm_sync.pipeline import Finish, Observer, PassThrough, internal, relay
+from crabllm_sync.pipeline.finish import config_secrets
 from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment, Registry, call_with_retries
 from crabllm_sync.storage import Storage
@@ -280,12 +281,14 @@ class Gateway:
         render: Callable[[Any], Any] | None = None,
     ) -> Any:
         """A non-streamed chat completion (cached), as `render` makes it."""
+        usage = chat_format.answer_usage
         return self.unary(
-            ctx, "chat", body, usage_of=_usage, cacheable=True, render=render
+            ctx, "chat", body, usage_of=usage, cacheable=True, render=render
         )
 
     def embeddings(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
-        return self.unary(ctx, "embeddings", body, usage_of=_usage, cacheable=True)
+        usage = chat_format.answer_usage
+        return self.unary(ctx, "embeddings", body, usage_of=usage, cacheable=True)
 
     def chat_stream(self, ctx: RequestContext, body: dict[str, Any]) -> Relay[Any]:
         """Open a streamed chat: fails here (retries spent) or returns the chunks."""
@@ -397,23 +400,9 @@ class Gateway:
             self.db.close()
 
 
-def _usage(response: Any) -> dict[str, Any] | None:
-    usage = response.get("usage") if isinstance(response, dict) else None
-    return usage if isinstance(usage, dict) else None
-
-
 def _audio_usage(result: tuple[str, bytes]) -> dict[str, Any] | None:
     return wire_openai.audio_usage(*result)
 
 
 def _nothing() -> None:
     pass
-
-
-def config_secrets(config: Config) -> tuple[str, ...]:
-    """Every secret in the config (provider credentials, admin token, keys)."""
-    values = [config.admin_token or ""]
-    for p in config.providers.values():
-        values += [p.api_key, p.secret_key or "", p.access_key or ""]
-    values += [k.key for k in config.keys]
-    return tuple(v for v in values if len(v) >= http.MIN_SECRET)

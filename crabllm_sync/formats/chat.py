@@ -17,6 +17,12 @@ from crabllm_sync.errors import GatewayError, UpstreamError
 FORMAT = "chat"
 
 
+def answer_usage(response: Any) -> dict[str, Any] | None:
+    """The usage of a chat completion (or embeddings) answer, if it has one."""
+    usage = response.get("usage") if isinstance(response, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
 def stream_request(body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """The upstream body of a streamed chat (usage always asked for), and
     whether the client asked for usage itself."""

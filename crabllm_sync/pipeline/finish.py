@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from crabllm_sync.errors import GatewayError, InternalError
+from crabllm_sync.providers import http
 
 if TYPE_CHECKING:
+    from crabllm_sync.config import Config
     from crabllm_sync.context import RequestContext
     from crabllm_sync.extensions import Extension
 
@@ -89,3 +91,12 @@ def _run(name: str, hook: str, fn: Callable[..., None], *args: Any) -> None:
         fn(*args)
     except Exception:
         log.exception("extension %s: %s failed", name, hook)
+
+
+def config_secrets(config: Config) -> tuple[str, ...]:
+    """Every secret in the config (provider credentials, admin token, keys)."""
+    values = [config.admin_token or ""]
+    for p in config.providers.values():
+        values += [p.api_key, p.secret_key or "", p.access_key or ""]
+    values += [k.key for k in config.keys]
+    return tuple(v for v in values if len(v) >= http.MIN_SECRET)
