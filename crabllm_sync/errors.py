@@ -39,8 +39,8 @@ class GatewayError(Exception):
 class InternalError(GatewayError):
     """A bug: an exception that is not a GatewayError, met after admission.
 
-    Carries the original as __cause__ so hooks can undo what they took and the
-    client gets the same 500 as any other internal error.
+    The request ends with it like any failure (extensions' on_error gives back
+    what on_request took); the original exception is its __cause__.
     """
 
     MESSAGE: ClassVar[str] = "internal server error; see the gateway log"
