@@ -296,14 +296,13 @@ class Gateway:
         observer = chat_format.ChatObserver(ctx, wants_usage)
         return self.stream(ctx, "chat_stream", body, payload, observer)
 
-    def serves_natively(self, requested: Any, format: str) -> bool:
-        """Whether every deployment of the requested model takes `format` as it is."""
+    def serves_natively(self, requested: Any, fmt: str) -> bool:
+        """Whether every deployment of the requested model takes format `fmt`
+        as it is (its adapter declares it in NATIVE_FORMATS)."""
         if not isinstance(requested, str):
             return False
         deps = self.registry.models.get(self.registry.aliases.get(requested, requested))
-        return bool(deps) and all(
-            format in providers.native_formats(d.kind) for d in deps
-        )
+        return bool(deps) and all(fmt in providers.native_formats(d.kind) for d in deps)
 
     def messages_native(
         self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
