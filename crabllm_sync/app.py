@@ -6,8 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Response, request
-from werkzeug.exceptions import HTTPException
+from flask import Flask, request
 
 from crabllm_sync import errors
 from crabllm_sync.config import Config
@@ -16,10 +15,10 @@ from crabllm_sync.gateway import Gateway
 from crabllm_sync.storage import Storage, open_storage
 from crabllm_sync.views import admin as admin_views
 from crabllm_sync.views import anthropic as anthropic_views
-from crabllm_sync.views import error_response
 from crabllm_sync.views import openai as openai_views
 from crabllm_sync.views import openapi as openapi_views
 from crabllm_sync.views import ops as ops_views
+from crabllm_sync.views import register_error_handlers
 from crabllm_sync.views import usage as usage_views
 
 log = logging.getLogger(__name__)
@@ -39,21 +38,7 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
     app.register_blueprint(openapi_views.make_blueprint(gw))
     app.register_blueprint(usage_views.make_blueprint(gw))
 
-    @app.errorhandler(GatewayError)
-    def gateway_error(err: GatewayError) -> Response:
-        return error_response(err, errors.to_openai)
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> Response:
-        err = errors.from_http_status(exc.code or 500, exc.description or exc.name)
-        return error_response(err, _render_for(request.path))
-
-    @app.errorhandler(Exception)
-    def internal_error(exc: Exception) -> Response:
-        log.exception("internal error")
-        return error_response(
-            GatewayError("internal server error; see the gateway log"), errors.to_openai
-        )
+    register_error_handlers(app, errors.to_openai, lambda: _render_for(request.path))
 
     for warning in config.warnings():
         log.warning(warning)

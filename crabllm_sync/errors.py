@@ -36,6 +36,19 @@ class GatewayError(Exception):
         return self.status
 
 
+class InternalError(GatewayError):
+    """A bug: an exception that is not a GatewayError, met after admission.
+
+    The request ends with it like any failure (extensions' on_error gives back
+    what on_request took); the original exception is its __cause__.
+    """
+
+    MESSAGE: ClassVar[str] = "internal server error; see the gateway log"
+
+    def __init__(self, message: str = MESSAGE, **kw: Any) -> None:
+        super().__init__(message, **kw)
+
+
 class InvalidRequestError(GatewayError):
     status = 400
     type = "invalid_request_error"

@@ -37,11 +37,13 @@ class Relay(Generic[T]):
 
     `abort()` cuts the upstream connection under a read that is blocked right
     now (a generator cannot be closed while it runs); the reader then sees the
-    read fail and closes the iterator itself.
+    read fail and closes the iterator itself. `items` may be set after
+    construction, so they can ask `is_aborted`. A context manager: leaving
+    the block closes the items (and so finishes the request).
     """
 
     def __init__(self, items: Iterator[T], abort: Callable[[], None]) -> None:
-        self._items = items
+        self.items = items
         self._abort = abort
         self.is_aborted = False
 
@@ -49,10 +51,16 @@ class Relay(Generic[T]):
         return self
 
     def __next__(self) -> T:
-        return next(self._items)
+        return next(self.items)
+
+    def __enter__(self) -> Relay[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
-        close = getattr(self._items, "close", None)
+        close = getattr(self.items, "close", None)
         if close is not None:
             close()
 
@@ -188,17 +196,21 @@ def _pump(
     except Exception as exc:  # handed to the consumer, which raises it
         outcome = (_ERROR, exc)
     finally:
-        # Close here: `items` belongs to this thread until it returns.
-        close = getattr(items, "close", None)
-        try:
-            if close is not None:
-                close()
-        except Exception:
-            log.exception("closing an upstream stream failed")
+        close_items(items)  # here: `items` belongs to this thread until it returns
         try:
             _put(q, outcome, stop)
         finally:
             finished.release()
+
+
+def close_items(items: Any) -> None:
+    """Close an upstream iterator (if it can be); a failure to is only logged."""
+    close = getattr(items, "close", None)
+    try:
+        if close is not None:
+            close()
+    except Exception:
+        log.exception("closing an upstream stream failed")
 
 
 def _put(q: queue.Queue[tuple[str, Any]], entry: tuple[str, Any], stop: _Flag) -> bool:

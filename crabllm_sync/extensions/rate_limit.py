@@ -146,7 +146,8 @@ class RateLimit(Extension):
             )
 
     def admit_request(self, ctx: RequestContext) -> None:
-        """RPM only, for a request no provider answers (GET /v1/usage).
+        """RPM only, for a request that generates nothing
+        (GET /v1/usage, count_tokens).
 
         The x-ratelimit-* headers land in ctx.headers, and on a refusal in the
         error too (no on_error runs for these requests).

@@ -1,17 +1,44 @@
 """Provider adapters by config `kind`; an unknown kind is OpenAI-compatible.
 
-An adapter is a module exposing BASE_URL, chat() and chat_stream(), and
-optionally embeddings(), images(), speech() and transcription(). A missing
-function means the provider cannot serve that endpoint.
+An adapter is a module satisfying the Adapter protocol below: BASE_URL,
+chat() and chat_stream(), and optionally one function per further endpoint
+(embeddings, images, speech, transcription, messages, messages_stream,
+count_tokens). A missing function means the provider cannot serve that
+endpoint. NATIVE_FORMATS declares the client formats (formats/*.FORMAT) the
+provider takes as they are, with no translation: anthropic declares
+"messages", so /v1/messages passes through to it byte for byte.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from types import ModuleType
+from typing import TYPE_CHECKING, Any, Protocol
 
 from crabllm_sync.errors import UnsupportedError
+
+if TYPE_CHECKING:
+    from crabllm_sync.routing import Deployment
+
+
+class Adapter(Protocol):
+    """The interface every adapter module implements (checked structurally)."""
+
+    BASE_URL: str | None
+
+    def chat(self, dep: Deployment, session: Any, body: dict[str, Any]) -> Any: ...
+
+    def chat_stream(
+        self, dep: Deployment, session: Any, body: dict[str, Any]
+    ) -> Iterator[Any]: ...
+
+
+class SessionFactory(Protocol):
+    """An adapter whose transport is not a requests.Session (Bedrock: boto3)."""
+
+    def make_session(self, dep: Deployment) -> Any: ...
+
 
 ADAPTERS: dict[str, str] = {
     "openai": "crabllm_sync.providers.openai",
@@ -31,6 +58,23 @@ OPENAI_COMPATIBLE = frozenset({"openai", "ollama", "azure"})
 def adapter_for(kind: str) -> ModuleType:
     """The adapter module for a provider kind."""
     return importlib.import_module(ADAPTERS.get(kind, _DEFAULT))
+
+
+def native_formats(kind: str) -> frozenset[str]:
+    """The client formats a provider of `kind` takes as they are."""
+    return getattr(adapter_for(kind), "NATIVE_FORMATS", frozenset())
+
+
+def make_session(dep: Deployment) -> Any:
+    """The pooled transport of a deployment's provider: the adapter's own
+    (SessionFactory) or a requests.Session."""
+    adapter = adapter_for(dep.kind)
+    if hasattr(adapter, "make_session"):
+        factory: SessionFactory = adapter  # type: ignore[assignment]
+        return factory.make_session(dep)
+    from crabllm_sync.providers import http
+
+    return http.make_session()
 
 
 def is_openai_compatible(kind: str) -> bool:

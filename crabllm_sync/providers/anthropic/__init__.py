@@ -30,6 +30,7 @@ __all__ = [
     "API_VERSION",
     "BASE_URL",
     "DEFAULT_MAX_TOKENS",
+    "NATIVE_FORMATS",
     "PASSTHROUGH_HEADERS",
     "THINKING_BUDGETS",
     "ChunkTranslator",
@@ -49,6 +50,9 @@ __all__ = [
 BASE_URL = "https://api.anthropic.com/v1"
 
 API_VERSION = "2023-06-01"
+
+# Client formats this provider takes as they are (formats/messages.py).
+NATIVE_FORMATS = frozenset({"messages"})
 
 # Client headers forwarded on native calls (beta features and the like).
 PASSTHROUGH_HEADERS = ("anthropic-beta",)

@@ -1,0 +1,9 @@
+"""The request lifecycle's shared steps: how a request ends (finish.py) and
+the one relay every stream goes through (relay.py). gateway.py strings them
+together: authenticate -> parse -> prepare -> cache -> route -> relay -> finish.
+"""
+
+from crabllm_sync.pipeline.finish import Finish, internal
+from crabllm_sync.pipeline.relay import Observer, PassThrough, relay
+
+__all__ = ["Finish", "Observer", "PassThrough", "internal", "relay"]
