@@ -172,7 +172,10 @@ def client(upstreams, tmp_path_factory):
             },
             "keys": [{"name": KEY_NAME, "key": SECRET}],
             # Priced: a budgeted key is refused a model without a price.
-            "pricing": {"claude-x": {"prompt_cost_per_million": 3.0}},
+            "pricing": {
+                "claude-x": {"prompt_cost_per_million": 3.0},
+                "gpt-image-1": {"cost_per_image": 0.04},
+            },
             "extensions": {
                 "usage": {"flush_interval": 60},
                 "budget": {"default_budget": 1000.0},

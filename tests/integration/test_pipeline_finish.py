@@ -91,7 +91,13 @@ def rows(app) -> list[dict]:
 
 def held(app, prefix: str) -> dict[str, int]:
     storage = app.extensions["crabllm"].storage
-    return {k: int(v) for k, v in storage.list_prefix(prefix) if int(v)}
+    # The budget's ":rebuilt" marker says the counter was checked against the
+    # usage ledger; it holds nothing.
+    return {
+        k: int(v)
+        for k, v in storage.list_prefix(prefix)
+        if int(v) and not k.endswith(":rebuilt")
+    }
 
 
 def half_open(app) -> None:
