@@ -18,10 +18,12 @@ if TYPE_CHECKING:
     from crabllm_sync.gateway import Gateway
 
 # Deepest nesting of arrays and objects a JSON body may have; no API body
-# comes close. orjson parses up to 1024 levels but serialises only 255: a body
-# between the two that passes this limit cannot be sent on, and ends as a 500
-# that gives back everything admission took (pipeline/finish.py).
-MAX_JSON_DEPTH = 400
+# comes close (a tool's JSON Schema is a few dozen levels at most). orjson
+# parses up to 1024 levels but serialises only 255, and a translated upstream
+# body nests the client's values a few levels deeper: a limit well under 255
+# means every body we accept can be sent on, and a deeper one is the client's
+# 400, not our 500.
+MAX_JSON_DEPTH = 128
 
 
 def parse(

@@ -167,15 +167,15 @@ def test_a_body_nested_deeper_than_the_limit_is_a_400_naming_it(app):
     assert rows(app) == []  # refused before anything ran
 
 
-def test_a_body_too_deep_to_send_on_is_a_500_that_gives_everything_back(app):
-    # Under the parse limit, over what orjson serialises (255): the upstream
-    # body cannot be built. The mock provider would answer; this one is "up".
+def test_a_body_too_deep_to_serialise_is_a_400_that_holds_nothing(app):
+    # Deeper than orjson serialises (255) but parseable (1024): once a 500
+    # after admission; now refused at parse, with nothing taken.
     client = app.test_client()
     deep = {**body(model="m"), "metadata_blob": nested(300)}
     resp = client.post("/v1/chat/completions", json=deep, headers=auth(KEY_A))
-    assert resp.status_code == 500
+    assert resp.status_code == 400
     assert_nothing_held(app)
-    assert [r["status"] for r in rows(app)] == [500]
+    assert rows(app) == []
     ok = client.post("/v1/chat/completions", json=body(model="m"), headers=auth(KEY_A))
     assert ok.status_code == 200
 
