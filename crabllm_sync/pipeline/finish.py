@@ -94,8 +94,9 @@ def _run(name: str, hook: str, fn: Callable[..., None], *args: Any) -> None:
 
 
 def config_secrets(config: Config) -> tuple[str, ...]:
-    """Every secret in the config (provider credentials, admin token, keys)."""
-    values = [config.admin_token or ""]
+    """Every secret in the config (provider credentials, admin and metrics
+    tokens, keys)."""
+    values = [config.admin_token or "", config.metrics_token or ""]
     for p in config.providers.values():
         values += [p.api_key, p.secret_key or "", p.access_key or ""]
     values += [k.key for k in config.keys]

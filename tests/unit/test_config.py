@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from crabllm_sync.config import ConfigError, expand_env, load_config
+from crabllm_sync.config import ConfigError, expand_env, load_config, parse_config
 
 CRABLLM_EXAMPLE = """\
 listen = "0.0.0.0:8080"
@@ -151,3 +151,23 @@ def test_invalid_toml_and_missing_file(tmp_path):
         load_config(_write(tmp_path, "listen = \n"), {})
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml", {})
+
+
+def test_every_configured_token_is_a_secret_to_redact():
+    from crabllm_sync.pipeline.finish import config_secrets
+
+    config = parse_config(
+        {
+            "admin_token": "admin-token-0123456789",
+            "metrics_token": "metrics-token-0123456789",
+            "providers": {"p": {"kind": "openai", "api_key": "sk-provider-0123456789"}},
+            "keys": [{"name": "a", "key": "sk-key-a-0123456789"}],
+        },
+        {},
+    )
+    assert set(config_secrets(config)) == {
+        "admin-token-0123456789",
+        "metrics-token-0123456789",
+        "sk-provider-0123456789",
+        "sk-key-a-0123456789",
+    }
