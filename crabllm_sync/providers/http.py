@@ -1,8 +1,10 @@
 """The transport seam: the only module that imports `requests`.
 
-Every upstream HTTP call goes through post_json / post_stream / post_raw, which
-turn requests' and urllib3's exceptions into UpstreamError / UpstreamTimeoutError
-and close responses when their iterator is closed.
+Every upstream HTTP call goes through send() (post_json / post_stream /
+post_raw are its three shapes): one error mapping of requests' and urllib3's
+exceptions into UpstreamError and its timeouts, one redaction of the
+credentials sent, redirects never followed, and responses released when their
+iterator is closed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ import urllib3.connection
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from crabllm_sync.errors import UpstreamError, UpstreamTimeoutError
+from crabllm_sync.errors import (
+    MIN_SECRET,
+    UpstreamError,
+    UpstreamReadTimeoutError,
+    UpstreamTimeoutError,
+    redact,
+)
 from crabllm_sync.wire.verbatim import Verbatim
 
 JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
@@ -30,6 +38,11 @@ POOL_SIZE = 1000
 _TIMEOUTS = (
     requests.exceptions.Timeout,
     urllib3.exceptions.TimeoutError,
+)
+# Timeouts once the request is out (waiting for, or reading, the answer).
+_READ_TIMEOUTS = (
+    requests.exceptions.ReadTimeout,
+    urllib3.exceptions.ReadTimeoutError,
 )
 _BROKEN = (
     requests.exceptions.RequestException,
@@ -55,8 +68,6 @@ def make_session(pool_size: int = POOL_SIZE) -> requests.Session:
     )
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    # origin -> its urllib3 pool: finding it through requests costs ~0.1 ms a call.
-    session.crabllm_pools = {}  # type: ignore[attr-defined]
     return session
 
 
@@ -112,7 +123,8 @@ class _HTTPSPool(urllib3.HTTPSConnectionPool):
 
 
 class _Adapter(HTTPAdapter):
-    """requests' adapter, on pools of connections with the cheap idle check."""
+    """requests' adapter, on pools of connections with the cheap idle check,
+    remembering the pool of each origin it serves (see connection_pool)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
@@ -120,6 +132,23 @@ class _Adapter(HTTPAdapter):
             "http": _HTTPPool,
             "https": _HTTPSPool,
         }
+        # origin -> its urllib3 pool: finding it through requests costs ~0.1 ms.
+        self.pools: dict[str, urllib3.HTTPConnectionPool] = {}
+
+    def pool_for(
+        self, origin: str, url: str, proxies: Mapping[str, str]
+    ) -> tuple[urllib3.HTTPConnectionPool, str]:
+        """The pool requests itself would use for `url`, and the request target."""
+        pool = None if proxies else self.pools.get(origin)
+        # A pool the manager evicted is closed (its queue is gone): look again.
+        if pool is not None and pool.pool is not None:
+            return pool, url[len(origin) :] or "/"
+        target = requests.PreparedRequest()
+        target.url = url
+        pool = self.get_connection_with_tls_context(target, True, proxies)
+        if not proxies and len(self.pools) < POOL_ORIGINS:
+            self.pools[origin] = pool
+        return pool, self.request_url(target, proxies)
 
 
 def timeouts(seconds: float) -> tuple[float, float]:
@@ -133,7 +162,7 @@ def _timeout(seconds: float) -> urllib3.Timeout:
 
 
 def post_json(
-    session: requests.Session,
+    session: Session,
     url: str,
     body: Any,
     *,
@@ -146,9 +175,9 @@ def post_json(
     A JSON object comes back as a Verbatim: the client gets the provider's
     own bytes when the answer passes through unchanged (wire/verbatim.py).
     """
-    # preload_content: the body is read inside urlopen and the connection is
-    # back in the pool before we parse; read errors surface from _urlopen.
-    resp = _urlopen(session, url, orjson.dumps(body), headers, timeout, provider, False)
+    # preload_content: the body is read inside send and the connection is
+    # back in the pool before we parse; read errors surface from send.
+    resp = send(session, url, orjson.dumps(body), headers, timeout, provider, False)
     data = resp.data
     try:
         parsed = orjson.loads(data)
@@ -162,7 +191,7 @@ def post_json(
 
 
 def post_stream(
-    session: requests.Session,
+    session: Session,
     url: str,
     body: Any,
     *,
@@ -175,79 +204,48 @@ def post_stream(
     The request is sent and its status checked before this returns, so a failure
     to start raises here; failures while reading raise from the iterator.
     """
-    resp = _urlopen(session, url, orjson.dumps(body), headers, timeout, provider, True)
+    resp = send(session, url, orjson.dumps(body), headers, timeout, provider, True)
     return _lines(resp, provider)
 
 
 def post_raw(
-    session: requests.Session,
+    session: Session,
     url: str,
     *,
     data: Any,
     headers: Mapping[str, str],
     timeout: float,
     provider: str,
-) -> tuple[requests.Response, Iterator[bytes]]:
-    """POST any body (bytes, iterator); return the response and its chunks."""
-    resp = _send(session, url, data, headers, timeout, provider, True)
-    return resp, _chunks(resp.raw, provider)
+) -> tuple[urllib3.BaseHTTPResponse, Iterator[bytes]]:
+    """POST any body (bytes, or a file-like with a length); return the response
+    (its `headers`) and its body chunks as they arrive."""
+    resp = send(session, url, data, headers, timeout, provider, True)
+    return resp, _chunks(resp, provider)
 
 
-def _send(
-    session: requests.Session,
+def send(
+    session: Session,
     url: str,
-    data: Any,
-    headers: Mapping[str, str],
-    timeout: float,
-    provider: str,
-    stream: bool,
-) -> requests.Response:
-    try:
-        resp = session.post(
-            url, data=data, headers=headers, timeout=timeouts(timeout), stream=stream
-        )
-    except _TIMEOUTS as exc:
-        raise UpstreamTimeoutError(f"{provider}: timed out", provider=provider) from exc
-    except _BROKEN as exc:
-        raise UpstreamError(
-            f"{provider}: connection failed: {_why(exc)}", provider=provider
-        ) from exc
-    if resp.status_code >= 400:
-        try:
-            raise error_from_response(
-                resp.status_code,
-                resp.content,
-                resp.headers,
-                provider,
-                secrets=credentials(headers),
-            )
-        except _BROKEN as exc:
-            raise UpstreamError(
-                f"{provider}: answered {resp.status_code}",
-                provider=provider,
-                upstream_status=resp.status_code,
-            ) from exc
-        finally:
-            resp.close()
-    return resp
-
-
-def _urlopen(
-    session: requests.Session,
-    url: str,
-    body: bytes,
+    body: Any,
     headers: Mapping[str, str],
     timeout: float,
     provider: str,
     stream: bool,
 ) -> urllib3.BaseHTTPResponse:
-    """POST on the session's own urllib3 pool, skipping requests' per-call layer.
+    """The one upstream POST: every call (JSON, stream, multipart, binary).
 
-    requests.Session.request (merging settings, cookies, hooks, URL re-parsing,
-    building a Response) cost more CPU than the HTTP exchange itself (bench/
-    README.md). The pool and its TLS settings are still the mounted adapter's,
-    so connections are shared with post_raw. retries=False: routing.py retries.
+    Sent on the session's own urllib3 pool, skipping requests' per-call layer:
+    Session.request (merging settings, cookies, hooks, URL re-parsing, building
+    a Response) cost more CPU than the HTTP exchange itself (bench/README.md).
+    The pool and its TLS settings are the mounted adapter's. retries=False:
+    routing.py retries. redirect=False: a redirect would carry the credential
+    headers to wherever it points; a 3xx is an error. An error answer's text
+    is cut of the credentials in `headers` before it goes anywhere.
     """
+    if hasattr(body, "read") and "content-length" not in headers:
+        # A file-like body of known length (multipart) is sent with a length,
+        # not chunked: not every provider accepts a chunked upload.
+        headers = {**headers, "content-length": str(len(body))}
     try:
         pool, path = connection_pool(session, url)
         resp = pool.urlopen(
@@ -261,20 +259,12 @@ def _urlopen(
             timeout=_timeout(timeout),
             preload_content=not stream,
         )
-    except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError
-        raise UpstreamError(
-            f"{provider}: connection failed: {_why(exc)}", provider=provider
-        ) from exc
-    except _TIMEOUTS as exc:
-        raise UpstreamTimeoutError(f"{provider}: timed out", provider=provider) from exc
     except _BROKEN as exc:
-        raise UpstreamError(
-            f"{provider}: connection failed: {_why(exc)}", provider=provider
-        ) from exc
+        raise _transport_error(exc, provider) from exc
     track = getattr(session, "track", None)
     if track is not None:
         track(resp)
-    if resp.status >= 400:
+    if resp.status >= 300:
         try:
             content = resp.data
         except _BROKEN as exc:
@@ -285,30 +275,52 @@ def _urlopen(
                 upstream_status=resp.status,
             ) from exc
         _release(resp, consumed=True)
-        raise error_from_response(resp.status, content, resp.headers, provider)
+        if resp.status < 400:
+            raise UpstreamError(
+                f"{provider}: answered a redirect ({resp.status}), not followed",
+                provider=provider,
+                upstream_status=502,
+            )
+        raise error_from_response(
+            resp.status, content, resp.headers, provider, secrets=credentials(headers)
+        )
     return resp
 
 
+def _transport_error(exc: BaseException, provider: str) -> UpstreamError:
+    """The gateway error for a failure to send or to get the status line."""
+    if isinstance(exc, _READ_TIMEOUTS):
+        # Sent, no answer in time: the provider may be generating.
+        return UpstreamReadTimeoutError(
+            f"{provider}: timed out waiting for the answer", provider=provider
+        )
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # a ConnectTimeout
+        return UpstreamError(
+            f"{provider}: connection failed: {_why(exc)}", provider=provider
+        )
+    if isinstance(exc, _TIMEOUTS):
+        return UpstreamTimeoutError(
+            f"{provider}: timed out connecting", provider=provider
+        )
+    return UpstreamError(
+        f"{provider}: connection failed: {_why(exc)}", provider=provider
+    )
+
+
 def connection_pool(
-    session: requests.Session, url: str
+    session: Session, url: str
 ) -> tuple[urllib3.HTTPConnectionPool, str]:
     """The session's pool for `url` (the one requests itself would use), and the
-    request target to send on it; remembered per origin for make_session's."""
-    start = url.find("://") + 3
-    cut = url.find("/", start)
-    origin, path = (url, "/") if cut < 0 else (url[:cut], url[cut:])
-    pools = getattr(session, "crabllm_pools", None)
-    if pools is not None and not session.proxies:
-        pool = pools.get(origin)
-        # A pool the manager evicted is closed (its queue is gone): look again.
-        if pool is not None and pool.pool is not None:
-            return pool, path
+    request target to send on it."""
     adapter = session.get_adapter(url)
+    if isinstance(adapter, _Adapter):
+        start = url.find("://") + 3
+        cut = url.find("/", start)
+        origin = url if cut < 0 else url[:cut]
+        return adapter.pool_for(origin, url, session.proxies)
     target = requests.PreparedRequest()
     target.url = url
     pool = adapter.get_connection_with_tls_context(target, True, session.proxies)
-    if pools is not None and not session.proxies and len(pools) < POOL_ORIGINS:
-        pools[origin] = pool
     return pool, adapter.request_url(target, session.proxies)
 
 
@@ -345,7 +357,6 @@ def error_from_response(
 
 # Request headers that carry a provider credential (lower-case names).
 CREDENTIAL_HEADERS = ("authorization", "x-api-key", "api-key", "x-goog-api-key")
-MIN_SECRET = 8  # shorter values are not worth hiding (and would mangle text)
 
 
 def credentials(headers: Mapping[str, str]) -> list[str]:
@@ -360,14 +371,6 @@ def credentials(headers: Mapping[str, str]) -> list[str]:
         if len(value.strip()) >= MIN_SECRET:
             out.append(value.strip())
     return out
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every occurrence of each secret replaced by `[redacted]`."""
-    for secret in secrets:
-        if secret and secret in text:
-            text = text.replace(secret, "[redacted]")
-    return text
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -421,7 +424,8 @@ def _chunks(raw: urllib3.BaseHTTPResponse, provider: str) -> Iterator[bytes]:
                 yield data
         consumed = True
     except _TIMEOUTS as exc:
-        raise UpstreamTimeoutError(
+        # The provider answered and stalled: it may still be generating.
+        raise UpstreamReadTimeoutError(
             f"{provider}: stream read timed out", provider=provider
         ) from exc
     except _BROKEN as exc:
@@ -462,13 +466,8 @@ class ScopedSession:
         self._session = session
         self._responses: list[urllib3.BaseHTTPResponse] = []
 
-    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
-        resp = self._session.post(*args, **kwargs)
-        self._responses.append(resp.raw)
-        return resp
-
     def track(self, resp: urllib3.BaseHTTPResponse) -> None:
-        """Remember a response opened on the pool directly (_urlopen)."""
+        """Remember a response opened on the pool (send)."""
         self._responses.append(resp)
 
     def __getattr__(self, name: str) -> Any:
