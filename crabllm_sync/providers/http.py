@@ -276,10 +276,11 @@ def send(
             ) from exc
         _release(resp, consumed=True)
         if resp.status < 400:
+            # Not transient (a 502 for the client): a moved endpoint is config.
             raise UpstreamError(
                 f"{provider}: answered a redirect ({resp.status}), not followed",
                 provider=provider,
-                upstream_status=502,
+                upstream_status=resp.status,
             )
         raise error_from_response(
             resp.status, content, resp.headers, provider, secrets=credentials(headers)
