@@ -13,10 +13,10 @@ from dataclasses import replace
 
 from crabllm_sync.config import RoutingConfig
 from crabllm_sync.errors import InvalidRequestError
+from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment
 
 HEADER = "x-crabllm-timeout"
-CONNECT_MAX = 10.0  # seconds: a live host accepts a connection well within this
 
 
 def requested_timeout(
@@ -47,8 +47,7 @@ def requested_timeout(
 def effective_timeout(dep: Deployment, requested: float | None) -> tuple[float, float]:
     """(connect, read) seconds for one attempt on `dep`: the request's own
     timeout when it set one, else the deployment's; connect at most 10 s."""
-    read = dep.timeout if requested is None else requested
-    return (min(read, CONNECT_MAX), read)
+    return http.timeouts(dep.timeout if requested is None else requested)
 
 
 def with_timeout(

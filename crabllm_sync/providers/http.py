@@ -261,9 +261,8 @@ def send(
         )
     except _BROKEN as exc:
         raise _transport_error(exc, provider) from exc
-    track = getattr(session, "track", None)
-    if track is not None:
-        track(resp)
+    if isinstance(session, ScopedSession):
+        session.track(resp)
     if resp.status >= 300:
         try:
             content = resp.data
