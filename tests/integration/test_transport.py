@@ -17,7 +17,7 @@ from crabllm_sync.errors import (
     UpstreamReadTimeoutError,
     UpstreamTimeoutError,
 )
-from crabllm_sync.providers import http, openai
+from crabllm_sync.providers import http, openai, pool
 from tests.conftest import free_port
 from tests.fakes import openai as fake_openai
 from tests.upstream import Reply
@@ -249,7 +249,7 @@ class _ClosesAfterOneAnswer(socketserver.BaseRequestHandler):
 
 
 def test_a_pooled_connection_the_server_closed_is_not_reused():
-    """urllib3 checks an idle connection before reuse (http._CheapIdleCheck
+    """urllib3 checks an idle connection before reuse (pool._CheapIdleCheck
     makes that one poll); without the check the second call would be sent on
     a dead socket and fail."""
     _ClosesAfterOneAnswer.connections = 0
@@ -283,11 +283,11 @@ def test_the_idle_check_is_the_os_poll_under_gevent_too(tmp_path):
     code = (
         "from gevent import monkey; monkey.patch_all()\n"
         "import select, socket\n"
-        "from crabllm_sync.providers import http\n"
-        "assert http._os_poll() is monkey.get_original('select', 'poll')\n"
-        "assert http._os_poll() is not select.poll\n"
+        "from crabllm_sync.providers import pool\n"
+        "assert pool._os_poll() is monkey.get_original('select', 'poll')\n"
+        "assert pool._os_poll() is not select.poll\n"
         "a, b = socket.socketpair()\n"
-        "conn = http._HTTPConnection('127.0.0.1')\n"
+        "conn = pool._HTTPConnection('127.0.0.1')\n"
         "conn.sock = a\n"
         "assert conn.is_connected\n"
         "b.sendall(b'junk')\n"
@@ -306,7 +306,7 @@ def test_a_connection_whose_socket_was_closed_locally_is_not_reusable():
     import socket
 
     a, b = socket.socketpair()
-    conn = http._HTTPConnection("127.0.0.1")
+    conn = pool._HTTPConnection("127.0.0.1")
     conn.sock = a
     assert conn.is_connected
     a.close()  # fileno() is now -1: poll cannot register it
