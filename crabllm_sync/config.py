@@ -46,6 +46,8 @@ class ProviderConfig(_Strict):
     weight: float = Field(1, ge=0)
     max_retries: int = Field(2, ge=0, le=10)
     timeout: float = Field(30, gt=0)
+    # model -> its own read timeout (seconds), for models slower than the rest.
+    model_timeouts: dict[str, float] = Field(default_factory=dict)
     api_version: str | None = None
     region: str | None = None
     access_key: str | None = None
@@ -140,6 +142,8 @@ class RoutingConfig(_Strict):
     failure_threshold: int = Field(3, ge=1)
     keepalive_seconds: float = Field(15, gt=0)
     request_deadline: float = Field(300, gt=0)
+    # The most a request may ask for in its x-crabllm-timeout header (seconds).
+    max_request_timeout: float = Field(600, gt=0)
 
 
 class Config(_Strict):
@@ -221,6 +225,21 @@ def _check(config: Config) -> list[tuple[tuple[Any, ...], str]]:
                     "azure needs base_url (https://RESOURCE.openai.azure.com)",
                 )
             )
+        for model, seconds in p.model_timeouts.items():
+            if model not in p.models:
+                problems.append(
+                    (
+                        ("providers", name, "model_timeouts", model),
+                        f"'{model}' is not one of this provider's models",
+                    )
+                )
+            if not seconds > 0:
+                problems.append(
+                    (
+                        ("providers", name, "model_timeouts", model),
+                        "a timeout must be more than 0 seconds",
+                    )
+                )
     seen_names: set[str] = set()
     seen_keys: set[str] = set()
     for i, k in enumerate(config.keys):

@@ -26,6 +26,8 @@ class RequestContext:
     status: int = 200
     cache_hit: bool = False
     no_cache: bool = False
+    # Read timeout (seconds) the request asked for (x-crabllm-timeout), if any.
+    timeout: float | None = None
     # Response headers extensions add (rate-limit counters and the like).
     headers: dict[str, str] = field(default_factory=dict)
     # Per-extension scratch space, keyed by extension name.

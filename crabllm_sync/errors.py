@@ -5,6 +5,7 @@ Rendering to OpenAI's and Anthropic's error JSON happens here and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 
@@ -15,6 +16,9 @@ class GatewayError(Exception):
     type: ClassVar[str] = "api_error"
     code: ClassVar[str | None] = "internal_error"
     is_transient: ClassVar[bool] = False
+    # True when the provider may have done (and will charge for) the work even
+    # though no answer came back: the attempt is charged at its reserved estimate.
+    billable: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -34,6 +38,29 @@ class GatewayError(Exception):
     @property
     def http_status(self) -> int:
         return self.status
+
+    def redact(self, secrets: Iterable[str]) -> None:
+        """Cut each of `secrets` out of the message (see `redact`)."""
+        message = redact(self.message, secrets)
+        if message != self.message:
+            self.message = message
+            self.args = (message,)
+
+
+MIN_SECRET = 8  # shorter values are not worth hiding (and would mangle text)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every occurrence of each secret replaced by `[redacted]`.
+
+    Providers sometimes repeat the credential they were sent in an error
+    message. This runs on the provider's whole text, before any cut to length
+    and before any log line, so a long key is never split past recognition.
+    """
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
 
 
 class InternalError(GatewayError):
@@ -182,12 +209,30 @@ class UpstreamTimeoutError(UpstreamError):
         return 504
 
 
+class UpstreamReadTimeoutError(UpstreamTimeoutError):
+    """The request was sent and no answer came in time.
+
+    The provider may still be generating (and will bill it), so this is not a
+    sign of a dead deployment: it is not retried, not counted by the circuit
+    breaker, and the attempt is charged at its reserved estimate.
+    """
+
+    billable = True
+
+    @property
+    def is_transient(self) -> bool:  # type: ignore[override]
+        return False
+
+
 class AllDeploymentsFailedError(UpstreamError):
     """Raised by routing after every deployment was tried; status chosen by outcome."""
 
-    def __init__(self, message: str, *, http_status: int, **kw: Any) -> None:
+    def __init__(
+        self, message: str, *, http_status: int, billable: bool = False, **kw: Any
+    ) -> None:
         super().__init__(message, **kw)
         self._http_status = http_status
+        self.billable = billable  # type: ignore[misc]  # instance override
         if http_status == 504:
             self.code = "upstream_timeout"  # type: ignore[misc]
 

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from crabllm_sync import providers
+from crabllm_sync import providers, timeouts
 from crabllm_sync.auth import Authenticator, Principal, check_model
 from crabllm_sync.config import Config
 from crabllm_sync.context import RequestContext
@@ -113,7 +113,9 @@ class Gateway:
     ) -> RequestContext:
         """Authenticate and open the context of one request."""
         principal = self.auth.authenticate(headers, allow_x_api_key=allow_x_api_key)
-        return self.context(endpoint, principal, request_id=request_id)
+        ctx = self.context(endpoint, principal, request_id=request_id)
+        ctx.timeout = timeouts.requested_timeout(headers, self.config.routing)
+        return ctx
 
     def context(
         self, endpoint: str, principal: Principal, *, request_id: str | None = None
@@ -166,9 +168,11 @@ class Gateway:
         not a breaker failure, and its breaker probe is given back.
         """
         deps = self.registry.candidates(ctx.model, self.rng)
+        deps = timeouts.with_timeout(deps, ctx.timeout)
         deadline = None
         if not ctx.stream:
-            deadline = ctx.started + self.config.routing.request_deadline
+            routing = self.config.routing
+            deadline = ctx.started + timeouts.deadline_seconds(routing, ctx.timeout)
 
         def attempt(dep: Deployment) -> Any:
             adapter = providers.adapter_for(dep.kind)

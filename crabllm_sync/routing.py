@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from crabllm_sync.config import Config
 from crabllm_sync.errors import (
+    MIN_SECRET,
     AllDeploymentsFailedError,
     GatewayError,
     ModelNotFoundError,
@@ -51,6 +52,12 @@ class Deployment:
     access_key: str | None = None
     secret_key: str | None = None
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The credentials a provider might repeat in an error message."""
+        values = (self.api_key, self.access_key or "", self.secret_key or "")
+        return tuple(v for v in values if len(v) >= MIN_SECRET)
+
 
 class Registry:
     """Model name -> deployments, with single-hop aliases."""
@@ -70,7 +77,7 @@ class Registry:
                         api_key=p.api_key,
                         weight=p.weight,
                         max_retries=p.max_retries,
-                        timeout=p.timeout,
+                        timeout=p.model_timeouts.get(model, p.timeout),
                         api_version=p.api_version,
                         region=p.region,
                         access_key=p.access_key,
@@ -136,7 +143,9 @@ def call_with_retries(
 ) -> tuple[T, Deployment]:
     """Call `fn` on each deployment in order, retrying transient failures.
 
-    A non-transient error (a provider's 4xx) is raised at once. An
+    A non-transient error (a provider's 4xx, or a read timeout: the provider
+    may still be generating, so it is neither retried nor counted by the
+    breaker) is raised at once. An
     UnsupportedError (this deployment's provider cannot honour the request,
     refused before any network call) moves on to the next deployment: it is
     neither retried nor a failure for the breaker, and when every deployment
@@ -174,13 +183,22 @@ def call_with_retries(
                 log.info("%s cannot serve this request: %s", dep.provider, err.message)
                 break
             except GatewayError as err:
+                # Before the message is logged, shortened or shown to anyone.
+                err.redact(dep.secrets)
+                # A timeout we imposed (deadline) says nothing about the provider.
+                cut_short = target is not dep and isinstance(err, UpstreamTimeoutError)
+                if cut_short and err.billable:
+                    if health is not None and admission is not None:
+                        health.released(dep, admission)
+                    failures.append((dep, err))
+                    raise exhausted(
+                        model, failures, cooling, deadline_passed=True, billable=True
+                    ) from None
                 if not err.is_transient:
                     if health is not None and admission is not None:
                         health.released(dep, admission)
                     raise
                 failures.append((dep, err))
-                # A timeout we imposed (deadline) says nothing about the provider.
-                cut_short = target is not dep and isinstance(err, UpstreamTimeoutError)
                 if health is not None and admission is not None and not cut_short:
                     if health.failed(dep, admission):
                         break
@@ -221,13 +239,15 @@ def exhausted(
     cooling: Sequence[tuple[Deployment, float]] = (),
     *,
     deadline_passed: bool = False,
+    billable: bool = False,
 ) -> AllDeploymentsFailedError:
     """The final error once nothing is left to try.
 
     504 when the deadline passed or every attempt timed out; 503 with
     Retry-After when every attempt was rate limited or every deployment is
     cooling down; otherwise 502. The message names each deployment tried
-    (provider names, never keys) and how it failed.
+    (provider names, never keys) and how it failed. `billable`: the last
+    attempt was sent and may still be generating (see UpstreamReadTimeoutError).
     """
     errors = [e for _, e in failures]
     if deadline_passed:
@@ -254,7 +274,7 @@ def exhausted(
     else:
         message = f"no deployment of '{model}' is available: {tried}"
     err = AllDeploymentsFailedError(
-        message, http_status=status, retry_after=retry_after
+        message, http_status=status, retry_after=retry_after, billable=billable
     )
     if retry_after is not None:
         err.headers["Retry-After"] = str(max(1, math.ceil(retry_after)))

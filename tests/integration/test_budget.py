@@ -271,10 +271,6 @@ def test_a_timeout_the_provider_may_bill_is_charged_at_the_reserved_estimate(
     assert row["cost_nanos"] == RESERVED and row["requests"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the transport branch: read timeouts carry billable = True",
-)
 def test_a_read_timeout_after_sending_is_charged_not_refunded(
     upstream, tmp_path, app_factory
 ):

@@ -249,25 +249,6 @@ def test_all_rate_limited_is_503_with_retry_after(ups):
     assert "b (HTTP 429: scripted 429)" in err["message"]
 
 
-def test_all_timed_out_is_504(ups):
-    a, b = ups(), ups()
-    for up in (a, b):
-        up.route(fake.CHAT_PATH, always(lambda: Reply(json={}, delay=1.5)))
-    client = client_for(
-        app_for(
-            {
-                "a": openai_provider(a, ["m"], timeout=0.3),
-                "b": openai_provider(b, ["m"], timeout=0.3),
-            }
-        )
-    )
-    resp = chat(client)
-    assert resp.status_code == 504
-    err = resp.json()["error"]
-    assert err["code"] == "upstream_timeout"
-    assert "a (timed out)" in err["message"] and "b (timed out)" in err["message"]
-
-
 def test_request_deadline_cuts_a_hanging_upstream_and_answers_504(ups):
     a = ups()
     hang = threading.Event()

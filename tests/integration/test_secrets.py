@@ -24,8 +24,10 @@ from tests.upstream import Recorded, Reply, Upstream
 
 # The markers: each secret carries one, after the characters shown as its
 # display prefix (so a legitimate "key_prefix" never contains a marker).
-PROVIDER_KEY = "sk-provider-0-PROVSECRETMARK-7f3a9c1e5b2d4f6a8c0e"
-ANTHROPIC_KEY = "sk-ant-api03-ANTSECRETMARK-0c9b8a7f6e5d4c3b2a19"
+# Provider keys as long as issued ones (an sk-proj- key is 164 characters),
+# so a message cut to length before redaction would show a piece of one.
+PROVIDER_KEY = "sk-proj-PROVSECRETMARK-" + "7f3a9c1e5b2d4f6a8c0e" * 7 + "0"
+ANTHROPIC_KEY = "sk-ant-api03-ANTSECRETMARK-" + "0c9b8a7f6e5d4c3b2a19" * 4 + "AA"
 CONFIG_KEY = "sk-config-key-CFGSECRETMARK-2b4d6f8a0c1e3a5c7e9b"
 LIMITED_KEY = "sk-limited-ke-LIMSECRETMARK-9e8d7c6b5a493827160f"
 BROKE_KEY = "sk-brokenkey0-BRKSECRETMARK-0a1b2c3d4e5f60718293"
@@ -63,7 +65,7 @@ kind = "anthropic"
 base_url = "{ant.url}/v1"
 api_key = "{ANTHROPIC_KEY}"
 models = ["claude-x"]
-max_retries = 0
+max_retries = 1  # retries log the provider's error text: it must be redacted
 timeout = 3  # the hang cases wait this; normal answers need far less
 
 [storage]
@@ -75,7 +77,7 @@ kind = "openai"
 base_url = "{up.url}/v1"
 api_key = "{PROVIDER_KEY}"
 models = ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
-max_retries = 0
+max_retries = 1  # retries log the provider's error text: it must be redacted
 timeout = 3  # the hang cases wait this; normal answers need far less
 
 [pricing.gpt-4o]
@@ -172,18 +174,13 @@ def _force_every_error(
         "error",
         {"type": "error", "error": {"type": "overloaded_error", "message": said}},
     )
-    for path, body in [
-        ("/v1/messages", {**messages, "stream": True}),
-        ("/v1/chat/completions", {**messages, "stream": True}),
+    # Translated to chat, the error is the first chunk: retried once.
+    for path, body, tries in [
+        ("/v1/messages", {**messages, "stream": True}, 1),
+        ("/v1/chat/completions", {**messages, "stream": True}, 2),
     ]:
-        ant.enqueue(
-            Reply(
-                events=[
-                    ant_fake.events(ant_fake.text("hey"), "claude-x")[0],
-                    error_event,
-                ]
-            )
-        )
+        first = ant_fake.events(ant_fake.text("hey"), "claude-x")[0]
+        ant.enqueue(*[Reply(events=[first, error_event])] * tries)
         r = cap.call(
             f"anthropic error event echoing the key via {path}",
             "POST",
@@ -332,23 +329,22 @@ def _force_every_error(
     assert r.status_code == 413
     # -- upstream failures (each echoes or breaks) ----------------------------
     for status in (401, 403, 500):
-        up.enqueue(_echo_auth(status)(_fake_rec(up)))
+        tries = 2 if status == 500 else 1  # a 500 is retried once
+        up.enqueue(*[_echo_auth(status)(_fake_rec(up))] * tries)
         r = cap.chat(f"upstream {status} echoing the key", CONFIG_KEY)
         assert r.status_code >= 500 or r.status_code in (401, 403), r.text
-        up.enqueue(_echo_auth(status)(_fake_rec(up)))
+        up.enqueue(*[_echo_auth(status)(_fake_rec(up))] * tries)
         r = cap.chat(
             f"stream: upstream {status} echoing the key", CONFIG_KEY, stream=True
         )
         assert r.status_code >= 400
-    up.enqueue(Reply(status=200, body=b"<html>oops</html>", content_type="text/html"))
+    garbage = Reply(status=200, body=b"<html>oops</html>", content_type="text/html")
+    up.enqueue(garbage, garbage)  # a 502 of the provider's: retried once
     assert cap.chat("upstream garbage", CONFIG_KEY).status_code == 502
-    up.enqueue(
-        Reply(
-            status=200,
-            body=b'{"id": "x", "choices": [',
-            content_type="application/json",
-        )
+    truncated = Reply(
+        status=200, body=b'{"id": "x", "choices": [', content_type="application/json"
     )
+    up.enqueue(truncated, truncated)
     assert cap.chat("upstream truncated json", CONFIG_KEY).status_code == 502
     hang = threading.Event()
     up.enqueue(Reply(hang=hang))
@@ -367,9 +363,10 @@ def _force_every_error(
     up.enqueue(Reply(events=[events[0], b"data: {not json\n\n"]))
     r = cap.chat("stream garbage event", CONFIG_KEY, stream=True)
     assert '"error"' in r.text
-    up.enqueue(
-        Reply(chunks=[b'{"id": "x", '], drop_after=1, content_type="application/json")
+    reset = Reply(
+        chunks=[b'{"id": "x", '], drop_after=1, content_type="application/json"
     )
+    up.enqueue(reset, reset)
     assert cap.chat("upstream reset before body end", CONFIG_KEY).status_code == 502
     # -- limits and budget ----------------------------------------------------
     assert cap.chat("rate limit: first", LIMITED_KEY).status_code == 200

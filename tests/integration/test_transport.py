@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import json
 import select
 import socketserver
 import threading
 from typing import Any
 
 import pytest
+import requests
 
-from crabllm_sync.errors import UpstreamError, UpstreamTimeoutError
-from crabllm_sync.providers import http, openai
+from crabllm_sync.errors import (
+    UpstreamError,
+    UpstreamReadTimeoutError,
+    UpstreamTimeoutError,
+)
+from crabllm_sync.providers import http, openai, pool
 from tests.conftest import free_port
 from tests.fakes import openai as fake_openai
 from tests.upstream import POLL_INTERVAL, Reply
@@ -244,7 +251,7 @@ class _ClosesAfterOneAnswer(socketserver.BaseRequestHandler):
 
 
 def test_a_pooled_connection_the_server_closed_is_not_reused():
-    """urllib3 checks an idle connection before reuse (http._CheapIdleCheck
+    """urllib3 checks an idle connection before reuse (pool._CheapIdleCheck
     makes that one poll); without the check the second call would be sent on
     a dead socket and fail."""
     _ClosesAfterOneAnswer.connections = 0
@@ -280,11 +287,11 @@ def test_the_idle_check_is_the_os_poll_under_gevent_too(tmp_path):
     code = (
         "from gevent import monkey; monkey.patch_all()\n"
         "import select, socket\n"
-        "from crabllm_sync.providers import http\n"
-        "assert http._os_poll() is monkey.get_original('select', 'poll')\n"
-        "assert http._os_poll() is not select.poll\n"
+        "from crabllm_sync.providers import pool\n"
+        "assert pool._os_poll() is monkey.get_original('select', 'poll')\n"
+        "assert pool._os_poll() is not select.poll\n"
         "a, b = socket.socketpair()\n"
-        "conn = http._HTTPConnection('127.0.0.1')\n"
+        "conn = pool._HTTPConnection('127.0.0.1')\n"
         "conn.sock = a\n"
         "assert conn.is_connected\n"
         "b.sendall(b'junk')\n"
@@ -303,9 +310,79 @@ def test_a_connection_whose_socket_was_closed_locally_is_not_reusable():
     import socket
 
     a, b = socket.socketpair()
-    conn = http._HTTPConnection("127.0.0.1")
+    conn = pool._HTTPConnection("127.0.0.1")
     conn.sock = a
     assert conn.is_connected
     a.close()  # fileno() is now -1: poll cannot register it
     assert not conn.is_connected
     b.close()
+
+
+def test_every_shape_shares_one_pool_and_no_attribute_is_hung_on_the_session(
+    upstream,
+):
+    """JSON, stream and raw (multipart/binary) all go through send(): one
+    keep-alive connection for the three; the pool cache is the adapter's."""
+    from crabllm_sync.multipart import MultipartBody, Upload
+
+    session = http.make_session()
+    assert set(vars(session)) == set(vars(requests.Session()))
+    url = f"{upstream.url}/v1/chat/completions"
+    _post(session, url)
+    assert [line for line in _stream(session, url) if line][-1] == b"data: [DONE]"
+    upload = Upload(
+        field="file",
+        filename="a.wav",
+        content_type="audio/wav",
+        stream=io.BytesIO(b"RIFF" + b"\x00" * 996),
+        size=1000,
+    )
+    body = MultipartBody([("model", "whisper-1")], upload, "b0undary")
+    headers = {**HEADERS, "content-type": body.content_type}
+    upstream.enqueue(Reply(json={"text": "ok"}))
+    resp, chunks = http.post_raw(
+        session, url, data=body, headers=headers, timeout=5, provider="up"
+    )
+    assert json.loads(b"".join(chunks)) == {"text": "ok"}
+    assert resp.headers["content-type"] == "application/json"
+    sent = upstream.requests[-1]
+    # A length, not chunked: not every provider takes a chunked upload.
+    assert int(sent.headers["content-length"]) == len(body) == len(sent.body)
+    assert "transfer-encoding" not in sent.headers
+    assert _pool(session, url).num_connections == 1
+
+
+def test_read_timeout_after_sending_is_billable_and_not_transient(upstream):
+    release = threading.Event()
+    upstream.enqueue(Reply(json={"ok": True}, hang=release))
+    session = http.make_session()
+    try:
+        with pytest.raises(UpstreamReadTimeoutError) as info:
+            _post(session, f"{upstream.url}/v1/chat/completions", timeout=0.3)
+    finally:
+        release.set()
+    assert info.value.billable and not info.value.is_transient
+
+
+def test_credentials_sent_are_cut_from_an_error_answer_on_every_shape(upstream):
+    key = "sk-proj-" + "k3Y" * 52
+    said = {"error": {"message": f"bad key Bearer {key} " + "x" * 200}}
+    headers = {**HEADERS, "authorization": f"Bearer {key}"}
+    session = http.make_session()
+    url = f"{upstream.url}/v1/chat/completions"
+    calls = [
+        lambda: http.post_json(
+            session, url, BODY, headers=headers, timeout=5, provider="up"
+        ),
+        lambda: http.post_stream(
+            session, url, BODY, headers=headers, timeout=5, provider="up"
+        ),
+        lambda: http.post_raw(
+            session, url, data=b"{}", headers=headers, timeout=5, provider="up"
+        ),
+    ]
+    for call in calls:
+        upstream.enqueue(Reply(status=500, json=said))
+        with pytest.raises(UpstreamError) as info:
+            call()
+        assert key not in info.value.message and "[redacted]" in info.value.message

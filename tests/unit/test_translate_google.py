@@ -12,7 +12,7 @@ import pytest
 from crabllm_sync import sse
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError, UpstreamError
 from crabllm_sync.providers import google
-from crabllm_sync.providers.google_schema import clean_schema
+from crabllm_sync.providers.google.schema import clean_schema
 from tests.fuzzing import examples
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "google"

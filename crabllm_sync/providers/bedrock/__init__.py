@@ -16,7 +16,12 @@ import botocore.exceptions as boto_errors
 import urllib3.exceptions
 from botocore.config import Config as BotoConfig
 
-from crabllm_sync.errors import InvalidRequestError, UpstreamError, UpstreamTimeoutError
+from crabllm_sync.errors import (
+    InvalidRequestError,
+    UpstreamError,
+    UpstreamReadTimeoutError,
+    UpstreamTimeoutError,
+)
 from crabllm_sync.providers import http
 from crabllm_sync.providers.bedrock.codes import _coded_error, stream_error
 from crabllm_sync.providers.bedrock.embeddings import (
@@ -64,6 +69,10 @@ BASE_URL = None
 DEFAULT_REGION = "us-east-1"
 
 
+_READ_TIMEOUTS = (boto_errors.ReadTimeoutError, urllib3.exceptions.ReadTimeoutError)
+_TIMEOUTS = (boto_errors.ConnectTimeoutError, urllib3.exceptions.TimeoutError)
+
+
 def _translate_error(dep: Deployment, exc: Exception) -> UpstreamError:
     """botocore / urllib3 exceptions -> the gateway's upstream errors."""
     name = dep.provider
@@ -86,13 +95,13 @@ def _translate_error(dep: Deployment, exc: Exception) -> UpstreamError:
             provider=name,
             upstream_status=403,
         )
-    timeouts = (
-        boto_errors.ConnectTimeoutError,
-        boto_errors.ReadTimeoutError,
-        urllib3.exceptions.TimeoutError,
-    )
-    if isinstance(exc, timeouts):
-        return UpstreamTimeoutError(f"{name}: timed out", provider=name)
+    if isinstance(exc, _READ_TIMEOUTS):
+        # Sent, no answer in time: the model may still be generating.
+        return UpstreamReadTimeoutError(
+            f"{name}: timed out waiting for the answer", provider=name
+        )
+    if isinstance(exc, _TIMEOUTS):
+        return UpstreamTimeoutError(f"{name}: timed out connecting", provider=name)
     return UpstreamError(
         f"{name}: connection failed: {type(exc).__name__}", provider=name
     )

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from crabllm_sync.providers.google.messages import _contents, _invalid, _refuse
-from crabllm_sync.providers.google_schema import clean_schema
+from crabllm_sync.providers.google.schema import clean_schema
 
 # OpenAI parameters that translate_request reads (translated, checked, or
 # accepted as identifiers only). Anything else is refused by name.
