@@ -41,6 +41,10 @@ MAX_RETRY_DELAY = 2.0
 # meanwhile. Rows that miss the lock stay buffered for the next flush; the
 # last flush at exit waits the database's usual timeout.
 FLUSH_BUSY_MS = 200
+# GET /v1/usage waits at most this long (s) for a background flush under way:
+# that flush's own sqlite wait is FLUSH_BUSY_MS, so this is only reached when
+# the worker is starved.
+FLUSH_WAIT = 2.0
 
 
 def open_usage_database(config: Config) -> Database | None:
@@ -141,11 +145,16 @@ class UsageRecorder(Extension):
 
     def flush_now(self) -> None:
         """A flush a request may wait for (GET /v1/usage), bounded: skipped while
-        the database is failing or another flush runs, and a sqlite lock is
-        waited for at most FLUSH_BUSY_MS."""
-        if self._retry_delay or not self.pending():
+        the database is failing; a flush already running (whose rows are out of
+        the buffer) is waited for at most FLUSH_WAIT seconds, so the reader
+        sees this worker's rows; a sqlite lock is waited for at most
+        FLUSH_BUSY_MS."""
+        if self._retry_delay:
             return
-        if not self._flushing.acquire(blocking=False):
+        if not self._flushing.acquire(timeout=FLUSH_WAIT):
+            return
+        if not self.pending():
+            self._flushing.release()
             return
         try:
             self._write(FLUSH_BUSY_MS)
@@ -195,10 +204,12 @@ class UsageRecorder(Extension):
             if self._pid == os.getpid():
                 return
             self._pid = os.getpid()
-            self._thread = threading.Thread(
+            # Published only once started: close() may run on another thread.
+            thread = threading.Thread(
                 target=self._run, name="crabllm-usage-flush", daemon=True
             )
-            self._thread.start()
+            thread.start()
+            self._thread = thread
         atexit.register(self.close)
 
     def _run(self) -> None:
@@ -219,7 +230,8 @@ class UsageRecorder(Extension):
         self._closed = True
         self._wake.set()
         self._waiting.set()
-        thread, self._thread = self._thread, None
+        with self._lock:
+            thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(CLOSE_TIMEOUT)
         if not self.flush():
