@@ -1,0 +1,26 @@
+"""OpenAI Responses API (`POST /v1/responses`) as a client format.
+
+Bridged models go through the canonical chat format: request.py translates
+the request (and names what it left out), answer.py builds the Response
+object, events.py turns chat chunks into Responses stream events. Models
+whose adapter declares FORMAT native take the body as it is.
+"""
+
+from crabllm_sync.formats.responses.answer import from_canonical, new_id, shell, usage
+from crabllm_sync.formats.responses.events import EventTranslator, ResponsesEncoder
+from crabllm_sync.formats.responses.request import Bridged, input_items, to_canonical
+
+FORMAT = "responses"
+
+__all__ = [
+    "FORMAT",
+    "Bridged",
+    "EventTranslator",
+    "ResponsesEncoder",
+    "from_canonical",
+    "input_items",
+    "new_id",
+    "shell",
+    "to_canonical",
+    "usage",
+]

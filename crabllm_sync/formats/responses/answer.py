@@ -1,0 +1,187 @@
+"""Canonical chat answer -> Responses API `Response` object (bridged models).
+
+Pure. Output items in the order the model produced them: reasoning (its
+signed blocks in `encrypted_content`), the message text, then function
+calls (a flattened namespace function mapped back to its namespace).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from crabllm_sync.formats.responses.request import Bridged, encode_reasoning
+
+# Fields of the request echoed on the Response, with OpenAI's defaults.
+_ECHO_DEFAULTS: dict[str, Any] = {
+    "instructions": None,
+    "max_output_tokens": None,
+    "metadata": {},
+    "parallel_tool_calls": True,
+    "previous_response_id": None,
+    "prompt_cache_key": None,
+    "reasoning": {"effort": None, "summary": None},
+    "safety_identifier": None,
+    "service_tier": "default",
+    "store": True,
+    "temperature": 1.0,
+    "text": {"format": {"type": "text"}},
+    "tool_choice": "auto",
+    "tools": [],
+    "top_p": 1.0,
+    "truncation": "disabled",
+    "user": None,
+}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(24)}"
+
+
+def shell(
+    body: dict[str, Any], response_id: str, created_at: int, model: str
+) -> dict[str, Any]:
+    """The Response before any output: status in_progress."""
+    out: dict[str, Any] = {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": "in_progress",
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "model": model,
+        "output": [],
+        "usage": None,
+    }
+    for key, default in _ECHO_DEFAULTS.items():
+        value = body.get(key)
+        out[key] = default if value is None else value
+    return out
+
+
+def usage(chat_usage: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Chat usage -> Responses usage."""
+    if not chat_usage:
+        return None
+    prompt = int(chat_usage.get("prompt_tokens") or 0)
+    completion = int(chat_usage.get("completion_tokens") or 0)
+    cached = (chat_usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    details = chat_usage.get("completion_tokens_details") or {}
+    return {
+        "input_tokens": prompt,
+        "input_tokens_details": {
+            "cached_tokens": int(cached),
+            "cache_write_tokens": int(
+                chat_usage.get("cache_creation_input_tokens") or 0
+            ),
+        },
+        "output_tokens": completion,
+        "output_tokens_details": {
+            "reasoning_tokens": int(details.get("reasoning_tokens") or 0)
+        },
+        "total_tokens": int(chat_usage.get("total_tokens") or prompt + completion),
+    }
+
+
+def status_of(finish_reason: str | None) -> tuple[str, dict[str, Any] | None]:
+    """(status, incomplete_details) for a chat finish_reason."""
+    if finish_reason == "length":
+        return "incomplete", {"reason": "max_output_tokens"}
+    if finish_reason == "content_filter":
+        return "incomplete", {"reason": "content_filter"}
+    return "completed", None
+
+
+def message_item(item_id: str, text: str, status: str = "completed") -> dict:
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": [output_text(text)] if status != "in_progress" else [],
+    }
+
+
+def output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+
+
+def reasoning_item(
+    item_id: str, text: str, blocks: list[dict[str, Any]], status: str = "completed"
+) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": item_id, "type": "reasoning", "summary": []}
+    if text:
+        item["content"] = [{"type": "reasoning_text", "text": text}]
+    if blocks:
+        item["encrypted_content"] = encode_reasoning(blocks)
+    item["status"] = status
+    return item
+
+
+def call_item(
+    item_id: str,
+    call_id: str,
+    name: str,
+    arguments: str,
+    namespaces: dict[str, tuple[str, str]],
+    status: str = "completed",
+) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "arguments": arguments,
+    }
+    if name in namespaces:
+        item["namespace"], item["name"] = namespaces[name]
+    return item
+
+
+def from_canonical(
+    completion: dict[str, Any],
+    body: dict[str, Any],
+    bridged: Bridged,
+    response_id: str,
+    created_at: int,
+) -> dict[str, Any]:
+    """A chat completion as the Response of `body`."""
+    choice = (completion.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    out = shell(body, response_id, created_at, body["model"])
+    output: list[dict[str, Any]] = []
+    blocks = message.get("thinking_blocks") or []
+    if message.get("reasoning_content") or blocks:
+        output.append(
+            reasoning_item(new_id("rs"), message.get("reasoning_content") or "", blocks)
+        )
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if content:
+        output.append(message_item(new_id("msg"), content))
+    if message.get("refusal"):
+        item = message_item(new_id("msg"), "")
+        item["content"] = [{"type": "refusal", "refusal": message["refusal"]}]
+        output.append(item)
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        output.append(
+            call_item(
+                new_id("fc"),
+                call.get("id") or new_id("call"),
+                fn.get("name", ""),
+                fn.get("arguments") or "",
+                bridged.namespaces,
+            )
+        )
+    status, incomplete = status_of(choice.get("finish_reason"))
+    out["status"] = status
+    out["incomplete_details"] = incomplete
+    out["output"] = output
+    out["usage"] = usage(completion.get("usage"))
+    if status == "completed":
+        out["completed_at"] = created_at
+    return out

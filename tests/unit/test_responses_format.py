@@ -1,0 +1,322 @@
+"""The Responses codec (formats/responses), judged by the openai SDK's own types."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
+
+from crabllm_sync.errors import InvalidRequestError
+from crabllm_sync.formats import responses as fmt
+from crabllm_sync.formats.responses.request import decode_reasoning
+from crabllm_sync.wire import completions as oai
+
+EVENT = TypeAdapter(ResponseStreamEvent)
+
+
+def check_response(obj: dict[str, Any]) -> Response:
+    return Response.model_validate(obj, strict=False)
+
+
+def check_events(events: list[dict[str, Any]]) -> list[Any]:
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    return [EVENT.validate_python(e) for e in events]
+
+
+def test_string_input_and_instructions_become_system_and_user_messages():
+    out = fmt.to_canonical({"model": "m", "input": "hi", "instructions": "be brief"})
+    assert out.chat["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hi"},
+    ]
+    assert out.omitted == []
+
+
+def test_item_list_with_image_function_call_and_output_maps_to_chat_turns():
+    body = {
+        "model": "m",
+        "input": [
+            {"role": "developer", "content": "rules"},
+            {
+                "type": "message",
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "look"},
+                    {"type": "input_image", "image_url": "data:image/png;base64,AA"},
+                ],
+            },
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c1", "output": "42"},
+        ],
+        "max_output_tokens": 50,
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "user": "u",
+    }
+    chat = fmt.to_canonical(body).chat
+    assert chat["messages"] == [
+        {"role": "system", "content": "rules"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "f", "arguments": "{}"},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": "42"},
+    ]
+    assert chat["max_completion_tokens"] == 50
+    assert (chat["temperature"], chat["top_p"], chat["user"]) == (0.2, 0.9, "u")
+
+
+def test_text_format_json_schema_and_reasoning_effort_map_to_chat_fields():
+    body = {
+        "model": "m",
+        "input": "x",
+        "text": {
+            "format": {"type": "json_schema", "name": "o", "schema": {"type": "object"}}
+        },
+        "reasoning": {"effort": "low", "summary": "auto"},
+    }
+    chat = fmt.to_canonical(body).chat
+    assert chat["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "o", "schema": {"type": "object"}},
+    }
+    assert chat["reasoning_effort"] == "low"
+
+
+def test_codex_request_flattens_namespace_and_names_hosted_tools_omitted():
+    body = {
+        "model": "m",
+        "input": "x",
+        "store": False,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "k",
+        "client_metadata": {"a": "b"},
+        "tools": [
+            {"type": "function", "name": "shell", "parameters": {"type": "object"}},
+            {
+                "type": "namespace",
+                "name": "mcp",
+                "description": "d",
+                "tools": [{"type": "function", "name": "read"}],
+            },
+            {"type": "web_search"},
+        ],
+        "tool_choice": "auto",
+        "parallel_tool_calls": False,
+    }
+    out = fmt.to_canonical(body)
+    names = [t["function"]["name"] for t in out.chat["tools"]]
+    assert names == ["shell", "mcp__read"]
+    assert out.namespaces == {"mcp__read": ("mcp", "read")}
+    assert out.omitted == ["tools.web_search"]
+    assert out.chat["tool_choice"] == "auto"
+    assert out.chat["parallel_tool_calls"] is False
+
+
+def test_unknown_part_type_is_a_400_naming_the_field():
+    body = {
+        "model": "m",
+        "input": [{"role": "user", "content": [{"type": "input_file"}]}],
+    }
+    with pytest.raises(InvalidRequestError) as exc:
+        fmt.to_canonical(body)
+    assert exc.value.param == "input[0].content[0].type"
+
+
+def test_answer_with_reasoning_text_and_namespaced_call_is_a_valid_response():
+    body = {"model": "claude", "input": "x", "metadata": {"k": "v"}}
+    bridged = fmt.to_canonical(body)
+    bridged.namespaces["mcp__read"] = ("mcp", "read")
+    blocks = [{"type": "thinking", "thinking": "hmm", "signature": "SIG"}]
+    message = {
+        "role": "assistant",
+        "content": "hello",
+        "reasoning_content": "hmm",
+        "thinking_blocks": blocks,
+        "tool_calls": [
+            {
+                "id": "c9",
+                "type": "function",
+                "function": {"name": "mcp__read", "arguments": "{}"},
+            }
+        ],
+    }
+    usage = {
+        "prompt_tokens": 5,
+        "completion_tokens": 7,
+        "total_tokens": 12,
+        "prompt_tokens_details": {"cached_tokens": 2},
+        "completion_tokens_details": {"reasoning_tokens": 3},
+    }
+    completion = oai.completion(
+        "c", "claude", 1, [oai.choice(message, "tool_calls")], usage
+    )
+    obj = fmt.from_canonical(completion, body, bridged, "resp_1", 100)
+    resp = check_response(obj)
+    assert resp.status == "completed"
+    assert resp.output_text == "hello"
+    kinds = [item.type for item in resp.output]
+    assert kinds == ["reasoning", "message", "function_call"]
+    assert decode_reasoning(resp.output[0].encrypted_content) == blocks
+    call = resp.output[2]
+    assert (call.namespace, call.name, call.call_id) == ("mcp", "read", "c9")
+    assert resp.usage.input_tokens_details.cached_tokens == 2
+    assert resp.usage.output_tokens_details.reasoning_tokens == 3
+    assert resp.metadata == {"k": "v"}
+
+
+def test_reasoning_item_signature_survives_the_round_trip_into_thinking_blocks():
+    blocks = [{"type": "thinking", "thinking": "hmm", "signature": "SIG"}]
+    item = fmt.answer.reasoning_item("rs_1", "hmm", blocks)
+    body = {
+        "model": "m",
+        "input": [
+            {"role": "user", "content": "q"},
+            item,
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": "ok"},
+        ],
+    }
+    messages = fmt.to_canonical(body).chat["messages"]
+    assert messages[1]["thinking_blocks"] == blocks
+    assert messages[1]["tool_calls"][0]["id"] == "c"
+
+
+def test_length_finish_is_an_incomplete_response():
+    body = {"model": "m", "input": "x"}
+    completion = oai.completion(
+        "c",
+        "m",
+        1,
+        [oai.choice({"role": "assistant", "content": "cut"}, "length")],
+        None,
+    )
+    resp = check_response(
+        fmt.from_canonical(completion, body, fmt.to_canonical(body), "r", 1)
+    )
+    assert resp.status == "incomplete"
+    assert resp.incomplete_details.reason == "max_output_tokens"
+
+
+def _chunks(*deltas: dict[str, Any], finish: str = "stop") -> list[dict[str, Any]]:
+    out = [oai.chunk("c", "m", 1, d, None) for d in deltas]
+    out.append(oai.chunk("c", "m", 1, {}, finish))
+    out.append(
+        oai.usage_chunk(
+            "c", "m", 1, {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        )
+    )
+    return out
+
+
+def _stream(body: dict[str, Any], chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    tr = fmt.EventTranslator(body, fmt.to_canonical(body), "resp_1", 1)
+    events = [e for c in chunks for e in tr.feed(c)]
+    return events + tr.finish()
+
+
+def test_text_stream_events_come_in_openai_order_and_validate():
+    body = {"model": "m", "input": "x"}
+    events = _stream(
+        body,
+        _chunks(
+            {"role": "assistant", "content": ""}, {"content": "Hel"}, {"content": "lo"}
+        ),
+    )
+    parsed = check_events(events)
+    assert [e.type for e in parsed] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    done = parsed[-1].response
+    assert done.output_text == "Hello"
+    assert done.usage.total_tokens == 5
+
+
+def test_reasoning_then_tool_call_stream_validates_and_keeps_the_signature():
+    body = {"model": "m", "input": "x"}
+    tb = [{"type": "thinking", "thinking": "think", "signature": "S"}]
+    call = (
+        oai.tool_call_start(0, "c1", "f")
+        if hasattr(oai, "tool_call_start")
+        else {
+            "index": 0,
+            "id": "c1",
+            "type": "function",
+            "function": {"name": "f", "arguments": ""},
+        }
+    )
+    events = _stream(
+        body,
+        _chunks(
+            {"reasoning_content": "think"},
+            {"thinking_blocks": tb},
+            {"tool_calls": [call]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": '{"a":'}}]},
+            {"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]},
+            finish="tool_calls",
+        ),
+    )
+    parsed = check_events(events)
+    kinds = [e.type for e in parsed]
+    assert kinds[2:] == [
+        "response.output_item.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_text.done",
+        "response.output_item.done",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    added = parsed[2].item
+    assert added.encrypted_content is None  # the signature comes with the done item
+    final = parsed[-1].response
+    assert decode_reasoning(final.output[0].encrypted_content) == tb
+    assert final.output[1].arguments == '{"a":1}'
+    assert parsed[-3].arguments == '{"a":1}'
+
+
+def test_stream_cut_by_max_tokens_ends_with_response_incomplete():
+    body = {"model": "m", "input": "x"}
+    events = check_events(_stream(body, _chunks({"content": "a"}, finish="length")))
+    assert events[-1].type == "response.incomplete"
+    assert events[-1].response.incomplete_details.reason == "max_output_tokens"
+
+
+def test_stream_failure_after_start_is_response_failed():
+    from crabllm_sync.errors import UpstreamError
+
+    body = {"model": "m", "input": "x"}
+    tr = fmt.EventTranslator(body, fmt.to_canonical(body), "resp_1", 1)
+    events = tr.feed(oai.chunk("c", "m", 1, {"content": "a"}, None))
+    events += tr.failed(UpstreamError("boom", provider="p", upstream_status=502))
+    parsed = check_events(events)
+    assert parsed[-1].type == "response.failed"
+    assert parsed[-1].response.error.message == "boom"
