@@ -6,7 +6,13 @@ object, events.py turns chat chunks into Responses stream events. Models
 whose adapter declares FORMAT native take the body as it is.
 """
 
-from crabllm_sync.formats.responses.answer import from_canonical, new_id, shell, usage
+from crabllm_sync.formats.responses.answer import (
+    from_canonical,
+    item_with_id,
+    new_id,
+    shell,
+    usage,
+)
 from crabllm_sync.formats.responses.events import EventTranslator, ResponsesEncoder
 from crabllm_sync.formats.responses.request import Bridged, input_items, to_canonical
 
@@ -19,6 +25,7 @@ __all__ = [
     "ResponsesEncoder",
     "from_canonical",
     "input_items",
+    "item_with_id",
     "new_id",
     "shell",
     "to_canonical",

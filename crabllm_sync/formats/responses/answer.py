@@ -38,6 +38,31 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(24)}"
 
 
+_ID_PREFIXES = {
+    "message": "msg",
+    "function_call": "fc",
+    "function_call_output": "fco",
+    "reasoning": "rs",
+}
+
+
+def item_with_id(item: dict[str, Any]) -> dict[str, Any]:
+    """An input item as the input_items list shows it: typed, with an id and
+    a status, a message's string content as one text part."""
+    kind = item.get("type", "message")
+    out = {**item, "type": kind}
+    out.setdefault("id", new_id(_ID_PREFIXES.get(kind, "item")))
+    if kind == "message" and isinstance(out.get("content"), str):
+        part = "output_text" if out.get("role") == "assistant" else "input_text"
+        text = out["content"]
+        out["content"] = [
+            output_text(text) if part == "output_text" else {"type": part, "text": text}
+        ]
+    if kind in ("message", "function_call", "function_call_output"):
+        out.setdefault("status", "completed")
+    return out
+
+
 def shell(
     body: dict[str, Any], response_id: str, created_at: int, model: str
 ) -> dict[str, Any]:

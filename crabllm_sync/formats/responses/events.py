@@ -11,7 +11,7 @@ error). Every event carries a sequence_number, counted from 0.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from crabllm_sync import sse
@@ -43,6 +43,7 @@ class EventTranslator:
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
         self.started = False
+        self.result: dict[str, Any] | None = None  # the finished Response
 
     def _event(self, kind: str, **fields: Any) -> Event:
         event = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -242,6 +243,7 @@ class EventTranslator:
         if status == "completed":
             response["completed_at"] = int(time.time())
         events.append(self._event(kind, response=response))
+        self.result = response
         return events
 
     def final(self, status: str) -> dict[str, Any]:
@@ -269,13 +271,20 @@ def frame(event: Event) -> bytes:
 class ResponsesEncoder:
     """Chat chunks -> Responses events; the last batch completes the Response."""
 
-    def __init__(self, translator: EventTranslator) -> None:
+    def __init__(
+        self,
+        translator: EventTranslator,
+        on_done: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.translator = translator
+        self.on_done = on_done  # given the finished Response (to store it)
 
     def encode(self, batch: Sequence[dict[str, Any]], last: bool) -> bytes:
         events = [e for chunk in batch for e in self.translator.feed(chunk)]
         if last:
             events += self.translator.finish()
+            if self.on_done is not None and self.translator.result is not None:
+                self.on_done(self.translator.result)
         return b"".join([frame(e) for e in events])
 
     def error(self, err: GatewayError) -> bytes:

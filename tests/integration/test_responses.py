@@ -1,0 +1,264 @@
+"""/v1/responses with the official openai SDK: bridged models (mock, the
+Anthropic fake, a chat-only OpenAI-compatible fake), tools, state."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import anthropic_provider, make_config, openai_provider
+from tests.fakes import anthropic as fake_ant
+from tests.fakes import openai as fake_oai
+from tests.upstream import Upstream
+
+KEY = "sk-team-0123456789"
+OTHER = "sk-other-0123456789"
+TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather of a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+@pytest.fixture
+def ant() -> Upstream:
+    up = fake_ant.make_upstream().start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture
+def chat_only() -> Upstream:
+    up = fake_oai.make_upstream().start()
+    yield up
+    up.stop()
+
+
+def _config(ant: Upstream, chat_only: Upstream, **over: Any) -> Any:
+    custom = openai_provider(chat_only, ["local-llm"])
+    custom["kind"] = "vllm"  # an OpenAI-compatible server speaking chat only
+    return make_config(
+        {
+            "providers": {
+                "an": anthropic_provider(ant, ["claude-x"]),
+                "custom": custom,
+                "local": {"kind": "mock", "models": ["mock"]},
+            },
+            "keys": [
+                {"name": "team", "key": KEY, "models": ["*"]},
+                {"name": "other", "key": OTHER, "models": ["*"]},
+            ],
+            **over,
+        }
+    )
+
+
+@pytest.fixture
+def url(ant, chat_only, app_factory, served) -> str:
+    return served(app_factory(_config(ant, chat_only)))
+
+
+def client(url: str, key: str = KEY) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+
+
+def test_mock_model_answers_a_string_input_as_a_response(url):
+    resp = client(url).responses.create(model="mock", input="hello there")
+    assert resp.object == "response"
+    assert resp.status == "completed"
+    assert resp.output_text == "Mock reply: hello there"
+    assert resp.id.startswith("resp_")
+    assert resp.usage.output_tokens == 4
+    assert resp.usage.input_tokens > 0
+
+
+def test_mock_model_streams_events_in_openai_order(url):
+    with client(url).responses.stream(model="mock", input="hi you") as stream:
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert kinds[:4] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+    ]
+    assert set(kinds[4:-4]) == {"response.output_text.delta"}
+    assert kinds[-4:] == [
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert final.output_text == "Mock reply: hi you"
+    assert final.usage.total_tokens > 0
+
+
+def test_anthropic_model_gets_instructions_as_system_and_answers(url, ant):
+    resp = client(url).responses.create(
+        model="claude-x", instructions="be brief", input="ping", max_output_tokens=64
+    )
+    assert resp.output_text == "echo: ping"
+    sent = ant.requests[-1].json
+    assert sent["system"] == "be brief"
+    assert sent["max_tokens"] == 64
+    assert resp.usage.input_tokens == 25 and resp.usage.output_tokens == 15
+
+
+def test_anthropic_stream_is_the_same_answer(url):
+    with client(url).responses.stream(model="claude-x", input="stream me") as stream:
+        final = stream.get_final_response()
+    assert final.output_text == "echo: stream me"
+    assert final.status == "completed"
+
+
+def test_chat_only_custom_server_is_bridged_through_chat_completions(url, chat_only):
+    resp = client(url).responses.create(model="local-llm", input="hi")
+    assert resp.output_text == "echo: hi"
+    assert chat_only.requests[-1].path.endswith("/chat/completions")
+    with client(url).responses.stream(model="local-llm", input="a b") as stream:
+        # the fake streams the words of its answer without the spaces
+        assert stream.get_final_response().output_text == "echo:ab"
+
+
+def test_function_call_round_trip_on_anthropic(url, ant):
+    ant.queue(
+        fake_ant.Answer(
+            [fake_ant.tool_use("get_weather", {"city": "Paris"}, "toolu_1")],
+            stop_reason="tool_use",
+        ),
+        fake_ant.text("It is sunny."),
+    )
+    c = client(url)
+    first = c.responses.create(
+        model="claude-x", input="weather in Paris?", tools=[TOOL]
+    )
+    call = first.output[-1]
+    assert call.type == "function_call"
+    assert (call.name, call.call_id) == ("get_weather", "toolu_1")
+    assert json.loads(call.arguments) == {"city": "Paris"}
+    second = c.responses.create(
+        model="claude-x",
+        previous_response_id=first.id,
+        input=[
+            {"type": "function_call_output", "call_id": "toolu_1", "output": "sunny"}
+        ],
+        tools=[TOOL],
+    )
+    assert second.output_text == "It is sunny."
+    turns = ant.requests[-1].json["messages"]
+    assert [t["role"] for t in turns] == ["user", "assistant", "user"]
+    assert turns[1]["content"][-1]["type"] == "tool_use"
+    assert turns[2]["content"][0] == {
+        "type": "tool_result",
+        "tool_use_id": "toolu_1",
+        "content": "sunny",
+    }
+
+
+def test_streamed_function_call_has_argument_events(url, ant):
+    ant.queue(
+        fake_ant.Answer(
+            [fake_ant.tool_use("get_weather", {"city": "Oslo"}, "toolu_2")],
+            stop_reason="tool_use",
+        )
+    )
+    with client(url).responses.stream(model="claude-x", input="w?", tools=[TOOL]) as s:
+        kinds = [e.type for e in s]
+        final = s.get_final_response()
+    assert "response.function_call_arguments.delta" in kinds
+    assert "response.function_call_arguments.done" in kinds
+    assert final.output[-1].call_id == "toolu_2"
+    assert json.loads(final.output[-1].arguments) == {"city": "Oslo"}
+
+
+def test_hosted_web_search_is_left_out_visibly(url):
+    raw = client(url).responses.with_raw_response.create(
+        model="mock", input="x", tools=[{"type": "web_search"}]
+    )
+    assert raw.headers["x-crabllm-omitted"] == "tools.web_search"
+    assert raw.parse().status == "completed"
+
+
+def test_strict_config_refuses_what_a_bridged_model_cannot_do(
+    ant, chat_only, app_factory, served
+):
+    url = served(app_factory(_config(ant, chat_only, responses={"strict": True})))
+    with pytest.raises(openai.BadRequestError) as exc:
+        client(url).responses.create(
+            model="mock", input="x", tools=[{"type": "web_search"}]
+        )
+    assert exc.value.body["param"] == "tools.web_search"
+
+
+def test_stored_response_is_retrieved_listed_and_deleted_by_its_key(url):
+    c = client(url)
+    resp = c.responses.create(model="mock", input="keep me")
+    again = c.responses.retrieve(resp.id)
+    assert again.output_text == resp.output_text
+    items = c.responses.input_items.list(resp.id)
+    assert [i.type for i in items.data] == ["message"]
+    assert items.data[0].content[0].text == "keep me"
+    with pytest.raises(openai.NotFoundError):
+        client(url, OTHER).responses.retrieve(resp.id)
+    c.responses.delete(resp.id)
+    with pytest.raises(openai.NotFoundError):
+        c.responses.retrieve(resp.id)
+
+
+def test_previous_response_id_continues_the_conversation(url, ant):
+    c = client(url)
+    first = c.responses.create(model="claude-x", input="my name is Ada")
+    c.responses.create(
+        model="claude-x", previous_response_id=first.id, input="who am I?"
+    )
+    turns = ant.requests[-1].json["messages"]
+    assert turns[0]["content"] in (
+        "my name is Ada",
+        [{"type": "text", "text": "my name is Ada"}],
+    )
+    assert turns[1]["role"] == "assistant"
+    assert turns[-1]["content"] in (
+        "who am I?",
+        [{"type": "text", "text": "who am I?"}],
+    )
+
+
+def test_another_keys_previous_response_id_is_404(url):
+    first = client(url).responses.create(model="mock", input="secret")
+    with pytest.raises(openai.NotFoundError) as exc:
+        client(url, OTHER).responses.create(
+            model="mock", previous_response_id=first.id, input="x"
+        )
+    assert exc.value.body["param"] == "previous_response_id"
+
+
+def test_store_false_stores_nothing(url):
+    c = client(url)
+    resp = c.responses.create(model="mock", input="forget me", store=False)
+    assert resp.store is False
+    with pytest.raises(openai.NotFoundError):
+        c.responses.retrieve(resp.id)
+
+
+def test_streamed_response_is_stored(url):
+    c = client(url)
+    with c.responses.stream(model="mock", input="streamed") as stream:
+        final = stream.get_final_response()
+    assert c.responses.retrieve(final.id).output_text == final.output_text
+
+
+def test_unknown_response_id_is_404_in_openai_shape(url):
+    r = httpx.get(
+        f"{url}/v1/responses/resp_nope", headers={"Authorization": f"Bearer {KEY}"}
+    )
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "not_found"
