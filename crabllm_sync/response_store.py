@@ -93,17 +93,19 @@ class SqlStore:
 
     def put(self, record: Stored) -> None:
         R = self.db.m.StoredResponse
+        values = {
+            R.key_name: record.key,
+            R.created_at: record.created_at,
+            R.expires_at: record.expires_at,
+            R.provider: record.provider,
+            R.record: record.to_json().decode(),
+        }
         with unavailable_as_503("response store"), self.db.db.connection_context():
             with self.db.db.atomic():
                 R.delete().where(R.expires_at <= self.clock()).execute()
-                R.insert(
-                    id=record.id,
-                    key_name=record.key,
-                    created_at=record.created_at,
-                    expires_at=record.expires_at,
-                    provider=record.provider,
-                    record=record.to_json().decode(),
-                ).on_conflict_replace().execute()
+                R.insert({R.id: record.id, **values}).on_conflict(
+                    conflict_target=[R.id], update=values
+                ).execute()
 
     def get(self, response_id: str, key: str) -> Stored | None:
         R = self.db.m.StoredResponse

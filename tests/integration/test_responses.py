@@ -262,3 +262,20 @@ def test_unknown_response_id_is_404_in_openai_shape(url):
     )
     assert r.status_code == 404
     assert r.json()["error"]["code"] == "not_found"
+
+
+def test_state_kept_in_the_sql_database_with_sqlite_storage(
+    ant, chat_only, app_factory, served, tmp_path
+):
+    storage = {"kind": "sqlite", "path": str(tmp_path / "gw.db")}
+    url = served(app_factory(_config(ant, chat_only, storage=storage)))
+    c = client(url)
+    first = c.responses.create(model="claude-x", input="remember 7")
+    c.responses.create(model="claude-x", previous_response_id=first.id, input="what?")
+    assert len(ant.requests[-1].json["messages"]) == 3
+    assert c.responses.retrieve(first.id).output_text == "echo: remember 7"
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "gw.db") as conn:
+        rows = conn.execute("SELECT id, key_name FROM responses").fetchall()
+    assert (first.id, "team") in rows
