@@ -11,6 +11,8 @@ left out visibly (x-crabllm-omitted, a log line, a metric) or, with
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -23,6 +25,7 @@ from crabllm_sync.errors import (
     UnsupportedError,
 )
 from crabllm_sync.extensions import key_name
+from crabllm_sync.extensions.metrics import OMITTED
 from crabllm_sync.formats import responses as fmt
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.response_store import ResponseStore, Stored, open_store
@@ -139,13 +142,28 @@ def _omitted(
             param=omitted[0],
         )
     ctx.headers[OMITTED_HEADER] = ", ".join(omitted)
-    ctx.state["omitted"] = list(omitted)
+    ctx.state[OMITTED] = list(omitted)
     log.warning(
         "responses: model %s leaves out %s (request %s)",
         body["model"],
         ", ".join(omitted),
         ctx.request_id,
     )
+
+
+@contextmanager
+def _client_terms() -> Iterator[None]:
+    """A field the provider refused, named as the Responses request names it."""
+    try:
+        yield
+    except InvalidRequestError as err:
+        if err.param:
+            ours = fmt.client_param(err.param)
+            if ours != err.param:
+                err.message = err.message.replace(f"'{err.param}'", f"'{ours}'")
+                err.args = (err.message,)
+                err.param = ours
+        raise
 
 
 def _bridged(
@@ -164,17 +182,19 @@ def _bridged(
     saver = _saver(gw, store, ctx, body, previous)
     if body.get("stream"):
         chat = {**bridged.chat, "stream_options": {"include_usage": True}}
-        chunks = gw.chat_stream(ctx, chat)
+        with _client_terms():
+            chunks = gw.chat_stream(ctx, chat)
         translator = fmt.EventTranslator(body, bridged, response_id, created)
         encoder = fmt.ResponsesEncoder(translator, on_done=saver)
         keepalive = gw.config.routing.keepalive_seconds
         events = stream_body(chunks, encoder, keepalive=keepalive)
         return sse_response(events, ctx.headers)
-    answer = gw.chat(
-        ctx,
-        bridged.chat,
-        render=lambda r: fmt.from_canonical(r, body, bridged, response_id, created),
-    )
+    with _client_terms():
+        answer = gw.chat(
+            ctx,
+            bridged.chat,
+            render=lambda r: fmt.from_canonical(r, body, bridged, response_id, created),
+        )
     saver(answer)
     return json_response(answer, headers=answer_headers(ctx))
 

@@ -279,3 +279,105 @@ def test_state_kept_in_the_sql_database_with_sqlite_storage(
     with sqlite3.connect(tmp_path / "gw.db") as conn:
         rows = conn.execute("SELECT id, key_name FROM responses").fetchall()
     assert (first.id, "team") in rows
+
+
+def test_omitted_feature_is_counted_on_metrics(url):
+    client(url).responses.create(
+        model="mock", input="x", tools=[{"type": "file_search", "vector_store_ids": []}]
+    )
+    text = httpx.get(f"{url}/metrics").text
+    line = 'crabllm_omitted_features_total{endpoint="responses",feature="tools.file_search"} 1.0'
+    assert line in text
+
+
+def test_text_format_the_provider_cannot_serve_is_a_400_naming_text_format(url):
+    with pytest.raises(openai.BadRequestError) as exc:
+        client(url).responses.create(
+            model="claude-x", input="x", text={"format": {"type": "json_object"}}
+        )
+    assert exc.value.body["param"] == "text.format"
+    assert "'text.format'" in exc.value.body["message"]
+
+
+def test_json_schema_text_format_reaches_anthropic_as_structured_output(url, ant):
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "string"}},
+        "required": ["a"],
+        "additionalProperties": False,
+    }
+    client(url).responses.create(
+        model="claude-x",
+        input="x",
+        text={"format": {"type": "json_schema", "name": "out", "schema": schema}},
+    )
+    sent = ant.requests[-1].json
+    assert sent["output_config"]["format"] == {"type": "json_schema", "schema": schema}
+
+
+def test_reasoning_effort_becomes_an_anthropic_thinking_budget(url, ant):
+    client(url).responses.create(
+        model="claude-x",
+        input="think",
+        reasoning={"effort": "low"},
+        max_output_tokens=4000,
+    )
+    assert ant.requests[-1].json["thinking"] == {
+        "type": "enabled",
+        "budget_tokens": 2048,
+    }
+
+
+def test_anthropic_thinking_signature_round_trips_statelessly(url, ant):
+    thinking = {"type": "thinking", "thinking": "let me see", "signature": "SIG=="}
+    ant.queue(
+        fake_ant.Answer(
+            [thinking, fake_ant.tool_use("get_weather", {"city": "Rome"}, "toolu_9")],
+            stop_reason="tool_use",
+        ),
+        fake_ant.text("done"),
+    )
+    c = client(url)
+    first = c.responses.create(
+        model="claude-x",
+        input="w?",
+        tools=[TOOL],
+        store=False,
+        include=["reasoning.encrypted_content"],
+        reasoning={"effort": "low"},
+        max_output_tokens=4000,
+    )
+    assert [i.type for i in first.output] == ["reasoning", "function_call"]
+    assert first.output[0].encrypted_content
+    echoed = [i.model_dump(exclude_none=True) for i in first.output]
+    c.responses.create(
+        model="claude-x",
+        input=[
+            {"role": "user", "content": "w?"},
+            *echoed,
+            {"type": "function_call_output", "call_id": "toolu_9", "output": "warm"},
+        ],
+        tools=[TOOL],
+        store=False,
+        reasoning={"effort": "low"},
+        max_output_tokens=4000,
+    )
+    turn = ant.requests[-1].json["messages"][1]
+    assert turn["content"][0] == thinking
+    assert turn["content"][1]["type"] == "tool_use"
+
+
+def test_identical_non_stream_request_is_answered_from_the_cache(
+    ant, chat_only, app_factory, served
+):
+    config = _config(ant, chat_only, extensions={"cache": {"ttl_seconds": 60}})
+    url = served(app_factory(config))
+    raws = [
+        client(url).responses.with_raw_response.create(model="claude-x", input="same")
+        for _ in range(2)
+    ]
+    assert len(ant.requests) == 1
+    assert raws[1].headers.get("x-crabllm-cache") == "hit"
+    first, second = (r.parse() for r in raws)
+    assert second.output_text == first.output_text
+    assert second.id != first.id

@@ -14,7 +14,12 @@ from crabllm_sync.formats.responses.answer import (
     usage,
 )
 from crabllm_sync.formats.responses.events import EventTranslator, ResponsesEncoder
-from crabllm_sync.formats.responses.request import Bridged, input_items, to_canonical
+from crabllm_sync.formats.responses.request import (
+    Bridged,
+    client_param,
+    input_items,
+    to_canonical,
+)
 
 FORMAT = "responses"
 
@@ -23,6 +28,7 @@ __all__ = [
     "Bridged",
     "EventTranslator",
     "ResponsesEncoder",
+    "client_param",
     "from_canonical",
     "input_items",
     "item_with_id",

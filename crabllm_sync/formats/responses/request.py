@@ -120,6 +120,26 @@ _MAPPED = frozenset(
 )
 
 
+# Canonical chat fields as the Responses request names them (longest first).
+_CLIENT_PARAMS = (
+    ("response_format.json_schema.schema", "text.format.schema"),
+    ("response_format", "text.format"),
+    ("reasoning_effort", "reasoning.effort"),
+    ("max_completion_tokens", "max_output_tokens"),
+    ("messages", "input"),
+)
+
+
+def client_param(param: str) -> str:
+    """A chat field an adapter refused, named as the client sent it."""
+    for chat, ours in _CLIENT_PARAMS:
+        if param == chat or param.startswith(chat + "."):
+            return ours + param[len(chat) :]
+        if param.startswith(chat + "["):
+            return ours
+    return param
+
+
 def input_items(value: Any) -> list[dict[str, Any]]:
     """`input` as a list of items (a string is one user message)."""
     if value is None:
