@@ -4,6 +4,7 @@ Anthropic fake, a chat-only OpenAI-compatible fake), tools, state."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import httpx
@@ -274,8 +275,6 @@ def test_state_kept_in_the_sql_database_with_sqlite_storage(
     c.responses.create(model="claude-x", previous_response_id=first.id, input="what?")
     assert len(ant.requests[-1].json["messages"]) == 3
     assert c.responses.retrieve(first.id).output_text == "echo: remember 7"
-    import sqlite3
-
     with sqlite3.connect(tmp_path / "gw.db") as conn:
         rows = conn.execute("SELECT id, key_name FROM responses").fetchall()
     assert (first.id, "team") in rows
@@ -286,7 +285,8 @@ def test_omitted_feature_is_counted_on_metrics(url):
         model="mock", input="x", tools=[{"type": "file_search", "vector_store_ids": []}]
     )
     text = httpx.get(f"{url}/metrics").text
-    line = 'crabllm_omitted_features_total{endpoint="responses",feature="tools.file_search"} 1.0'
+    labels = 'endpoint="responses",feature="tools.file_search"'
+    line = "crabllm_omitted_features_total{" + labels + "} 1.0"
     assert line in text
 
 
