@@ -27,7 +27,8 @@ from crabllm_sync.errors import (
 from crabllm_sync.extensions import key_name
 from crabllm_sync.extensions.metrics import OMITTED
 from crabllm_sync.formats import responses as fmt
-from crabllm_sync.gateway import Gateway
+from crabllm_sync.formats.responses import native
+from crabllm_sync.gateway import PINNED_PROVIDER, Gateway
 from crabllm_sync.response_store import ResponseStore, Stored, open_store
 from crabllm_sync.views.openai import parse
 from crabllm_sync.views.responses import answer_headers, json_response, sse_response
@@ -206,7 +207,26 @@ def _native(
     body: dict[str, Any],
     previous: Stored | None,
 ) -> Response:
-    raise UnsupportedError("native Responses pass-through is not wired yet")
+    """The body goes upstream as sent; the answer and events come back as they
+    came. A follow-up goes to the provider that stored its predecessor; one
+    whose predecessor the gateway keeps sends the conversation as input."""
+    upstream = body
+    if previous is not None and previous.provider is not None:
+        ctx.state[PINNED_PROVIDER] = previous.provider
+    elif previous is not None:
+        upstream = {k: v for k, v in body.items() if k != "previous_response_id"}
+        upstream["input"] = fmt.portable_items(previous.conversation) + (
+            fmt.input_items(body.get("input"))
+        )
+    saver = _saver(gw, store, ctx, body, previous, native=True)
+    if body.get("stream"):
+        events = gw.responses_native_stream(ctx, upstream, on_done=saver)
+        keepalive = gw.config.routing.keepalive_seconds
+        encoded = stream_body(events, native.NativeEncoder(), keepalive=keepalive)
+        return sse_response(encoded, ctx.headers)
+    answer = gw.responses_native(ctx, upstream)
+    saver(answer)
+    return json_response(answer, headers=answer_headers(ctx))
 
 
 def _saver(
@@ -215,7 +235,8 @@ def _saver(
     ctx: RequestContext,
     body: dict[str, Any],
     previous: Stored | None,
-    provider: str | None = None,
+    *,
+    native: bool = False,
 ) -> Any:
     """What keeps a finished Response (nothing with store: false)."""
 
@@ -242,7 +263,8 @@ def _saver(
                 response=response,
                 input_items=with_ids,
                 conversation=before + with_ids + list(response.get("output") or []),
-                provider=provider,
+                # The provider keeps it too: a follow-up goes there.
+                provider=ctx.provider if native else None,
             )
         )
 

@@ -18,6 +18,7 @@ from crabllm_sync.formats.responses.request import (
     Bridged,
     client_param,
     input_items,
+    portable_items,
     to_canonical,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "input_items",
     "item_with_id",
     "new_id",
+    "portable_items",
     "shell",
     "to_canonical",
     "usage",

@@ -363,3 +363,15 @@ def decode_reasoning(value: Any) -> list[dict[str, Any]] | None:
     except (ValueError, orjson.JSONDecodeError):
         return None
     return blocks if isinstance(blocks, list) else None
+
+
+def portable_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stored conversation items as input for a native provider that never saw
+    them: without our ids and statuses, and without reasoning items (their
+    encrypted_content is ours or another provider's, not readable there)."""
+    out = []
+    for item in items:
+        if item.get("type") == "reasoning":
+            continue
+        out.append({k: v for k, v in item.items() if k not in ("id", "status")})
+    return out
