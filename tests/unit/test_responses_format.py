@@ -173,7 +173,7 @@ def test_answer_with_reasoning_text_and_namespaced_call_is_a_valid_response():
     assert resp.output_text == "hello"
     kinds = [item.type for item in resp.output]
     assert kinds == ["reasoning", "message", "function_call"]
-    assert decode_reasoning(resp.output[0].encrypted_content) == blocks
+    assert decode_reasoning(resp.output[0].encrypted_content) == {"blocks": blocks}
     call = resp.output[2]
     assert (call.namespace, call.name, call.call_id) == ("mcp", "read", "c9")
     assert resp.usage.input_tokens_details.cached_tokens == 2
@@ -298,7 +298,7 @@ def test_reasoning_then_tool_call_stream_validates_and_keeps_the_signature():
     added = parsed[2].item
     assert added.encrypted_content is None  # the signature comes with the done item
     final = parsed[-1].response
-    assert decode_reasoning(final.output[0].encrypted_content) == tb
+    assert decode_reasoning(final.output[0].encrypted_content) == {"blocks": tb}
     assert final.output[1].arguments == '{"a":1}'
     assert parsed[-3].arguments == '{"a":1}'
 
@@ -320,3 +320,68 @@ def test_stream_failure_after_start_is_response_failed():
     parsed = check_events(events)
     assert parsed[-1].type == "response.failed"
     assert parsed[-1].response.error.message == "boom"
+
+
+GEMINI_CALL_EXTRA = {"google": {"thought_signature": "CALLSIG"}}
+GEMINI_TEXT_EXTRA = {"google": {"thought_signature": "TEXTSIG"}}
+
+
+def _round_trip(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The assistant turn rebuilt from a response's output items."""
+    body = {
+        "model": "m",
+        "input": [
+            {"role": "user", "content": "q"},
+            *output,
+            {"type": "function_call_output", "call_id": "g1", "output": "ok"},
+        ],
+    }
+    return fmt.to_canonical(body).chat["messages"]
+
+
+def test_gemini_signatures_of_an_answer_come_back_on_their_message_and_call():
+    body = {"model": "gemini", "input": "x"}
+    call = {
+        "id": "g1",
+        "type": "function",
+        "function": {"name": "f", "arguments": "{}"},
+        "extra_content": GEMINI_CALL_EXTRA,
+    }
+    message = {
+        "role": "assistant",
+        "content": "t",
+        "extra_content": GEMINI_TEXT_EXTRA,
+        "tool_calls": [call],
+    }
+    completion = oai.completion("c", "g", 1, [oai.choice(message, "tool_calls")], None)
+    resp = fmt.from_canonical(completion, body, fmt.to_canonical(body), "r", 1)
+    check_response(resp)
+    turn = _round_trip(resp["output"])[1]
+    assert turn["extra_content"] == GEMINI_TEXT_EXTRA
+    assert turn["tool_calls"][0]["extra_content"] == GEMINI_CALL_EXTRA
+
+
+def test_gemini_signatures_of_a_stream_come_back_from_a_trailing_reasoning_item():
+    body = {"model": "gemini", "input": "x"}
+    call = {
+        "index": 0,
+        "id": "g1",
+        "type": "function",
+        "function": {"name": "f", "arguments": "{}"},
+        "extra_content": GEMINI_CALL_EXTRA,
+    }
+    events = check_events(
+        _stream(
+            body,
+            _chunks(
+                {"content": "t", "extra_content": GEMINI_TEXT_EXTRA},
+                {"tool_calls": [call]},
+                finish="tool_calls",
+            ),
+        )
+    )
+    output = [i.model_dump(exclude_none=True) for i in events[-1].response.output]
+    assert [i["type"] for i in output] == ["message", "function_call", "reasoning"]
+    turn = _round_trip(output)[1]
+    assert turn["extra_content"] == GEMINI_TEXT_EXTRA
+    assert turn["tool_calls"][0]["extra_content"] == GEMINI_CALL_EXTRA

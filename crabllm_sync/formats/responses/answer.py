@@ -133,15 +133,31 @@ def output_text(text: str) -> dict[str, Any]:
 
 
 def reasoning_item(
-    item_id: str, text: str, blocks: list[dict[str, Any]], status: str = "completed"
+    item_id: str,
+    text: str,
+    blocks: list[dict[str, Any]],
+    status: str = "completed",
+    **signatures: Any,
 ) -> dict[str, Any]:
+    """A reasoning item; `blocks` (signed thinking) and `signatures` (extra,
+    calls, trailing: see request.Reasoning) go in its encrypted_content."""
     item: dict[str, Any] = {"id": item_id, "type": "reasoning", "summary": []}
     if text:
         item["content"] = [{"type": "reasoning_text", "text": text}]
-    if blocks:
-        item["encrypted_content"] = encode_reasoning(blocks)
+    carried = {"blocks": blocks, **signatures}
+    if any(carried.values()):
+        item["encrypted_content"] = encode_reasoning(carried)
     item["status"] = status
     return item
+
+
+def call_extras(tool_calls: Any) -> dict[str, Any]:
+    """call id -> extra_content (Gemini's signature), of the calls that have one."""
+    return {
+        c["id"]: c["extra_content"]
+        for c in tool_calls
+        if isinstance(c, dict) and c.get("id") and c.get("extra_content")
+    }
 
 
 def call_item(
@@ -178,10 +194,12 @@ def from_canonical(
     out = shell(body, response_id, created_at, body["model"])
     output: list[dict[str, Any]] = []
     blocks = message.get("thinking_blocks") or []
-    if message.get("reasoning_content") or blocks:
-        output.append(
-            reasoning_item(new_id("rs"), message.get("reasoning_content") or "", blocks)
-        )
+    extra = message.get("extra_content")
+    calls = call_extras(message.get("tool_calls") or ())
+    if message.get("reasoning_content") or blocks or extra or calls:
+        text = message.get("reasoning_content") or ""
+        item = reasoning_item(new_id("rs"), text, blocks, extra=extra, calls=calls)
+        output.append(item)
     content = message.get("content")
     if isinstance(content, list):
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))

@@ -40,6 +40,8 @@ class EventTranslator:
         self.open: dict[str, Any] | None = None  # the item being streamed
         self.text: list[str] = []  # of the open item
         self.calls: dict[int, dict[str, Any]] = {}  # tool_calls index -> item
+        self.extra: Any = None  # the message's extra_content (Gemini signature)
+        self.call_extras: dict[str, Any] = {}  # call_id -> extra_content
         self.finish_reason: str | None = None
         self.usage: dict[str, Any] | None = None
         self.started = False
@@ -72,6 +74,8 @@ class EventTranslator:
                 events += self._reasoning(delta["reasoning_content"])
             if delta.get("thinking_blocks"):
                 events += self._blocks(delta["thinking_blocks"])
+            if delta.get("extra_content"):
+                self.extra = delta["extra_content"]
             if delta.get("content"):
                 events += self._text(delta["content"])
             for call in delta.get("tool_calls") or ():
@@ -167,6 +171,8 @@ class EventTranslator:
             )
             self.calls[index] = item
             events += self._open(item)
+        if call.get("extra_content"):
+            self.call_extras[item["call_id"]] = call["extra_content"]
         piece = fn.get("arguments") or ""
         if piece and item is self.open:
             self.text.append(piece)
@@ -231,11 +237,32 @@ class EventTranslator:
         self.output.append(item)
         return events
 
+    def _signatures(self) -> list[Event]:
+        """Signatures known only once their parts streamed (Gemini's): one
+        reasoning item after the output carries them back next turn."""
+        item = answer.reasoning_item(
+            answer.new_id("rs"),
+            "",
+            [],
+            extra=self.extra,
+            calls=self.call_extras,
+            trailing=True,
+        )
+        index = self._index()
+        self.output.append(item)
+        added = {**item, "status": "in_progress"}
+        return [
+            self._event("response.output_item.added", output_index=index, item=added),
+            self._event("response.output_item.done", output_index=index, item=item),
+        ]
+
     # -- the end -----------------------------------------------------------------
 
     def finish(self) -> list[Event]:
         """The stream finished: close the open item, then the Response."""
         events = self.start() + self._close()
+        if self.extra or self.call_extras:
+            events += self._signatures()
         status, incomplete = answer.status_of(self.finish_reason)
         response = self.final(status)
         response["incomplete_details"] = incomplete

@@ -156,18 +156,21 @@ def input_items(value: Any) -> list[dict[str, Any]]:
 
 def to_messages(items: list[dict[str, Any]], omitted: list[str]) -> list[dict]:
     """Input items -> chat messages. Consecutive assistant output (text,
-    function calls, reasoning) joins into one assistant message."""
+    function calls, reasoning) joins into one assistant message; what a
+    reasoning item carries (signed thinking, Gemini's signatures) goes back
+    onto the assistant message and the tool calls it belongs to."""
     messages: list[dict[str, Any]] = []
-    pending_blocks: list[dict[str, Any]] = []
+    pending: list[Reasoning] = []  # reasoning items before their assistant turn
+    call_extras: dict[str, Any] = {}  # call_id -> the tool call's extra_content
 
     def assistant() -> dict[str, Any]:
         last = messages[-1] if messages else None
         if last is None or last["role"] != "assistant":
             last = {"role": "assistant", "content": None}
             messages.append(last)
-        if pending_blocks:
-            last.setdefault("thinking_blocks", []).extend(pending_blocks)
-            pending_blocks.clear()
+        for reasoning in pending:
+            _attach(last, reasoning)
+        pending.clear()
         return last
 
     for i, item in enumerate(items):
@@ -209,16 +212,39 @@ def to_messages(items: list[dict[str, Any]], omitted: list[str]) -> list[dict]:
                 }
             )
         elif kind == "reasoning":
-            blocks = decode_reasoning(item.get("encrypted_content"))
-            if blocks is None:
+            reasoning = decode_reasoning(item.get("encrypted_content"))
+            if reasoning is None:
                 omitted.append("input.reasoning")
+                continue
+            call_extras.update(reasoning.get("calls") or {})
+            last = messages[-1] if messages else None
+            if reasoning.get("trailing") and last and last["role"] == "assistant":
+                _attach(last, reasoning)  # it came after its turn's output
             else:
-                pending_blocks.extend(blocks)
+                pending.append(reasoning)
         elif kind == "item_reference":
             raise _invalid(f"{where}.type", "item_reference is not supported")
         else:
             omitted.append(f"input.{kind}")
+    for msg in messages:
+        for call in msg.get("tool_calls") or ():
+            if call["id"] in call_extras:
+                call["extra_content"] = call_extras[call["id"]]
     return messages
+
+
+# What a reasoning item's encrypted_content carries: signed thinking blocks
+# ("blocks"), a message's extra_content ("extra": Gemini's text signature),
+# tool calls' extra_content by call id ("calls": Gemini's call signatures),
+# and whether it followed its turn's output ("trailing").
+Reasoning = dict[str, Any]
+
+
+def _attach(msg: dict[str, Any], reasoning: Reasoning) -> None:
+    if reasoning.get("blocks"):
+        msg.setdefault("thinking_blocks", []).extend(reasoning["blocks"])
+    if reasoning.get("extra"):
+        msg["extra_content"] = reasoning["extra"]
 
 
 def _required(item: dict[str, Any], key: str, where: str) -> Any:
@@ -349,20 +375,23 @@ def _tools(body: dict[str, Any], out: Bridged) -> None:
         out.omitted.append(f"tool_choice.{kind}")
 
 
-def encode_reasoning(blocks: list[dict[str, Any]]) -> str:
-    """Signed thinking blocks as a reasoning item's `encrypted_content`."""
-    return ENCRYPTED_PREFIX + base64.urlsafe_b64encode(orjson.dumps(blocks)).decode()
+def encode_reasoning(reasoning: Reasoning) -> str:
+    """What a reasoning item carries, as its `encrypted_content`: readable by
+    this gateway only in the sense that nobody else knows the format (the
+    provider's own signatures inside are what protect it)."""
+    data = {k: v for k, v in reasoning.items() if v}
+    return ENCRYPTED_PREFIX + base64.urlsafe_b64encode(orjson.dumps(data)).decode()
 
 
-def decode_reasoning(value: Any) -> list[dict[str, Any]] | None:
-    """The thinking blocks in an `encrypted_content` we made, else None."""
+def decode_reasoning(value: Any) -> Reasoning | None:
+    """What an `encrypted_content` we made carries, else None."""
     if not isinstance(value, str) or not value.startswith(ENCRYPTED_PREFIX):
         return None
     try:
-        blocks = orjson.loads(base64.urlsafe_b64decode(value[len(ENCRYPTED_PREFIX) :]))
+        data = orjson.loads(base64.urlsafe_b64decode(value[len(ENCRYPTED_PREFIX) :]))
     except (ValueError, orjson.JSONDecodeError):
         return None
-    return blocks if isinstance(blocks, list) else None
+    return data if isinstance(data, dict) else None
 
 
 def portable_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
