@@ -2,9 +2,10 @@
 conversation so far, scoped to the virtual key that made it, kept `ttl`
 seconds ([responses] ttl).
 
-Two backends, one record shape: the SQL database of keys and usage (sqlite,
-PostgreSQL; table `responses`, db.py migration 3) when there is one, else
-the Storage the extensions use (memory, redis), with its own TTL.
+Two backends, one record shape: redis when `[storage] kind = "redis"` (its
+own TTL, shared by every host), else the SQL database of keys and usage
+(sqlite, PostgreSQL; table `responses`, db.py migration 3) when there is
+one, else the memory Storage of the worker.
 """
 
 from __future__ import annotations
@@ -137,6 +138,12 @@ class SqlStore:
 
 
 def open_store(
-    db: Database | None, storage: Storage, clock: Callable[[], float] = time.time
+    kind: str,
+    db: Database | None,
+    storage: Storage,
+    clock: Callable[[], float] = time.time,
 ) -> ResponseStore:
-    return SqlStore(db, clock) if db is not None else KvStore(storage, clock)
+    """The store for `[storage] kind` (see the module's docstring)."""
+    if kind == "redis" or db is None:
+        return KvStore(storage, clock)
+    return SqlStore(db, clock)

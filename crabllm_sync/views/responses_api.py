@@ -42,7 +42,7 @@ OMITTED_HEADER = "x-crabllm-omitted"
 
 def make_blueprint(gw: Gateway) -> Blueprint:
     bp = Blueprint("responses_api", __name__)
-    store = open_store(gw.db, gw.storage, gw.clock)
+    store = open_store(gw.config.storage.kind, gw.db, gw.storage, gw.clock)
 
     @bp.post("/v1/responses")
     def create() -> Response:

@@ -381,3 +381,34 @@ def test_identical_non_stream_request_is_answered_from_the_cache(
     first, second = (r.parse() for r in raws)
     assert second.output_text == first.output_text
     assert second.id != first.id
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Any:
+    from tests.servers import RedisServer, Unavailable
+
+    try:
+        server = RedisServer()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    yield server.url
+    server.stop()
+
+
+def test_state_kept_in_redis_with_redis_storage(
+    ant, chat_only, app_factory, served, redis_url, tmp_path
+):
+    import redis
+
+    storage = {
+        "kind": "redis",
+        "path": redis_url,
+        "database": f"sqlite:///{tmp_path / 'keys.db'}",
+    }
+    url = served(app_factory(_config(ant, chat_only, storage=storage)))
+    c = client(url)
+    first = c.responses.create(model="mock", input="in redis")
+    assert c.responses.retrieve(first.id).output_text == "Mock reply: in redis"
+    with redis.Redis.from_url(redis_url) as r:
+        ttl = r.ttl(f"responses:team:{first.id}")
+    assert 0 < ttl <= 30 * 86400
