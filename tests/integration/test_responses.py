@@ -412,3 +412,60 @@ def test_state_kept_in_redis_with_redis_storage(
     with redis.Redis.from_url(redis_url) as r:
         ttl = r.ttl(f"responses:team:{first.id}")
     assert 0 < ttl <= 30 * 86400
+
+
+def _events(url: str, body: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/responses",
+        json=body,
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=10,
+    ) as r:
+        assert r.status_code == 200
+        name = None
+        for line in r.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                out.append((name, json.loads(line.removeprefix("data: "))))
+    return out
+
+
+def test_provider_failing_mid_stream_ends_with_response_failed(url, ant):
+    ant.queue(fake_ant.text("one two three four", error_after=5))
+    events = _events(url, {"model": "claude-x", "input": "x", "stream": True})
+    name, last = events[-1]
+    assert name == "response.failed"
+    assert last["response"]["status"] == "failed"
+    assert "Overloaded" in last["response"]["error"]["message"]
+    numbers = [data["sequence_number"] for _, data in events]
+    assert numbers == list(range(len(events)))
+
+
+def test_max_tokens_stream_ends_with_response_incomplete(url, ant):
+    ant.queue(fake_ant.text("cut short", stop_reason="max_tokens"))
+    events = _events(url, {"model": "claude-x", "input": "x", "stream": True})
+    name, last = events[-1]
+    assert name == "response.incomplete"
+    assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+
+
+def test_usage_row_names_the_responses_endpoint(
+    ant, chat_only, app_factory, served, tmp_path
+):
+    storage = {"kind": "sqlite", "path": str(tmp_path / "gw.db")}
+    config = _config(ant, chat_only, storage=storage, extensions={"usage": {}})
+    app = app_factory(config)
+    url = served(app)
+    client(url).responses.create(model="claude-x", input="count me")
+    for ext in app.extensions["crabllm"].extensions:
+        flush = getattr(ext, "flush", None)
+        if flush is not None:
+            flush()
+    with sqlite3.connect(tmp_path / "gw.db") as conn:
+        rows = conn.execute(
+            "SELECT endpoint, model, input_tokens, output_tokens FROM usage"
+        ).fetchall()
+    assert ("responses", "claude-x", 25, 15) in rows
