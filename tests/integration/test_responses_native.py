@@ -178,3 +178,66 @@ def test_chat_only_kind_is_not_native(ups, app_factory, served):
         client(url).responses.create(model="local", input="q").output_text == "echo: q"
     )
     assert ups[0].requests[-1].path == "/v1/chat/completions"
+
+
+def _requests_total(url: str, status: str) -> float:
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for s in family.samples:
+            if (
+                s.name == "crabllm_requests_total"
+                and s.labels["endpoint"] == "responses"
+                and s.labels["status"] == status
+            ):
+                return s.value
+    return 0.0
+
+
+def test_upstream_error_event_mid_stream_passes_on_and_fails_the_request(url, ups):
+    from tests.upstream import Reply
+
+    oa = ups[0]
+    frames = fake.events({"model": "gpt-4o", "input": "x"}, "e1", "echo: x")[:3]
+    error = {
+        "type": "error",
+        "code": "server_error",
+        "message": "upstream broke sk-upstream",
+        "param": None,
+        "sequence_number": 3,
+    }
+    frames.append(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
+    oa.enqueue(Reply(events=frames))  # type: ignore[arg-type]
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/responses",
+        json={"model": "gpt-4o", "input": "x", "stream": True},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=10,
+    ) as r:
+        data = r.read()
+    assert data.startswith(b"".join(frames[:3]))
+    last = data[len(b"".join(frames[:3])) :]
+    assert last.startswith(b"event: error\n")
+    assert b"sk-upstream" not in last  # the credential we sent is cut out
+    assert _requests_total(url, "502") == 1
+
+
+def test_native_stream_cut_before_response_completed_ends_with_an_error_event(url, ups):
+    from tests.upstream import Reply
+
+    oa = ups[0]
+    frames = fake.events({"model": "gpt-4o", "input": "x"}, "c1", "echo: x")[:4]
+    oa.enqueue(Reply(events=frames))  # type: ignore[arg-type]
+    with httpx.stream(
+        "POST",
+        f"{url}/v1/responses",
+        json={"model": "gpt-4o", "input": "x", "stream": True},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=10,
+    ) as r:
+        data = r.read()
+    tail = data[len(b"".join(frames)) :]
+    name, payload = tail.split(b"\n")[:2]
+    assert name == b"event: error"
+    event = json.loads(payload.removeprefix(b"data: "))
+    assert event["sequence_number"] == 4
+    assert "ended before the response finished" in event["message"]
