@@ -152,6 +152,18 @@ def _omitted(
     )
 
 
+# Kinds whose adapter maps chat's web_search_options to the provider's own
+# search (Anthropic's web search tool, Gemini's Google Search grounding).
+SEARCH_KINDS = frozenset({"anthropic", "google"})
+
+
+def _has_search(gw: Gateway, requested: str) -> bool:
+    """Whether every deployment of the model has a web search of its own."""
+    registry = gw.registry
+    deps = registry.models.get(registry.aliases.get(requested, requested)) or []
+    return bool(deps) and all(d.kind in SEARCH_KINDS for d in deps)
+
+
 @contextmanager
 def _client_terms() -> Iterator[None]:
     """A field the provider refused, named as the Responses request names it."""
@@ -176,7 +188,8 @@ def _bridged(
 ) -> Response:
     """Through the canonical chat format and the chat pipeline."""
     history = previous.conversation if previous is not None else None
-    bridged = fmt.to_canonical(body, history)
+    search = _has_search(gw, body["model"])
+    bridged = fmt.to_canonical(body, history, search=search)
     _omitted(gw, ctx, body, bridged.omitted)
     response_id = fmt.new_id("resp")
     created = int(gw.clock())

@@ -469,3 +469,59 @@ def test_usage_row_names_the_responses_endpoint(
             "SELECT endpoint, model, input_tokens, output_tokens FROM usage"
         ).fetchall()
     assert ("responses", "claude-x", 25, 15) in rows
+
+
+SEARCH_BLOCKS = [
+    {
+        "type": "server_tool_use",
+        "id": "srvtoolu_1",
+        "name": "web_search",
+        "input": {"query": "crab news"},
+    },
+    {
+        "type": "web_search_tool_result",
+        "tool_use_id": "srvtoolu_1",
+        "content": [
+            {
+                "type": "web_search_result",
+                "url": "https://example.org/crabs",
+                "title": "Crabs",
+                "encrypted_content": "EC",
+                "page_age": None,
+            }
+        ],
+    },
+    {"type": "text", "text": "Crabs are fine."},
+]
+
+
+def test_web_search_maps_to_anthropics_web_search_tool(url, ant):
+    ant.queue(fake_ant.Answer(SEARCH_BLOCKS), fake_ant.Answer(SEARCH_BLOCKS))
+    tool = {
+        "type": "web_search",
+        "user_location": {"type": "approximate", "city": "Brest", "country": "FR"},
+    }
+    raw = client(url).responses.with_raw_response.create(
+        model="claude-x", input="crab news?", tools=[tool]
+    )
+    assert "x-crabllm-omitted" not in raw.headers
+    assert raw.parse().output_text == "Crabs are fine."
+    assert ant.requests[-1].json["tools"] == [
+        {
+            "type": "web_search_20250305",
+            "name": "web_search",
+            "user_location": {"type": "approximate", "city": "Brest", "country": "FR"},
+        }
+    ]
+    with client(url).responses.stream(
+        model="claude-x", input="crab news?", tools=[{"type": "web_search"}]
+    ) as stream:
+        assert stream.get_final_response().output_text == "Crabs are fine."
+
+
+def test_web_search_on_a_provider_without_search_is_left_out(url, chat_only):
+    raw = client(url).responses.with_raw_response.create(
+        model="local-llm", input="x", tools=[{"type": "web_search"}]
+    )
+    assert raw.headers["x-crabllm-omitted"] == "tools.web_search"
+    assert "web_search_options" not in chat_only.requests[-1].json

@@ -95,3 +95,11 @@ def test_gemini_3_signature_survives_a_streamed_stateless_round_trip(client, gem
     ) as stream:
         second = stream.get_final_response()
     assert second.output_text.startswith("Result: get_weather=")
+
+
+def test_web_search_maps_to_google_search_grounding(client, gemini):
+    raw = client.responses.with_raw_response.create(
+        model=MODEL, input="news", tools=[{"type": "web_search"}]
+    )
+    assert "x-crabllm-omitted" not in raw.headers
+    assert {"googleSearch": {}} in gemini.upstream.requests[-1].json["tools"]

@@ -76,9 +76,12 @@ def _invalid(param: str, message: str) -> InvalidRequestError:
     return InvalidRequestError(f"'{param}': {message}", param=param)
 
 
-def to_canonical(body: dict[str, Any], history: list[Any] | None = None) -> Bridged:
+def to_canonical(
+    body: dict[str, Any], history: list[Any] | None = None, *, search: bool = False
+) -> Bridged:
     """The chat request for `body`; `history`: the input and output items of
-    the previous responses (previous_response_id), oldest first."""
+    the previous responses (previous_response_id), oldest first. `search`:
+    the provider has its own web search (a `web_search` tool maps to it)."""
     out = Bridged(chat={"model": body["model"]})
     chat = out.chat
     messages: list[dict[str, Any]] = []
@@ -93,7 +96,7 @@ def to_canonical(body: dict[str, Any], history: list[Any] | None = None) -> Brid
         raise _invalid("input", "is required")
     chat["messages"] = messages
     _parameters(body, chat, out.omitted)
-    _tools(body, out)
+    _tools(body, out, search)
     if body.get("stream"):
         chat["stream"] = True
     for key in body:
@@ -337,7 +340,32 @@ def _function(tool: dict[str, Any], name: str) -> dict[str, Any]:
     return {"type": "function", "function": fn}
 
 
-def _tools(body: dict[str, Any], out: Bridged) -> None:
+# OpenAI's hosted web search, under each of its names.
+WEB_SEARCH = frozenset(
+    {
+        "web_search",
+        "web_search_preview",
+        "web_search_2025_08_26",
+        "web_search_preview_2025_03_11",
+    }
+)
+
+
+def _web_search(tool: dict[str, Any], out: Bridged) -> None:
+    """A web_search tool -> chat's web_search_options (the provider's search)."""
+    options: dict[str, Any] = {}
+    where = tool.get("user_location") or {}
+    location = {k: v for k, v in where.items() if k != "type" and v}
+    if location:
+        options["user_location"] = {"type": "approximate", "approximate": location}
+    if tool.get("search_context_size"):
+        options["search_context_size"] = tool["search_context_size"]
+    if tool.get("filters"):
+        out.omitted.append(f"tools.{tool['type']}.filters")
+    out.chat["web_search_options"] = options
+
+
+def _tools(body: dict[str, Any], out: Bridged, search: bool = False) -> None:
     tools: list[dict[str, Any]] = []
     for i, tool in enumerate(body.get("tools") or []):
         kind = tool.get("type") if isinstance(tool, dict) else None
@@ -352,6 +380,8 @@ def _tools(body: dict[str, Any], out: Bridged) -> None:
                 flat = flat_name(ns, inner.get("name", ""))
                 out.namespaces[flat] = (ns, inner.get("name", ""))
                 tools.append(_function(inner, flat))
+        elif kind in WEB_SEARCH and search:
+            _web_search(tool, out)
         elif kind in HOSTED_TOOLS:
             out.omitted.append(f"tools.{kind}")
         else:
