@@ -72,7 +72,11 @@ def usd_to_nanos(usd: float) -> int:
 
 def reservation(body: dict[str, Any], endpoint: str, price: pricing.Price) -> int:
     """The cost to reserve before dispatch: the prompt plus the output cap."""
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    limit = (
+        body.get("max_completion_tokens")
+        or body.get("max_tokens")
+        or body.get("max_output_tokens")  # a Responses API body (native)
+    )
     if endpoint == "embeddings":
         output = 0
     elif isinstance(limit, int) and limit > 0:

@@ -113,3 +113,16 @@ def test_reservation_uses_the_output_cap():
 def test_usd_to_nanos_is_exact():
     assert usd_to_nanos(0.1) == 100_000_000
     assert usd_to_nanos(50.0) == 50_000_000_000
+
+
+def test_reservation_of_a_native_responses_body_counts_its_items_and_cap():
+    price = Price(input=1.0, output=10.0)  # 1000 and 10000 nanos per token
+    body = {
+        "instructions": "x" * 4,
+        "input": [
+            {"role": "user", "content": "x" * 8},
+            {"role": "user", "content": [{"type": "input_text", "text": "x" * 4}]},
+        ],
+        "max_output_tokens": 5,
+    }
+    assert reservation(body, "responses", price) == 4 * 1000 + 5 * 10_000
