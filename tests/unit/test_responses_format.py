@@ -10,7 +10,7 @@ from pydantic import TypeAdapter
 
 from crabllm_sync.errors import InvalidRequestError
 from crabllm_sync.formats import responses as fmt
-from crabllm_sync.formats.responses.request import decode_reasoning
+from crabllm_sync.formats.responses.items import decode_reasoning
 from crabllm_sync.wire import completions as oai
 
 EVENT = TypeAdapter(ResponseStreamEvent)

@@ -14,13 +14,8 @@ from crabllm_sync.formats.responses.answer import (
     usage,
 )
 from crabllm_sync.formats.responses.events import EventTranslator, ResponsesEncoder
-from crabllm_sync.formats.responses.request import (
-    Bridged,
-    client_param,
-    input_items,
-    portable_items,
-    to_canonical,
-)
+from crabllm_sync.formats.responses.items import input_items, portable_items
+from crabllm_sync.formats.responses.request import Bridged, client_param, to_canonical
 
 FORMAT = "responses"
 

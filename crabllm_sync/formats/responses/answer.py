@@ -10,7 +10,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from crabllm_sync.formats.responses.request import Bridged, encode_reasoning
+from crabllm_sync.formats.responses.items import encode_reasoning
+from crabllm_sync.formats.responses.request import Bridged
 
 # Fields of the request echoed on the Response, with OpenAI's defaults.
 _ECHO_DEFAULTS: dict[str, Any] = {
