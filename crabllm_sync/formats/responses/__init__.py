@@ -1,9 +1,11 @@
 """OpenAI Responses API (`POST /v1/responses`) as a client format.
 
 Bridged models go through the canonical chat format: request.py translates
-the request (and names what it left out), answer.py builds the Response
+the request (and names what it left out), items.py the input items (and
+what reasoning items carry across turns), answer.py builds the Response
 object, events.py turns chat chunks into Responses stream events. Models
-whose adapter declares FORMAT native take the body as it is.
+whose adapter declares FORMAT native take the body as it is: native.py
+watches and re-frames their events.
 """
 
 from crabllm_sync.formats.responses.answer import (
