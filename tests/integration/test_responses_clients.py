@@ -198,3 +198,19 @@ def test_agents_sdk_runs_an_agent_with_a_function_tool(url, ant, monkeypatch):
     result_block = last["messages"][-1]["content"][0]
     assert result_block["type"] == "tool_result"
     assert json.dumps(result_block["content"]).find("sunny in Lyon") >= 0
+
+
+def test_codex_keeps_anthropic_thinking_signed_across_a_tool_call(
+    codex_bin, url, ant, tmp_path
+):
+    thinking = {"type": "thinking", "thinking": "I should run it.", "signature": "S1=="}
+    call = fake_ant.tool_use("exec_command", {"cmd": "echo crab-ok"}, "toolu_codex2")
+    ant.queue(
+        fake_ant.Answer([thinking, call], stop_reason="tool_use"),
+        fake_ant.text("Ran it."),
+    )
+    out = codex_exec(codex_bin, url, tmp_path, "run echo")
+    assert "Ran it." in out
+    turns = ant.requests[-1].json["messages"]
+    assistant = next(t for t in turns if t["role"] == "assistant")
+    assert assistant["content"][0] == thinking
