@@ -525,3 +525,30 @@ def test_web_search_on_a_provider_without_search_is_left_out(url, chat_only):
     )
     assert raw.headers["x-crabllm-omitted"] == "tools.web_search"
     assert "web_search_options" not in chat_only.requests[-1].json
+
+
+def test_custom_tool_round_trip_on_anthropic(url, ant):
+    tool = {"type": "custom", "name": "apply_patch", "description": "Apply a patch."}
+    ant.queue(
+        fake_ant.Answer(
+            [fake_ant.tool_use("apply_patch", {"input": "*** Begin Patch"}, "toolu_p")],
+            stop_reason="tool_use",
+        ),
+        fake_ant.text("Patched."),
+    )
+    c = client(url)
+    first = c.responses.create(model="claude-x", input="patch it", tools=[tool])
+    call = first.output[-1]
+    assert (call.type, call.input) == ("custom_tool_call", "*** Begin Patch")
+    second = c.responses.create(
+        model="claude-x",
+        previous_response_id=first.id,
+        input=[
+            {"type": "custom_tool_call_output", "call_id": "toolu_p", "output": "ok"}
+        ],
+        tools=[tool],
+    )
+    assert second.output_text == "Patched."
+    sent = ant.requests[-1].json
+    assert sent["tools"][0]["input_schema"]["required"] == ["input"]
+    assert sent["messages"][2]["content"][0]["tool_use_id"] == "toolu_p"

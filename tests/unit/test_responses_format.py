@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -385,3 +386,77 @@ def test_gemini_signatures_of_a_stream_come_back_from_a_trailing_reasoning_item(
     turn = _round_trip(output)[1]
     assert turn["extra_content"] == GEMINI_TEXT_EXTRA
     assert turn["tool_calls"][0]["extra_content"] == GEMINI_CALL_EXTRA
+
+
+PATCH_TOOL = {
+    "type": "custom",
+    "name": "apply_patch",
+    "description": "Apply a patch.",
+    "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"},
+}
+
+
+def test_custom_tool_is_a_function_of_one_string_and_its_call_comes_back_custom():
+    body = {"model": "m", "input": "x", "tools": [PATCH_TOOL]}
+    bridged = fmt.to_canonical(body)
+    fn = bridged.chat["tools"][0]["function"]
+    assert fn["name"] == "apply_patch"
+    assert fn["parameters"]["required"] == ["input"]
+    assert "start: /.+/" in fn["description"]
+    call = {
+        "id": "c5",
+        "type": "function",
+        "function": {"name": "apply_patch", "arguments": '{"input": "*** Begin"}'},
+    }
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    completion = oai.completion("c", "m", 1, [oai.choice(message, "tool_calls")], None)
+    resp = check_response(fmt.from_canonical(completion, body, bridged, "r", 1))
+    item = resp.output[0]
+    assert (item.type, item.call_id, item.input) == (
+        "custom_tool_call",
+        "c5",
+        "*** Begin",
+    )
+    again = fmt.to_canonical(
+        {
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "x"},
+                item.model_dump(exclude_none=True),
+                {"type": "custom_tool_call_output", "call_id": "c5", "output": "done"},
+            ],
+        }
+    ).chat["messages"]
+    sent = again[1]["tool_calls"][0]["function"]
+    assert json.loads(sent["arguments"]) == {"input": "*** Begin"}
+    assert again[2] == {"role": "tool", "tool_call_id": "c5", "content": "done"}
+
+
+def test_streamed_custom_tool_call_has_its_input_events():
+    body = {"model": "m", "input": "x", "tools": [PATCH_TOOL]}
+    start = {
+        "index": 0,
+        "id": "c6",
+        "type": "function",
+        "function": {"name": "apply_patch", "arguments": ""},
+    }
+    events = check_events(
+        _stream(
+            body,
+            _chunks(
+                {"tool_calls": [start]},
+                {"tool_calls": [{"index": 0, "function": {"arguments": '{"input":'}}]},
+                {"tool_calls": [{"index": 0, "function": {"arguments": ' "p"}'}}]},
+                finish="tool_calls",
+            ),
+        )
+    )
+    kinds = [e.type for e in events]
+    assert "response.function_call_arguments.delta" not in kinds
+    assert kinds[-4:] == [
+        "response.custom_tool_call_input.delta",
+        "response.custom_tool_call_input.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert events[-1].response.output[0].input == "p"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+import orjson
+
 from crabllm_sync.formats.responses.items import encode_reasoning
 from crabllm_sync.formats.responses.request import Bridged
 
@@ -43,6 +45,8 @@ _ID_PREFIXES = {
     "message": "msg",
     "function_call": "fc",
     "function_call_output": "fco",
+    "custom_tool_call": "ctc",
+    "custom_tool_call_output": "ctco",
     "reasoning": "rs",
 }
 
@@ -161,6 +165,31 @@ def call_extras(tool_calls: Any) -> dict[str, Any]:
     }
 
 
+def custom_input(arguments: str) -> str:
+    """A custom tool's input from the arguments of the function it was sent
+    as (arguments that are not that object are the input as they are)."""
+    try:
+        value = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        return arguments
+    if isinstance(value, dict) and isinstance(value.get("input"), str):
+        return value["input"]
+    return arguments
+
+
+def custom_item(
+    item_id: str, call_id: str, name: str, arguments: str, status: str = "completed"
+) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "type": "custom_tool_call",
+        "status": status,
+        "call_id": call_id,
+        "name": name,
+        "input": custom_input(arguments) if status == "completed" else "",
+    }
+
+
 def call_item(
     item_id: str,
     call_id: str,
@@ -212,15 +241,14 @@ def from_canonical(
         output.append(item)
     for call in message.get("tool_calls") or []:
         fn = call.get("function") or {}
-        output.append(
-            call_item(
-                new_id("fc"),
-                call.get("id") or new_id("call"),
-                fn.get("name", ""),
-                fn.get("arguments") or "",
-                bridged.namespaces,
+        name, arguments = fn.get("name", ""), fn.get("arguments") or ""
+        call_id = call.get("id") or new_id("call")
+        if name in bridged.custom:
+            output.append(custom_item(new_id("ctc"), call_id, name, arguments))
+        else:
+            output.append(
+                call_item(new_id("fc"), call_id, name, arguments, bridged.namespaces)
             )
-        )
     status, incomplete = status_of(choice.get("finish_reason"))
     out["status"] = status
     out["incomplete_details"] = incomplete

@@ -161,14 +161,23 @@ class EventTranslator:
         fn = call.get("function") or {}
         item = self.calls.get(index)
         if item is None:
-            item = answer.call_item(
-                answer.new_id("fc"),
-                call.get("id") or answer.new_id("call"),
+            name, call_id = (
                 fn.get("name") or "",
-                "",
-                self.bridged.namespaces,
-                "in_progress",
+                call.get("id") or answer.new_id("call"),
             )
+            if name in self.bridged.custom:
+                item = answer.custom_item(
+                    answer.new_id("ctc"), call_id, name, "", "in_progress"
+                )
+            else:
+                item = answer.call_item(
+                    answer.new_id("fc"),
+                    call_id,
+                    name,
+                    "",
+                    self.bridged.namespaces,
+                    "in_progress",
+                )
             self.calls[index] = item
             events += self._open(item)
         if call.get("extra_content"):
@@ -176,6 +185,8 @@ class EventTranslator:
         piece = fn.get("arguments") or ""
         if piece and item is self.open:
             self.text.append(piece)
+            if item["type"] == "custom_tool_call":
+                return events  # its input is known once the arguments are whole
             events.append(
                 self._event(
                     "response.function_call_arguments.delta",
@@ -219,15 +230,31 @@ class EventTranslator:
                     )
                 )
             item = answer.reasoning_item(item["id"], text, blocks)
+        elif item["type"] == "custom_tool_call":
+            item = {**item, "input": answer.custom_input(text), "status": "completed"}
+            common = {"item_id": item["id"], "output_index": index}
+            events.append(
+                self._event(
+                    "response.custom_tool_call_input.delta",
+                    **common,
+                    delta=item["input"],
+                )
+            )
+            events.append(
+                self._event(
+                    "response.custom_tool_call_input.done",
+                    **common,
+                    input=item["input"],
+                )
+            )
         else:
             item = {**item, "arguments": text, "status": "completed"}
-            name = self.bridged.namespaces.get(item["name"], (None, item["name"]))[1]
             events.append(
                 self._event(
                     "response.function_call_arguments.done",
                     item_id=item["id"],
                     output_index=index,
-                    name=name,
+                    name=item["name"],
                     arguments=text,
                 )
             )

@@ -82,7 +82,17 @@ def to_messages(items: list[dict[str, Any]], omitted: list[str]) -> list[dict]:
                     "function": {"name": name, "arguments": item.get("arguments", "")},
                 }
             )
-        elif kind == "function_call_output":
+        elif kind == "custom_tool_call":
+            msg = assistant()
+            arguments = orjson.dumps({"input": item.get("input", "")}).decode()
+            msg.setdefault("tool_calls", []).append(
+                {
+                    "id": required(item, "call_id", where),
+                    "type": "function",
+                    "function": {"name": item.get("name"), "arguments": arguments},
+                }
+            )
+        elif kind in ("function_call_output", "custom_tool_call_output"):
             output = item.get("output")
             if isinstance(output, list):
                 output = _joined(_content(output, f"{where}.output"))

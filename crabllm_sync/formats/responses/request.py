@@ -35,7 +35,6 @@ HOSTED_TOOLS = frozenset(
         "local_shell",
         "shell",
         "apply_patch",
-        "custom",
         "tool_search",
     }
 )
@@ -71,6 +70,8 @@ class Bridged:
     omitted: list[str] = field(default_factory=list)
     # flattened function name -> (namespace, name), to map calls back
     namespaces: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # names of custom (freeform) tools, sent as functions of one string `input`
+    custom: set[str] = field(default_factory=set)
 
 
 def to_canonical(
@@ -176,6 +177,27 @@ def _parameters(body: dict[str, Any], chat: dict[str, Any], omitted: list[str]) 
             omitted.append(key)
 
 
+def custom_function(tool: dict[str, Any], name: str) -> dict[str, Any]:
+    """A custom tool (freeform text input) as a function of one string,
+    `input`; its grammar, if any, is told in the description."""
+    about = tool.get("description") or ""
+    fmt = tool.get("format") or {}
+    if fmt.get("type") == "grammar":
+        about += (
+            f"\n\nThe input must follow this {fmt.get('syntax', '')} grammar:\n"
+            f"{fmt.get('definition', '')}"
+        )
+    schema = {
+        "type": "object",
+        "properties": {"input": {"type": "string", "description": "the tool's input"}},
+        "required": ["input"],
+    }
+    return {
+        "type": "function",
+        "function": {"name": name, "description": about.strip(), "parameters": schema},
+    }
+
+
 def _function(tool: dict[str, Any], name: str) -> dict[str, Any]:
     fn: dict[str, Any] = {"name": name}
     for key in ("description", "parameters", "strict"):
@@ -216,6 +238,10 @@ def _tools(body: dict[str, Any], out: Bridged, search: bool = False) -> None:
         kind = tool.get("type") if isinstance(tool, dict) else None
         if kind == "function":
             tools.append(_function(tool, required(tool, "name", f"tools[{i}]")))
+        elif kind == "custom":
+            name = required(tool, "name", f"tools[{i}]")
+            out.custom.add(name)
+            tools.append(custom_function(tool, name))
         elif kind == "namespace":
             ns = required(tool, "name", f"tools[{i}]")
             for inner in tool.get("tools") or []:
@@ -244,7 +270,7 @@ def _tools(body: dict[str, Any], out: Bridged, search: bool = False) -> None:
             chat["tool_choice"] = choice
         return
     kind = choice.get("type") if isinstance(choice, dict) else None
-    if kind == "function" and tools:
+    if kind in ("function", "custom") and tools:
         chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
     else:
         out.omitted.append(f"tool_choice.{kind}")
