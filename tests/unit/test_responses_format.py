@@ -460,3 +460,25 @@ def test_streamed_custom_tool_call_has_its_input_events():
         "response.completed",
     ]
     assert events[-1].response.output[0].input == "p"
+
+
+def test_namespaced_custom_tool_maps_back_to_its_namespace():
+    ns = {"type": "namespace", "name": "fs", "description": "d", "tools": [PATCH_TOOL]}
+    body = {"model": "m", "input": "x", "tools": [ns]}
+    bridged = fmt.to_canonical(body)
+    assert bridged.chat["tools"][0]["function"]["name"] == "fs__apply_patch"
+    call = {
+        "id": "c7",
+        "type": "function",
+        "function": {"name": "fs__apply_patch", "arguments": '{"input": "p"}'},
+    }
+    message = {"role": "assistant", "content": None, "tool_calls": [call]}
+    completion = oai.completion("c", "m", 1, [oai.choice(message, "tool_calls")], None)
+    item = check_response(fmt.from_canonical(completion, body, bridged, "r", 1)).output[
+        0
+    ]
+    assert (item.type, item.namespace, item.name) == (
+        "custom_tool_call",
+        "fs",
+        "apply_patch",
+    )

@@ -178,9 +178,14 @@ def custom_input(arguments: str) -> str:
 
 
 def custom_item(
-    item_id: str, call_id: str, name: str, arguments: str, status: str = "completed"
+    item_id: str,
+    call_id: str,
+    name: str,
+    arguments: str,
+    namespaces: dict[str, tuple[str, str]],
+    status: str = "completed",
 ) -> dict[str, Any]:
-    return {
+    item: dict[str, Any] = {
         "id": item_id,
         "type": "custom_tool_call",
         "status": status,
@@ -188,6 +193,9 @@ def custom_item(
         "name": name,
         "input": custom_input(arguments) if status == "completed" else "",
     }
+    if name in namespaces:
+        item["namespace"], item["name"] = namespaces[name]
+    return item
 
 
 def call_item(
@@ -244,7 +252,9 @@ def from_canonical(
         name, arguments = fn.get("name", ""), fn.get("arguments") or ""
         call_id = call.get("id") or new_id("call")
         if name in bridged.custom:
-            output.append(custom_item(new_id("ctc"), call_id, name, arguments))
+            output.append(
+                custom_item(new_id("ctc"), call_id, name, arguments, bridged.namespaces)
+            )
         else:
             output.append(
                 call_item(new_id("fc"), call_id, name, arguments, bridged.namespaces)

@@ -167,7 +167,12 @@ class EventTranslator:
             )
             if name in self.bridged.custom:
                 item = answer.custom_item(
-                    answer.new_id("ctc"), call_id, name, "", "in_progress"
+                    answer.new_id("ctc"),
+                    call_id,
+                    name,
+                    "",
+                    self.bridged.namespaces,
+                    "in_progress",
                 )
             else:
                 item = answer.call_item(

@@ -84,12 +84,15 @@ def to_messages(items: list[dict[str, Any]], omitted: list[str]) -> list[dict]:
             )
         elif kind == "custom_tool_call":
             msg = assistant()
+            name = item.get("name")
+            if item.get("namespace"):
+                name = flat_name(item["namespace"], name)
             arguments = orjson.dumps({"input": item.get("input", "")}).decode()
             msg.setdefault("tool_calls", []).append(
                 {
                     "id": required(item, "call_id", where),
                     "type": "function",
-                    "function": {"name": item.get("name"), "arguments": arguments},
+                    "function": {"name": name, "arguments": arguments},
                 }
             )
         elif kind in ("function_call_output", "custom_tool_call_output"):

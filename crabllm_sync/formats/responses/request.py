@@ -245,12 +245,17 @@ def _tools(body: dict[str, Any], out: Bridged, search: bool = False) -> None:
         elif kind == "namespace":
             ns = required(tool, "name", f"tools[{i}]")
             for inner in tool.get("tools") or []:
-                if inner.get("type") != "function":
-                    out.omitted.append(f"tools.namespace.{inner.get('type')}")
+                inner_kind = inner.get("type")
+                if inner_kind not in ("function", "custom"):
+                    out.omitted.append(f"tools.namespace.{inner_kind}")
                     continue
                 flat = flat_name(ns, inner.get("name", ""))
                 out.namespaces[flat] = (ns, inner.get("name", ""))
-                tools.append(_function(inner, flat))
+                if inner_kind == "custom":
+                    out.custom.add(flat)
+                    tools.append(custom_function(inner, flat))
+                else:
+                    tools.append(_function(inner, flat))
         elif kind in WEB_SEARCH and search:
             _web_search(tool, out)
         elif kind in HOSTED_TOOLS:
