@@ -169,6 +169,17 @@ def _content(value: Any, where: str) -> str | list[dict[str, Any]]:
             if part.get("detail") not in (None, "auto"):
                 image["detail"] = part["detail"]
             parts.append({"type": "image_url", "image_url": image})
+        elif kind == "input_file":
+            data = part.get("file_data")
+            if not isinstance(data, str):
+                raise invalid(
+                    f"{where}[{i}].file_data",
+                    "is required (file_id and file_url are not supported)",
+                )
+            file = {"file_data": data}
+            if part.get("filename"):
+                file["filename"] = part["filename"]
+            parts.append({"type": "file", "file": file})
         else:
             raise invalid(f"{where}[{i}].type", f"part type {kind!r} is not supported")
     return parts
