@@ -133,11 +133,25 @@ def test_codex_request_flattens_namespace_and_names_hosted_tools_omitted():
 def test_unknown_part_type_is_a_400_naming_the_field():
     body = {
         "model": "m",
-        "input": [{"role": "user", "content": [{"type": "input_file"}]}],
+        "input": [{"role": "user", "content": [{"type": "input_audio"}]}],
     }
     with pytest.raises(InvalidRequestError) as exc:
         fmt.to_canonical(body)
     assert exc.value.param == "input[0].content[0].type"
+
+
+def test_input_file_with_data_is_a_chat_file_part_and_by_id_a_400():
+    data = "data:application/pdf;base64,AA"
+    pdf = {"type": "input_file", "filename": "a.pdf", "file_data": data}
+    body = {"model": "m", "input": [{"role": "user", "content": [pdf]}]}
+    part = fmt.to_canonical(body).chat["messages"][0]["content"][0]
+    assert part == {"type": "file", "file": {"file_data": data, "filename": "a.pdf"}}
+    by_id = {"type": "input_file", "file_id": "file-1"}
+    with pytest.raises(InvalidRequestError) as exc:
+        fmt.to_canonical(
+            {"model": "m", "input": [{"role": "user", "content": [by_id]}]}
+        )
+    assert exc.value.param == "input[0].content[0].file_data"
 
 
 def test_answer_with_reasoning_text_and_namespaced_call_is_a_valid_response():
