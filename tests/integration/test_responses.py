@@ -552,3 +552,30 @@ def test_custom_tool_round_trip_on_anthropic(url, ant):
     sent = ant.requests[-1].json
     assert sent["tools"][0]["input_schema"]["required"] == ["input"]
     assert sent["messages"][2]["content"][0]["tool_use_id"] == "toolu_p"
+
+
+def test_a_failing_provider_falls_back_before_the_first_byte(
+    ant, chat_only, app_factory, served
+):
+    from tests.upstream import Reply
+
+    custom = openai_provider(chat_only, ["fb"])
+    custom["kind"] = "vllm"
+    config = make_config(
+        {
+            "providers": {
+                "custom": custom,
+                "local": {"kind": "mock", "models": ["fb"], "weight": 0},
+            },
+            "keys": [{"name": "team", "key": KEY, "models": ["*"]}],
+        }
+    )
+    url = served(app_factory(config))
+    down = Reply(status=500, json={"error": {"message": "down"}})
+    chat_only.enqueue(down, down)
+    assert client(url).responses.create(model="fb", input="x").output_text == (
+        "Mock reply: x"
+    )
+    with client(url).responses.stream(model="fb", input="y") as stream:
+        assert stream.get_final_response().output_text == "Mock reply: y"
+    assert len(chat_only.requests) == 2
