@@ -496,3 +496,40 @@ def test_namespaced_custom_tool_maps_back_to_its_namespace():
         "fs",
         "apply_patch",
     )
+
+
+def test_reasoning_summary_asked_for_streams_summary_events_and_validates():
+    body = {
+        "model": "m",
+        "input": "x",
+        "reasoning": {"effort": "low", "summary": "auto"},
+    }
+    events = check_events(
+        _stream(body, _chunks({"reasoning_content": "a"}, {"reasoning_content": "b"}))
+    )
+    kinds = [e.type for e in events]
+    assert kinds[2:11] == [
+        "response.output_item.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_text.done",
+        "response.reasoning_summary_text.done",
+        "response.reasoning_summary_part.done",
+    ]
+    item = events[-1].response.output[0]
+    assert item.summary[0].text == "ab" == item.content[0].text
+
+
+def test_reasoning_without_summary_asked_has_no_summary():
+    body = {"model": "m", "input": "x"}
+    message = {"role": "assistant", "content": "t", "reasoning_content": "r"}
+    completion = oai.completion("c", "m", 1, [oai.choice(message, "stop")], None)
+    bridged = fmt.to_canonical(body)
+    resp = check_response(fmt.from_canonical(completion, body, bridged, "r", 1))
+    assert resp.output[0].summary == []
+    asked = {**body, "reasoning": {"summary": "detailed"}}
+    resp = check_response(fmt.from_canonical(completion, asked, bridged, "r", 1))
+    assert resp.output[0].summary[0].text == "r"

@@ -137,18 +137,31 @@ def output_text(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
+def summarized(body: dict[str, Any]) -> bool:
+    """Whether the client asked for reasoning summaries (reasoning.summary)."""
+    reasoning = body.get("reasoning")
+    return isinstance(reasoning, dict) and bool(reasoning.get("summary"))
+
+
 def reasoning_item(
     item_id: str,
     text: str,
     blocks: list[dict[str, Any]],
     status: str = "completed",
+    *,
+    as_summary: bool = False,
     **signatures: Any,
 ) -> dict[str, Any]:
     """A reasoning item; `blocks` (signed thinking) and `signatures` (extra,
-    calls, trailing: see request.Reasoning) go in its encrypted_content."""
+    calls, trailing: see request.Reasoning) go in its encrypted_content. The
+    provider's reasoning text is its content, and its summary too when the
+    client asked for one (`as_summary`: what providers return is already a
+    summary or the thinking itself; there is no other)."""
     item: dict[str, Any] = {"id": item_id, "type": "reasoning", "summary": []}
     if text:
         item["content"] = [{"type": "reasoning_text", "text": text}]
+        if as_summary:
+            item["summary"] = [{"type": "summary_text", "text": text}]
     carried = {"blocks": blocks, **signatures}
     if any(carried.values()):
         item["encrypted_content"] = encode_reasoning(carried)
@@ -236,7 +249,14 @@ def from_canonical(
     calls = call_extras(message.get("tool_calls") or ())
     if message.get("reasoning_content") or blocks or extra or calls:
         text = message.get("reasoning_content") or ""
-        item = reasoning_item(new_id("rs"), text, blocks, extra=extra, calls=calls)
+        item = reasoning_item(
+            new_id("rs"),
+            text,
+            blocks,
+            as_summary=summarized(body),
+            extra=extra,
+            calls=calls,
+        )
         output.append(item)
     content = message.get("content")
     if isinstance(content, list):

@@ -46,6 +46,7 @@ class EventTranslator:
         self.usage: dict[str, Any] | None = None
         self.started = False
         self.result: dict[str, Any] | None = None  # the finished Response
+        self.summary = answer.summarized(body)  # reasoning also as summaries
 
     def _event(self, kind: str, **fields: Any) -> Event:
         event = {"type": kind, "sequence_number": self.sequence, **fields}
@@ -107,16 +108,35 @@ class EventTranslator:
         if self.open is None or self.open["type"] != "reasoning":
             item = answer.reasoning_item(answer.new_id("rs"), "", [], "in_progress")
             events += self._open(item)
+        item = self.open
+        assert item is not None
+        where = {"item_id": item["id"], "output_index": self._index()}
+        if self.summary and not item.get("_summary"):
+            item["_summary"] = True
+            part = {"type": "summary_text", "text": ""}
+            events.append(
+                self._event(
+                    "response.reasoning_summary_part.added",
+                    **where,
+                    summary_index=0,
+                    part=part,
+                )
+            )
         self.text.append(text)
         events.append(
             self._event(
-                "response.reasoning_text.delta",
-                item_id=self.open["id"],  # type: ignore[index]
-                output_index=self._index(),
-                content_index=0,
-                delta=text,
+                "response.reasoning_text.delta", **where, content_index=0, delta=text
             )
         )
+        if self.summary:
+            events.append(
+                self._event(
+                    "response.reasoning_summary_text.delta",
+                    **where,
+                    summary_index=0,
+                    delta=text,
+                )
+            )
         return events
 
     def _blocks(self, blocks: list[dict[str, Any]]) -> list[Event]:
@@ -224,17 +244,37 @@ class EventTranslator:
             item = answer.message_item(item["id"], text)
         elif item["type"] == "reasoning":
             blocks = item.pop("_blocks", [])
+            where = {"item_id": item["id"], "output_index": index}
             if text:
                 events.append(
                     self._event(
                         "response.reasoning_text.done",
-                        item_id=item["id"],
-                        output_index=index,
+                        **where,
                         content_index=0,
                         text=text,
                     )
                 )
-            item = answer.reasoning_item(item["id"], text, blocks)
+            if item.pop("_summary", False):
+                part = {"type": "summary_text", "text": text}
+                events.append(
+                    self._event(
+                        "response.reasoning_summary_text.done",
+                        **where,
+                        summary_index=0,
+                        text=text,
+                    )
+                )
+                events.append(
+                    self._event(
+                        "response.reasoning_summary_part.done",
+                        **where,
+                        summary_index=0,
+                        part=part,
+                    )
+                )
+            item = answer.reasoning_item(
+                item["id"], text, blocks, as_summary=self.summary
+            )
         elif item["type"] == "custom_tool_call":
             item = {**item, "input": answer.custom_input(text), "status": "completed"}
             common = {"item_id": item["id"], "output_index": index}
