@@ -152,6 +152,11 @@ def test_native_follow_up_of_a_bridged_response_sends_the_conversation(url, ups)
     roles = [item.get("role") for item in sent["input"]]
     assert roles == ["user", "assistant", "user"]
     assert sent["input"][-1]["content"] == "who?"
+    answer = sent["input"][1]
+    assert "id" not in answer and "status" not in answer
+    assert answer["content"] == [
+        {"type": "output_text", "text": "Mock reply: I am Ada", "annotations": []}
+    ]
 
 
 def test_native_response_is_stored_for_retrieve(url):

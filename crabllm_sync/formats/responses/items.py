@@ -212,11 +212,20 @@ def decode_reasoning(value: Any) -> Reasoning | None:
 
 def portable_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stored conversation items as input for a native provider that never saw
-    them: without our ids and statuses, and without reasoning items (their
-    encrypted_content is ours or another provider's, not readable there)."""
+    them: without our ids and statuses, output text without its logprobs, and
+    without reasoning items (their encrypted_content is ours or another
+    provider's, not readable there)."""
     out = []
     for item in items:
         if item.get("type") == "reasoning":
             continue
-        out.append({k: v for k, v in item.items() if k not in ("id", "status")})
+        kept = {k: v for k, v in item.items() if k not in ("id", "status")}
+        if isinstance(kept.get("content"), list):
+            kept["content"] = [
+                {k: v for k, v in part.items() if k != "logprobs"}
+                if isinstance(part, dict)
+                else part
+                for part in kept["content"]
+            ]
+        out.append(kept)
     return out
