@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
@@ -13,6 +15,8 @@ from crabllm_sync.errors import InvalidRequestError
 from crabllm_sync.formats import responses as fmt
 from crabllm_sync.formats.responses.items import decode_reasoning
 from crabllm_sync.wire import completions as oai
+from crabllm_sync.wire.openai import validate
+from crabllm_sync.wire.responses import ResponsesRequest
 
 EVENT = TypeAdapter(ResponseStreamEvent)
 
@@ -533,3 +537,54 @@ def test_reasoning_without_summary_asked_has_no_summary():
     asked = {**body, "reasoning": {"summary": "detailed"}}
     resp = check_response(fmt.from_canonical(completion, asked, bridged, "r", 1))
     assert resp.output[0].summary[0].text == "r"
+
+
+# -- any body: translated, or a 400 naming the field (never a bug) ---------------
+
+_KEYS = st.sampled_from(
+    ["type", "name", "tools", "role", "content", "call_id", "output", "input"]
+    + ["format", "namespace", "arguments", "encrypted_content", "user_location"]
+    + ["text", "image_url", "file_data", "filters", "effort", "summary"]
+)
+_TYPES = st.sampled_from(
+    ["message", "function_call", "function_call_output", "reasoning", "custom"]
+    + ["custom_tool_call", "custom_tool_call_output", "namespace", "function"]
+    + ["web_search", "item_reference", "input_text", "input_image", "input_file"]
+    + ["json_schema", "json_object", "grammar"]
+)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=4) | _TYPES,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_ITEM = st.dictionaries(_KEYS, _JSON, max_size=5)
+_BODY = st.fixed_dictionaries(
+    {"model": st.just("m")},
+    optional={
+        "input": st.text(max_size=3) | st.lists(_ITEM, max_size=3),
+        "tools": st.lists(_ITEM, max_size=3),
+        "tool_choice": _JSON,
+        "text": st.dictionaries(st.just("format"), _JSON, max_size=1),
+        "reasoning": st.dictionaries(_KEYS, _JSON, max_size=2),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_BODY)
+def test_any_body_is_translated_for_every_provider_or_refused_by_name(body):
+    from crabllm_sync.providers.anthropic.request import translate_request as to_ant
+    from crabllm_sync.providers.google.request import translate_request as to_gem
+
+    try:
+        validate(ResponsesRequest, body)
+        chat = fmt.to_canonical(body, search=True).chat
+        for translate in (to_ant, to_gem):
+            try:
+                translate(dict(chat))
+            except InvalidRequestError:
+                pass
+    except InvalidRequestError as exc:
+        assert exc.param

@@ -17,6 +17,15 @@ def invalid(param: str, message: str) -> InvalidRequestError:
     return InvalidRequestError(f"'{param}': {message}", param=param)
 
 
+def obj(value: Any, param: str) -> dict[str, Any]:
+    """`value` if it is an object (None: an empty one), else a 400 naming it."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise invalid(param, "expected an object")
+    return value
+
+
 def flat_name(namespace: str, name: str) -> str:
     """A namespaced function's name among the provider's flat functions."""
     return f"{namespace}__{name}"
@@ -57,7 +66,7 @@ def to_messages(items: list[dict[str, Any]], omitted: list[str]) -> list[dict]:
 
     for i, item in enumerate(items):
         where = f"input[{i}]"
-        kind = item.get("type", "message")
+        kind = str(item.get("type", "message"))
         if kind == "message":
             role = item.get("role")
             if role not in ("user", "assistant", "system", "developer"):
@@ -156,7 +165,7 @@ def _content(value: Any, where: str) -> str | list[dict[str, Any]]:
         raise invalid(where, "expected a string or a list of parts")
     parts: list[dict[str, Any]] = []
     for i, part in enumerate(value):
-        kind = part.get("type") if isinstance(part, dict) else None
+        kind = str(part.get("type")) if isinstance(part, dict) else None
         if kind in ("input_text", "output_text", "text"):
             parts.append({"type": "text", "text": part.get("text", "")})
         elif kind == "refusal":

@@ -15,6 +15,7 @@ from crabllm_sync.formats.responses.items import (
     flat_name,
     input_items,
     invalid,
+    obj,
     required,
     to_messages,
 )
@@ -154,10 +155,12 @@ def _parameters(body: dict[str, Any], chat: dict[str, Any], omitted: list[str]) 
     if not isinstance(reasoning, dict):
         raise invalid("reasoning", "expected an object")
     if reasoning.get("effort") is not None:
+        if not isinstance(reasoning["effort"], str):
+            raise invalid("reasoning.effort", "expected a string")
         chat["reasoning_effort"] = reasoning["effort"]
-    fmt = (body.get("text") or {}).get("format")
+    fmt = obj(obj(body.get("text"), "text").get("format"), "text.format")
     if fmt:
-        kind = fmt.get("type")
+        kind = str(fmt.get("type"))
         if kind == "json_schema":
             if not isinstance(fmt.get("schema"), dict):
                 raise invalid("text.format.schema", "is required")
@@ -181,7 +184,7 @@ def custom_function(tool: dict[str, Any], name: str) -> dict[str, Any]:
     """A custom tool (freeform text input) as a function of one string,
     `input`; its grammar, if any, is told in the description."""
     about = tool.get("description") or ""
-    fmt = tool.get("format") or {}
+    fmt = obj(tool.get("format"), f"tools.{name}.format")
     if fmt.get("type") == "grammar":
         about += (
             f"\n\nThe input must follow this {fmt.get('syntax', '')} grammar:\n"
@@ -221,7 +224,7 @@ WEB_SEARCH = frozenset(
 def _web_search(tool: dict[str, Any], out: Bridged) -> None:
     """A web_search tool -> chat's web_search_options (the provider's search)."""
     options: dict[str, Any] = {}
-    where = tool.get("user_location") or {}
+    where = obj(tool.get("user_location"), "tools.web_search.user_location")
     location = {k: v for k, v in where.items() if k != "type" and v}
     if location:
         options["user_location"] = {"type": "approximate", "approximate": location}
@@ -235,7 +238,7 @@ def _web_search(tool: dict[str, Any], out: Bridged) -> None:
 def _tools(body: dict[str, Any], out: Bridged, search: bool = False) -> None:
     tools: list[dict[str, Any]] = []
     for i, tool in enumerate(body.get("tools") or []):
-        kind = tool.get("type") if isinstance(tool, dict) else None
+        kind = str(obj(tool, f"tools[{i}]").get("type"))
         if kind == "function":
             tools.append(_function(tool, required(tool, "name", f"tools[{i}]")))
         elif kind == "custom":
@@ -244,8 +247,12 @@ def _tools(body: dict[str, Any], out: Bridged, search: bool = False) -> None:
             tools.append(custom_function(tool, name))
         elif kind == "namespace":
             ns = required(tool, "name", f"tools[{i}]")
-            for inner in tool.get("tools") or []:
-                inner_kind = inner.get("type")
+            inner_tools = tool.get("tools") or []
+            if not isinstance(inner_tools, list):
+                raise invalid(f"tools[{i}].tools", "expected a list of tools")
+            for j, inner in enumerate(inner_tools):
+                inner = obj(inner, f"tools[{i}].tools[{j}]")
+                inner_kind = str(inner.get("type"))
                 if inner_kind not in ("function", "custom"):
                     out.omitted.append(f"tools.namespace.{inner_kind}")
                     continue
@@ -274,8 +281,9 @@ def _tools(body: dict[str, Any], out: Bridged, search: bool = False) -> None:
         if tools:
             chat["tool_choice"] = choice
         return
-    kind = choice.get("type") if isinstance(choice, dict) else None
+    kind = str(choice.get("type")) if isinstance(choice, dict) else None
     if kind in ("function", "custom") and tools:
-        chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+        name = required(choice, "name", "tool_choice")
+        chat["tool_choice"] = {"type": "function", "function": {"name": name}}
     else:
         out.omitted.append(f"tool_choice.{kind}")
