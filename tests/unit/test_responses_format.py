@@ -588,3 +588,41 @@ def test_any_body_is_translated_for_every_provider_or_refused_by_name(body):
                 pass
     except InvalidRequestError as exc:
         assert exc.param
+
+
+_DELTA = st.one_of(
+    st.fixed_dictionaries({"content": st.text(min_size=1, max_size=4)}),
+    st.fixed_dictionaries({"reasoning_content": st.text(min_size=1, max_size=4)}),
+    st.just(
+        {"thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}]}
+    ),
+    st.just({"extra_content": {"google": {"thought_signature": "g"}}}),
+    st.builds(
+        lambda i, piece: {
+            "tool_calls": [
+                {
+                    "index": i,
+                    "id": f"c{i}",
+                    "type": "function",
+                    "function": {"name": f"f{i}", "arguments": piece},
+                }
+            ]
+        },
+        st.integers(0, 2),
+        st.text(max_size=3),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_DELTA, max_size=8), st.sampled_from(["stop", "length", "tool_calls"]))
+def test_any_chunk_sequence_streams_valid_events_in_order(deltas, finish):
+    body = {"model": "m", "input": "x", "reasoning": {"summary": "auto"}}
+    events = check_events(_stream(body, _chunks(*deltas, finish=finish)))
+    assert events[0].type == "response.created"
+    assert events[-1].type in ("response.completed", "response.incomplete")
+    added = [e.output_index for e in events if e.type == "response.output_item.added"]
+    done = [e.output_index for e in events if e.type == "response.output_item.done"]
+    assert added == done == list(range(len(events[-1].response.output)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == events[-1].response.output_text
