@@ -626,3 +626,25 @@ def test_any_chunk_sequence_streams_valid_events_in_order(deltas, finish):
     assert added == done == list(range(len(events[-1].response.output)))
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert text == events[-1].response.output_text
+
+
+def test_arguments_after_their_call_ended_are_logged_not_dropped_silently(caplog):
+    body = {"model": "m", "input": "x"}
+
+    def call(i: int, args: str, **head: str) -> dict[str, Any]:
+        return {"tool_calls": [{"index": i, "function": {"arguments": args}, **head}]}
+
+    start = {"type": "function"}
+    with caplog.at_level("WARNING"):
+        events = _stream(
+            body,
+            _chunks(
+                call(0, "{", id="a", **start),
+                call(1, "{}", id="b", **start),
+                call(0, "}"),
+                finish="tool_calls",
+            ),
+        )
+    check_events(events)
+    assert "came after its item ended" in caplog.text
+    assert "'}'" in caplog.text

@@ -10,6 +10,7 @@ error). Every event carries a sequence_number, counted from 0.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +19,8 @@ from crabllm_sync import sse
 from crabllm_sync.errors import GatewayError
 from crabllm_sync.formats.responses import answer
 from crabllm_sync.formats.responses.request import Bridged
+
+log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 
@@ -208,7 +211,16 @@ class EventTranslator:
         if call.get("extra_content"):
             self.call_extras[item["call_id"]] = call["extra_content"]
         piece = fn.get("arguments") or ""
-        if piece and item is self.open:
+        if piece and item is not self.open:
+            # Its item is already done (the upstream interleaved its calls):
+            # Responses events cannot reopen it. Said, never dropped silently.
+            log.warning(
+                "responses: arguments for call %s came after its item ended; "
+                "left out: %r",
+                item["call_id"],
+                piece,
+            )
+        elif piece:
             self.text.append(piece)
             if item["type"] == "custom_tool_call":
                 return events  # its input is known once the arguments are whole
