@@ -136,7 +136,10 @@ def _read(sock: socket.socket, buf: bytearray, res: Result, clock) -> bool:
                 res.gaps.append(now - last)
             last = now
             res.chunks += 1
-        res.complete = res.status == 200 and b"[DONE]" in body_tail
+        # A chat stream ends with [DONE], a Responses stream with its Response.
+        res.complete = res.status == 200 and (
+            b"[DONE]" in body_tail or b"response.completed" in body_tail
+        )
     else:
         size = _content_length(head)
         first = True

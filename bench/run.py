@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import procs, report
-from bench.workloads import CHAT_MODEL, EMBED_MODEL, SLOW_MODEL
+from bench.workloads import (
+    CHAT_MODEL,
+    EMBED_MODEL,
+    RESPONSES_MODEL,
+    SLOW_MODEL,
+    WORKLOADS,
+)
 
 KEY = "sk-bench-0123456789abcdef"
 TARGETS = ("direct", "gateway", "bare")
@@ -35,6 +41,7 @@ QUICK = {
         "embeddings": [100, 500, 1000],
         "large-context": [250],
         "tools": [250],
+        "responses-stream": [100, 500],
     },
     "ladder": [],
     "bursts": [100, 500],
@@ -48,6 +55,7 @@ FULL = {
         "embeddings": [100, 250, 500, 1000],
         "large-context": [100, 250, 500, 1000],
         "tools": [100, 250, 500, 1000],
+        "responses-stream": [100, 250, 500, 1000],
     },
     # chat-minimal above the table's rates, to find the frontier; stops when saturated
     "ladder": [1250, 1500, 2000],
@@ -68,6 +76,14 @@ def gateway_config(
         f'base_url = "http://127.0.0.1:{mock_port}/v1"',
         'api_key = "sk-upstream"',
         f'models = ["{CHAT_MODEL}", "{SLOW_MODEL}", "{EMBED_MODEL}"]',
+        "max_retries = 0",
+        "timeout = 30",
+        "",
+        "[providers.bridged]",
+        'kind = "chat-only"',  # no adapter of its own: /v1/responses is bridged
+        f'base_url = "http://127.0.0.1:{mock_port}/v1"',
+        'api_key = "sk-upstream"',
+        f'models = ["{RESPONSES_MODEL}"]',
         "max_retries = 0",
         "timeout = 30",
         "",
@@ -257,8 +273,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     rates += plan["ladder"]
                 # Once a target falls behind, higher rates only pile up a backlog.
                 behind: set[str] = set()
+                targets = ("gateway",) if WORKLOADS[wl].gateway_only else TARGETS
                 for rate in rates:
-                    for target in TARGETS:
+                    for target in targets:
                         if target in behind:
                             continue
                         res = bench.step(
@@ -270,7 +287,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         )
                         if fell_behind(res):
                             behind.add(target)
-                    if len(behind) == len(TARGETS):
+                    if len(behind) == len(targets):
                         break
             if not args.workload or "slow-stream" in args.workload:
                 print("concurrent slow streams (50 ms per chunk)", flush=True)

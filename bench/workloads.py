@@ -13,6 +13,9 @@ import orjson
 CHAT_MODEL = "bench-model"
 SLOW_MODEL = "bench-slow"  # the mock waits between stream chunks for this model
 EMBED_MODEL = "bench-embed"
+# Served by a provider kind that speaks chat completions only, so /v1/responses
+# is bridged: the codec's cost, request and stream events, is what it measures.
+RESPONSES_MODEL = "bench-responses"
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class Workload:
     path: str
     body: bytes
     stream: bool = False
+    # Only the gateway serves it (the mock and the bare proxy speak chat only).
+    gateway_only: bool = False
 
 
 def _chat(messages: list[dict], **extra: object) -> bytes:
@@ -83,6 +88,13 @@ WORKLOADS: dict[str, Workload] = {
             "tools",
             "/v1/chat/completions",
             _chat(_HI, tools=_tools(), tool_choice="auto"),
+        ),
+        Workload(
+            "responses-stream",
+            "/v1/responses",
+            orjson.dumps({"model": RESPONSES_MODEL, "input": "Say hi", "stream": True}),
+            True,
+            gateway_only=True,
         ),
         Workload(
             "slow-stream",

@@ -19,6 +19,7 @@ from crabllm_sync.views import openai as openai_views
 from crabllm_sync.views import openapi as openapi_views
 from crabllm_sync.views import ops as ops_views
 from crabllm_sync.views import register_error_handlers
+from crabllm_sync.views import responses_api as responses_views
 from crabllm_sync.views import usage as usage_views
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
     app.register_blueprint(anthropic_views.make_blueprint(gw))
     app.register_blueprint(openapi_views.make_blueprint(gw))
     app.register_blueprint(usage_views.make_blueprint(gw))
+    app.register_blueprint(responses_views.make_blueprint(gw))
 
     register_error_handlers(app, errors.to_openai, lambda: _render_for(request.path))
 

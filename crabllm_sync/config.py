@@ -146,6 +146,16 @@ class RoutingConfig(_Strict):
     max_request_timeout: float = Field(600, gt=0)
 
 
+class ResponsesConfig(_Strict):
+    """The Responses API (/v1/responses): stored conversation state and what a
+    bridged model does with a feature it cannot serve."""
+
+    ttl: int = Field(30 * 86400, ge=1)  # seconds a stored response is kept
+    # True: a feature a bridged model cannot serve (a hosted tool, background)
+    # is a 400 naming it; False: it is left out, named in x-crabllm-omitted.
+    strict: bool = False
+
+
 class Config(_Strict):
     listen: str = "0.0.0.0:8080"
     admin_token: str | None = None
@@ -160,6 +170,7 @@ class Config(_Strict):
     extensions: ExtensionsConfig = Field(default_factory=ExtensionsConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     # crabllm fields accepted so a crabllm.toml loads unchanged; no effect yet.
     models: Any = None
     cloud_models: Any = None

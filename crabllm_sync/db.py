@@ -67,6 +67,7 @@ class Models:
     ApiKey: type[peewee.Model]
     UsageRecord: type[peewee.Model]
     SchemaVersion: type[peewee.Model]
+    StoredResponse: type[peewee.Model]
 
 
 def _models(db: peewee.Database) -> Models:
@@ -125,7 +126,24 @@ def _models(db: peewee.Database) -> Models:
         class Meta:
             table_name = "usage"
 
-    return Models(ApiKey=ApiKey, UsageRecord=UsageRecord, SchemaVersion=SchemaVersion)
+    class StoredResponse(Base):
+        # Responses API state (response_store.py): one JSON record per response.
+        id = peewee.CharField(max_length=64, primary_key=True)
+        key_name = peewee.CharField(max_length=128)
+        created_at = peewee.FloatField()
+        expires_at = peewee.FloatField(index=True)
+        provider = peewee.CharField(max_length=128, null=True)
+        record = peewee.TextField()
+
+        class Meta:
+            table_name = "responses"
+
+    return Models(
+        ApiKey=ApiKey,
+        UsageRecord=UsageRecord,
+        SchemaVersion=SchemaVersion,
+        StoredResponse=StoredResponse,
+    )
 
 
 # Each entry migrates from version N-1 to N; append, never edit.
@@ -152,7 +170,12 @@ def _v2(m: Models, db: peewee.Database) -> None:
     )
 
 
-MIGRATIONS = {1: _v1, 2: _v2}
+def _v3(m: Models, db: peewee.Database) -> None:
+    """Stored Responses API state (response_store.py)."""
+    db.create_tables([m.StoredResponse])
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
 
 
 class _SqliteDatabase(peewee.SqliteDatabase):

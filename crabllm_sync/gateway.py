@@ -27,6 +27,7 @@ from crabllm_sync.extensions import Extension, build_extensions, find
 from crabllm_sync.extensions.rate_limit import RateLimit
 from crabllm_sync.formats import chat as chat_format
 from crabllm_sync.formats import messages as messages_format
+from crabllm_sync.formats.responses import native as responses_native
 from crabllm_sync.health import Health
 from crabllm_sync.keys.store import KeyStore
 from crabllm_sync.pipeline import Finish, Observer, PassThrough, internal, relay
@@ -40,6 +41,8 @@ from crabllm_sync.wire import openai as wire_openai
 log = logging.getLogger(__name__)
 
 Headers = Mapping[str, str]
+# ctx.state key: the one provider a request must go to (its state lives there).
+PINNED_PROVIDER = "route.provider"
 # Counting tokens generates nothing: no usage to charge, still one logged request.
 NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
@@ -169,6 +172,15 @@ class Gateway:
         """
         deps = self.registry.candidates(ctx.model, self.rng)
         deps = timeouts.with_timeout(deps, ctx.timeout)
+        pinned = ctx.state.get(PINNED_PROVIDER)
+        if pinned is not None:
+            deps = [d for d in deps if d.provider == pinned]
+            if not deps:
+                raise UnsupportedError(
+                    f"the conversation is stored by provider '{pinned}', which "
+                    f"does not serve model '{ctx.requested_model}'",
+                    param="previous_response_id",
+                )
         deadline = None
         if not ctx.stream:
             routing = self.config.routing
@@ -323,6 +335,23 @@ class Gateway:
         return self.stream(
             ctx, "messages_stream", body, body, observer, (client_headers,)
         )
+
+    def responses_native(
+        self, ctx: RequestContext, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A Responses API call passed through to a native deployment."""
+        usage = responses_native.answer_usage
+        return self.unary(ctx, "responses", body, usage_of=usage)
+
+    def responses_native_stream(
+        self,
+        ctx: RequestContext,
+        body: dict[str, Any],
+        on_done: Callable[[dict[str, Any]], None] | None = None,
+    ) -> Relay[Any]:
+        """Open a native Responses stream (first event read before returning)."""
+        observer = responses_native.NativeObserver(ctx, self.redact, on_done)
+        return self.stream(ctx, "responses_stream", body, body, observer)
 
     def count_tokens(
         self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers

@@ -75,6 +75,13 @@ class Metrics:
             ["endpoint"],
             registry=reg,
         )
+        self.omitted = Counter(
+            "crabllm_omitted_features",
+            "Request features a bridged model left out (x-crabllm-omitted), "
+            "by endpoint and feature.",
+            ["endpoint", "feature"],
+            registry=reg,
+        )
         gauge_mode = {"multiprocess_mode": "livesum"} if self.multiproc_dir else {}
         self.active_streams = Gauge(
             "crabllm_active_streams",

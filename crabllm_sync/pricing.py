@@ -351,6 +351,7 @@ def request_chars(body: Mapping[str, Any]) -> int:
             total += _text_chars(msg.get("content"))
     if "input" in body:
         total += _text_chars(body.get("input"))
+    total += _text_chars(body.get("instructions"))  # a Responses API body
     return total
 
 
@@ -390,6 +391,9 @@ def _text_chars(content: Any) -> int:
                 total += _text_chars(part)
             elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
                 total += len(part["text"])
+            elif isinstance(part, Mapping) and "content" in part:
+                # a Responses API input item (a message) in a native body
+                total += _text_chars(part["content"])
             elif isinstance(part, int):
                 total += CHARS_PER_TOKEN  # a pre-tokenised input: one token each
         return total

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PREFIX = "cache:"
-ENDPOINTS = ("chat", "embeddings")
+ENDPOINTS = ("chat", "embeddings", "responses")
 # Fields that change how the answer is delivered, not what it is.
 _IGNORED = ("model", "stream", "stream_options")
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from crabllm_sync.errors import GatewayError
 
 _STREAMING = "metrics.streaming"
+# ctx.state key: the features a bridged request left out (views/responses_api.py).
+OMITTED = "omitted"
 
 
 class MetricsExtension(Extension):
@@ -34,6 +36,8 @@ class MetricsExtension(Extension):
             m.active_streams.dec()
         m.requests.labels(ctx.endpoint, ctx.model or "-", str(ctx.status)).inc()
         m.latency.labels(ctx.endpoint).observe(time.monotonic() - ctx.started)
+        for feature in ctx.state.get(OMITTED, ()):
+            m.omitted.labels(ctx.endpoint, feature).inc()
 
     def on_response(
         self, ctx: RequestContext, body: dict[str, Any], response: dict[str, Any] | None

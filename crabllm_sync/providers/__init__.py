@@ -61,7 +61,11 @@ def adapter_for(kind: str) -> ModuleType:
 
 
 def native_formats(kind: str) -> frozenset[str]:
-    """The client formats a provider of `kind` takes as they are."""
+    """The client formats a provider of `kind` takes as they are. A kind with
+    no adapter of its own is an OpenAI-compatible server that may speak chat
+    completions only: it takes none."""
+    if kind not in ADAPTERS:
+        return frozenset()
     return getattr(adapter_for(kind), "NATIVE_FORMATS", frozenset())
 
 

@@ -30,6 +30,30 @@ def target(dep: Deployment, path: str) -> tuple[str, dict[str, str]]:
     return url, headers
 
 
+NATIVE_FORMATS = frozenset({"responses"})
+
+
+def target_v1(dep: Deployment, path: str) -> tuple[str, dict[str, str]]:
+    """{base}/openai/v1{path}: Azure's v1 API (the Responses API lives there;
+    the deployment is named by the body's model)."""
+    headers = dict(http.JSON_HEADERS)
+    if dep.api_key:
+        headers["api-key"] = dep.api_key
+    return f"{dep.base_url}/openai/v1{path}", headers
+
+
+def responses(
+    dep: Deployment, session: http.Session, body: dict[str, Any]
+) -> dict[str, Any]:
+    return openai.responses(dep, session, body, target=target_v1)
+
+
+def responses_stream(
+    dep: Deployment, session: http.Session, body: dict[str, Any]
+) -> Iterator[Any]:
+    return openai.responses_stream(dep, session, body, target=target_v1)
+
+
 def chat(
     dep: Deployment, session: http.Session, body: dict[str, Any]
 ) -> dict[str, Any]:

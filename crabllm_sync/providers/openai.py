@@ -18,6 +18,9 @@ from crabllm_sync.providers import http
 from crabllm_sync.routing import Deployment
 
 BASE_URL = "https://api.openai.com/v1"
+# /v1/responses passes through (formats/responses); unknown OpenAI-compatible
+# kinds that use this module speak chat only (providers.native_formats).
+NATIVE_FORMATS = frozenset({"responses"})
 
 Target = Callable[[Deployment, str], tuple[str, dict[str, str]]]
 
@@ -51,6 +54,40 @@ def chat_stream(
         session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
     )
     return read_chunks(lines, dep.provider)
+
+
+def responses(
+    dep: Deployment,
+    session: http.Session,
+    body: dict[str, Any],
+    target: Target = target,
+) -> dict[str, Any]:
+    """POST {base}/responses; the Response as it came."""
+    return _post_json(dep, session, "/responses", body, target)
+
+
+def responses_stream(
+    dep: Deployment,
+    session: http.Session,
+    body: dict[str, Any],
+    target: Target = target,
+) -> Iterator[sse.Event]:
+    """POST {base}/responses with stream=true; the native events as they come."""
+    url, headers = target(dep, "/responses")
+    headers["accept"] = "text/event-stream"
+    lines = http.post_stream(
+        session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
+    )
+    return read_events(lines)
+
+
+def read_events(lines: Iterator[bytes]) -> Iterator[sse.Event]:
+    try:
+        yield from sse.parse(lines)
+    finally:
+        close = getattr(lines, "close", None)
+        if close is not None:
+            close()
 
 
 def embeddings(

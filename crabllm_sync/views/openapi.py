@@ -18,11 +18,13 @@ from crabllm_sync.keys import model as keys
 from crabllm_sync.views import json_response
 from crabllm_sync.wire import anthropic as a
 from crabllm_sync.wire import openai as o
+from crabllm_sync.wire.responses import ResponsesRequest
 
 ANTHROPIC_PREFIX = "Anthropic"
 
 _OPENAI_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
     (o.ChatRequest, "validation"),
+    (ResponsesRequest, "validation"),
     (o.EmbeddingRequest, "validation"),
     (o.ImageRequest, "validation"),
     (o.SpeechRequest, "validation"),
@@ -78,6 +80,7 @@ def document() -> dict[str, Any]:
         },
         "required": ["file", "model"],
     }
+    schemas.update(_RESPONSES_SCHEMAS)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -192,6 +195,51 @@ _MODEL = [
     {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
 ]
 _PUBLIC: list[dict[str, list[str]]] = []
+_RESPONSE_ID = [
+    {
+        "name": "response_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+]
+# The Response object and its stream events, as OpenAI's API reference
+# defines them (the openai SDK's types are the full shape); the fields every
+# one has are listed here.
+_RESPONSES_SCHEMAS: dict[str, Any] = {
+    "Response": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"const": "response"},
+            "created_at": {"type": "number"},
+            "status": {"enum": ["completed", "failed", "in_progress", "incomplete"]},
+            "model": {"type": "string"},
+            "output": {"type": "array", "items": {"type": "object"}},
+            "usage": {"type": ["object", "null"]},
+        },
+        "required": ["id", "object", "created_at", "model", "output"],
+    },
+    "ResponseStreamEvent": {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string"},
+            "sequence_number": {"type": "integer", "minimum": 0},
+        },
+        "required": ["type", "sequence_number"],
+    },
+    "ResponseInputItemList": {
+        "type": "object",
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": {"type": "object"}},
+            "first_id": {"type": ["string", "null"]},
+            "last_id": {"type": ["string", "null"]},
+            "has_more": {"type": "boolean"},
+        },
+        "required": ["object", "data", "has_more"],
+    },
+}
 _ANTHROPIC_AUTH = [{"x-api-key": []}, {"bearer": []}]
 
 
@@ -212,6 +260,43 @@ def _paths() -> dict[str, Any]:
                     }
                 ),
                 body=_json("ChatRequest"),
+            )
+        },
+        "/v1/responses": {
+            "post": _op(
+                "OpenAI Responses API, to any configured model (native on "
+                "openai and azure, bridged elsewhere); `stream: true` answers "
+                "named events",
+                _ok(
+                    {
+                        **_json("Response"),
+                        **_sse(
+                            "ResponseStreamEvent",
+                            "event: response.created, response.in_progress, "
+                            "response.output_item.added ... response.completed",
+                        ),
+                    }
+                ),
+                body=_json("ResponsesRequest"),
+            )
+        },
+        "/v1/responses/{response_id}": {
+            "get": _op(
+                "A stored response (of this key)",
+                _ok(_json("Response")),
+                params=_RESPONSE_ID,
+            ),
+            "delete": _op(
+                "Delete a stored response (of this key)",
+                _ok(_ANY_JSON),
+                params=_RESPONSE_ID,
+            ),
+        },
+        "/v1/responses/{response_id}/input_items": {
+            "get": _op(
+                "The input items of a stored response (after, limit, order)",
+                _ok(_json("ResponseInputItemList")),
+                params=_RESPONSE_ID,
             )
         },
         "/v1/embeddings": {

@@ -145,4 +145,8 @@ def embeddings_handler(rec: Recorded) -> Reply:
 
 
 def make_upstream() -> Upstream:
-    return Upstream({CHAT_PATH: chat_handler, EMBED_PATH: embeddings_handler})
+    from tests.fakes.openai_responses import RESPONSES_PATH, ResponsesApi
+
+    up = Upstream({CHAT_PATH: chat_handler, EMBED_PATH: embeddings_handler})
+    up.route(RESPONSES_PATH, ResponsesApi())
+    return up

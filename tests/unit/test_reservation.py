@@ -59,3 +59,18 @@ def test_a_huge_n_reserves_at_most_openais_bound():
     usage = requested_usage(chat(max_tokens=2**31 - 1, n=2**40), "chat", 4096)
     assert usage.output == 128 * (2**31 - 1)
     assert cost(usage, Price(input=600.0, output=600.0)) < 2**63
+
+
+def test_reservation_of_a_native_responses_body_counts_its_items_and_cap():
+    body = {
+        "instructions": "x" * 4,
+        "input": [
+            {"role": "user", "content": "x" * 8},
+            {"role": "user", "content": [{"type": "input_text", "text": "x" * 4}]},
+        ],
+        "max_output_tokens": 5,
+    }
+    # 16 characters of input text = 4 tokens; the body's own output cap.
+    usage = requested_usage(body, "responses", 4096)
+    assert (usage.input, usage.output) == (4, 5)
+    assert cost(usage, PRICE) == 4 * 1000 + 5 * 10_000

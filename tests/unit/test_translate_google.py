@@ -350,7 +350,6 @@ def test_google_extension_fields():
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"audio": {"voice": "alloy"}}, "audio"),
         ({"prediction": {"type": "content"}}, "prediction"),
-        ({"web_search_options": {}}, "web_search_options"),
         ({"verbosity": "low"}, "verbosity"),
         ({"brand_new_param": {"x": 1}}, "brand_new_param"),
         ({"reasoning_effort": "xhigh"}, "reasoning_effort"),
@@ -1111,3 +1110,8 @@ def test_only_the_first_text_signature_is_carried_both_ways():
     deltas = [c["choices"][0]["delta"] for c in tr.feed(native)]
     signed = [d["extra_content"] for d in deltas if "extra_content" in d]
     assert signed == [message["extra_content"]]
+
+
+def test_web_search_options_become_google_search_grounding():
+    native = google.translate_request(req(web_search_options={}))
+    assert {"googleSearch": {}} in native["tools"]

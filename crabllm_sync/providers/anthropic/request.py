@@ -41,6 +41,7 @@ _HANDLED = frozenset(
         "safety_identifier",
         "reasoning_effort",
         "service_tier",
+        "web_search_options",
         # Anthropic-native extras a client may send through extra_body.
         "thinking",
         "top_k",
@@ -63,7 +64,6 @@ _NEUTRAL: dict[str, Callable[[Any], bool]] = {
     "prediction": lambda v: v is None,
     "functions": lambda v: not v,
     "function_call": lambda v: v is None,
-    "web_search_options": lambda v: v is None,
     "prompt_cache_key": lambda v: v is None,
     "verbosity": lambda v: v is None,
 }
@@ -165,6 +165,24 @@ def _response_format(fmt: Any, provider: str) -> dict[str, Any] | None:
     )
 
 
+# OpenAI's approximate user location fields Anthropic's web search takes too.
+_LOCATION = ("city", "region", "country", "timezone")
+
+
+def _web_search(options: Any) -> dict[str, Any]:
+    """web_search_options -> Anthropic's server-side web search tool.
+    search_context_size has no equivalent and asks for nothing that changes
+    the answer's shape; the user's approximate location maps as it is."""
+    tool: dict[str, Any] = {"type": "web_search_20250305", "name": "web_search"}
+    if not isinstance(options, dict):
+        raise _invalid("web_search_options", "expected an object")
+    where = (options.get("user_location") or {}).get("approximate") or {}
+    location = {k: where[k] for k in _LOCATION if where.get(k)}
+    if location:
+        tool["user_location"] = {"type": "approximate", **location}
+    return tool
+
+
 def translate_request(
     body: Mapping[str, Any], dep: Deployment | None = None
 ) -> dict[str, Any]:
@@ -207,6 +225,9 @@ def translate_request(
             native["tool_choice"] = tc
     elif choice not in (None, "auto", "none"):
         raise _invalid("tool_choice", "needs tools")
+    search = body.get("web_search_options")
+    if search is not None:
+        native.setdefault("tools", []).append(_web_search(search))
     if body.get("response_format") is not None:
         output = _response_format(body["response_format"], provider)
         if output is not None:

@@ -46,6 +46,7 @@ _KNOWN = frozenset(
         "user",
         "safety_identifier",
         "prompt_cache_key",
+        "web_search_options",
         "google",
         "extra_body",
     }
@@ -236,6 +237,9 @@ def translate_request(body: dict[str, Any]) -> dict[str, Any]:
     decls = _declarations(body)
     if decls:
         native["tools"] = [{"functionDeclarations": decls}]
+    if body.get("web_search_options") is not None:
+        # Grounding with Google Search: Gemini's own search tool.
+        native.setdefault("tools", []).append({"googleSearch": {}})
     tool_config = _tool_config(body)
     if tool_config is not None:
         native["toolConfig"] = tool_config
