@@ -29,6 +29,9 @@ TOOL = {
     },
 }
 
+METRICS_TOKEN = "metrics-token-for-tests-0123"
+METRICS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
 
 @pytest.fixture
 def ant() -> Upstream:
@@ -54,6 +57,7 @@ def _config(ant: Upstream, chat_only: Upstream, **over: Any) -> Any:
                 "custom": custom,
                 "local": {"kind": "mock", "models": ["mock"]},
             },
+            "metrics_token": METRICS_TOKEN,
             "keys": [
                 {"name": "team", "key": KEY, "models": ["*"]},
                 {"name": "other", "key": OTHER, "models": ["*"]},
@@ -284,7 +288,7 @@ def test_omitted_feature_is_counted_on_metrics(url):
     client(url).responses.create(
         model="mock", input="x", tools=[{"type": "file_search", "vector_store_ids": []}]
     )
-    text = httpx.get(f"{url}/metrics").text
+    text = httpx.get(f"{url}/metrics", headers=METRICS).text
     labels = 'endpoint="responses",feature="tools.file_search"'
     line = "crabllm_omitted_features_total{" + labels + "} 1.0"
     assert line in text

@@ -17,6 +17,9 @@ from tests.fakes import openai_responses as fake
 
 KEY = "sk-team-0123456789"
 
+METRICS_TOKEN = "metrics-token-for-tests-0123"
+METRICS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+
 
 @pytest.fixture
 def ups() -> Any:
@@ -45,6 +48,7 @@ def url(ups, app_factory, served) -> str:
                 "az": azure,
                 "local": {"kind": "mock", "models": ["mock"]},
             },
+            "metrics_token": METRICS_TOKEN,
             "aliases": {"fast": "gpt-4o"},
             "keys": [{"name": "team", "key": KEY, "models": ["*"]}],
         }
@@ -101,7 +105,9 @@ def test_sdk_stream_on_native_model_gets_the_final_response(url):
 
 def _tokens(url: str, model: str) -> dict[str, float]:
     out: dict[str, float] = {}
-    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+    for family in text_string_to_metric_families(
+        httpx.get(f"{url}/metrics", headers=METRICS).text
+    ):
         for s in family.samples:
             if s.name == "crabllm_tokens_total" and s.labels["model"] == model:
                 out[s.labels["type"]] = s.value
@@ -186,7 +192,9 @@ def test_chat_only_kind_is_not_native(ups, app_factory, served):
 
 
 def _requests_total(url: str, status: str) -> float:
-    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+    for family in text_string_to_metric_families(
+        httpx.get(f"{url}/metrics", headers=METRICS).text
+    ):
         for s in family.samples:
             if (
                 s.name == "crabllm_requests_total"

@@ -173,10 +173,12 @@ def test_every_adapter_has_the_declared_interface(kind):
     adapter = providers.adapter_for(kind)
     assert hasattr(adapter, "BASE_URL")
     assert callable(adapter.chat) and callable(adapter.chat_stream)
-    assert providers.native_formats(kind) <= {messages.FORMAT}
+    assert providers.native_formats(kind) <= {messages.FORMAT, "responses"}
 
 
-def test_only_anthropic_takes_the_messages_format_natively():
-    native = {k for k in providers.ADAPTERS if providers.native_formats(k)}
-    assert native == {"anthropic"}
+def test_native_formats_are_declared_by_the_adapters_that_take_them():
+    native = {k: providers.native_formats(k) for k in providers.ADAPTERS}
+    assert {k for k, f in native.items() if messages.FORMAT in f} == {"anthropic"}
+    assert {k for k, f in native.items() if "responses" in f} == {"openai", "azure"}
+    # A custom OpenAI-compatible server may speak only chat completions.
     assert providers.native_formats("some-openai-compatible-kind") == frozenset()
