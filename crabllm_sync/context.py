@@ -26,6 +26,9 @@ class RequestContext:
     status: int = 200
     cache_hit: bool = False
     no_cache: bool = False
+    # Providers called, in order, one entry per attempt (retries and fallbacks).
+    tried: list[str] = field(default_factory=list)
+    first_byte: float | None = None  # monotonic: the upstream's answer (or first item)
     # Response headers extensions add (rate-limit counters and the like).
     headers: dict[str, str] = field(default_factory=dict)
     # Per-extension scratch space, keyed by extension name.

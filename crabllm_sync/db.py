@@ -152,7 +152,14 @@ def _v2(m: Models, db: peewee.Database) -> None:
     )
 
 
-MIGRATIONS = {1: _v1, 2: _v2}
+def _v3(m: Models, db: peewee.Database) -> None:
+    """The request log and its usage rollups (audit/schema.py)."""
+    from crabllm_sync.audit import schema
+
+    schema.create(db)
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
 
 
 class _SqliteDatabase(peewee.SqliteDatabase):
