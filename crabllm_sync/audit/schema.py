@@ -10,7 +10,8 @@ import peewee
 
 HOUR = 3600
 DAY = 86400
-SPANS = (HOUR, DAY)
+QUARTER = 6 * HOUR  # a quarter of a day: the 7-day chart's points
+SPANS = (HOUR, QUARTER, DAY)
 
 # (column, SQL type, default) of audit_log after its id, in insert order.
 LOG_COLUMNS: tuple[tuple[str, str, object], ...] = (

@@ -16,6 +16,7 @@ from typing import Any
 import peewee
 
 from crabllm_sync.audit.schema import (
+    DAY,
     LOG_COLUMNS,
     LOG_FIELDS,
     ROLLUP_KEY,
@@ -153,8 +154,8 @@ class AuditStore:
         return self._dicts(sql, args)
 
     def window(self, since: float, sample: int = 5000) -> dict[str, Any]:
-        """Requests, errors, spend and latency percentiles since `since` (the
-        percentiles from at most the latest `sample` records)."""
+        """Requests, errors and spend since `since` (records read through the
+        ts index: meant for the last hour), and latency percentiles."""
         p = self.db.param
         totals = self._dicts(
             "SELECT COUNT(*) AS requests,"
@@ -162,20 +163,27 @@ class AuditStore:
             f" SUM(cost_nanos) AS cost_nanos FROM audit_log WHERE ts >= {p}",
             [since],
         )[0]
+        return {
+            "requests": int(totals["requests"] or 0),
+            "errors": int(totals["errors"] or 0),
+            "cost_nanos": int(totals["cost_nanos"] or 0),
+            **self.latency(since, sample),
+        }
+
+    def latency(self, since: float, sample: int = 5000) -> dict[str, Any]:
+        """P50 and P99 latency of the latest `sample` records since `since`."""
         latencies = sorted(
             r["latency_ms"]
             for r in self._dicts(
-                f"SELECT latency_ms FROM audit_log WHERE ts >= {p}"
+                f"SELECT latency_ms FROM audit_log WHERE ts >= {self.db.param}"
                 f" ORDER BY id DESC LIMIT {int(sample)}",
                 [since],
             )
         )
         return {
-            "requests": int(totals["requests"] or 0),
-            "errors": int(totals["errors"] or 0),
-            "cost_nanos": int(totals["cost_nanos"] or 0),
             "p50_ms": _percentile(latencies, 0.50),
             "p99_ms": _percentile(latencies, 0.99),
+            "sampled": len(latencies),
         }
 
     # -- reading the rollups ---------------------------------------------------
@@ -220,6 +228,24 @@ class AuditStore:
             args.append(key)
         sql += " GROUP BY key_name, model, provider ORDER BY SUM(cost_nanos) DESC"
         return self._dicts(sql, args)
+
+    def spend_by_key(self, since: float | None, until: float | None) -> dict[str, int]:
+        """Cost (nanos) per key between two day boundaries (None: unbounded),
+        from the daily rollups: one read for every key."""
+        p = self.db.param
+        sql = (
+            "SELECT key_name, SUM(cost_nanos) AS cost FROM usage_rollup"
+            f" WHERE span = {p}"
+        )
+        args: list[Any] = [DAY]
+        if since is not None:
+            sql += f" AND bucket >= {p}"
+            args.append(_floor(since, DAY))
+        if until is not None:
+            sql += f" AND bucket < {p}"
+            args.append(until)
+        sql += " GROUP BY key_name"
+        return {r["key_name"]: int(r["cost"] or 0) for r in self._dicts(sql, args)}
 
     def _dicts(self, sql: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         with self.db.connection_context():

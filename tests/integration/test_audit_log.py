@@ -179,6 +179,7 @@ def test_rollups_sum_a_batch_per_hour_and_day():
     out = rollups(rows)
     assert out[(3600, 18000, "a", "m", "p")] == [2, 1, 2, 3, 10, 12.0]
     assert out[(86400, 0, "a", "m", "p")] == [2, 1, 2, 3, 10, 12.0]
+    assert out[(21600, 0, "a", "m", "p")] == [2, 1, 2, 3, 10, 12.0]
 
 
 @pytest.mark.parametrize("status", ["2xx", "5xx", "error", "429"])

@@ -23,6 +23,8 @@
       width: el.clientWidth || 800,
       height: 300,
       scales: { x: { time: true } },
+      // Axis times in UTC, as every table on the console.
+      tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"); },
       axes: [
         { stroke: "#6b7382", grid: { stroke: "#edf0f4" } },
         { stroke: "#6b7382", grid: { stroke: "#edf0f4" }, size: 70,

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from crabllm_sync.audit.schema import DAY, HOUR
+from crabllm_sync.audit.schema import DAY, HOUR, QUARTER
 from crabllm_sync.audit.store import AuditStore
 from crabllm_sync.auth import principal_for
 from crabllm_sync.extensions import find
-from crabllm_sync.extensions.budget import Budget
+from crabllm_sync.extensions.budget import Budget, period_of
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.keys.model import KeyRecord
 
@@ -28,16 +28,17 @@ class Period:
     name: str
     label: str
     seconds: int
-    span: int  # rollup bucket: hourly or daily
+    span: int  # rollup read: hourly or daily
+    step: int  # chart point: a multiple of span
 
 
 PERIODS = {
     p.name: p
     for p in (
-        Period("24h", "last 24 hours", DAY, HOUR),
-        Period("7d", "last 7 days", 7 * DAY, HOUR),
-        Period("30d", "last 30 days", 30 * DAY, DAY),
-        Period("90d", "last 90 days", 90 * DAY, DAY),
+        Period("24h", "last 24 hours", DAY, HOUR, HOUR),
+        Period("7d", "last 7 days", 7 * DAY, QUARTER, QUARTER),
+        Period("30d", "last 30 days", 30 * DAY, DAY, DAY),
+        Period("90d", "last 90 days", 90 * DAY, DAY, DAY),
     )
 }
 GROUPS = {"key_name": "key", "model": "model", "provider": "provider"}
@@ -55,16 +56,12 @@ def usd(nanos: int | float | None) -> float:
 
 def overview(gw: Gateway, store: AuditStore | None, now: float) -> dict[str, Any]:
     """Traffic over the last hour and day, per provider health and errors."""
-    windows = {}
-    if store is not None:
-        for name, seconds in (("hour", HOUR), ("day", DAY)):
-            w = store.window(now - seconds)
-            w["rps"] = w["requests"] / seconds
-            w["error_rate"] = w["errors"] / w["requests"] if w["requests"] else 0.0
-            w["spend"] = usd(w["cost_nanos"])
-            windows[name] = w
+    windows: dict[str, dict[str, Any]] = {}
     per_provider: dict[str, dict[str, Any]] = {}
     if store is not None:
+        # The last hour from the records; the day from the hourly rollups.
+        windows["hour"] = store.window(now - HOUR)
+        day = {"requests": 0, "errors": 0, "cost_nanos": 0}
         for row in store.totals(HOUR, now - DAY, now + HOUR):
             p = per_provider.setdefault(
                 row["provider"] or "(none)",
@@ -72,6 +69,14 @@ def overview(gw: Gateway, store: AuditStore | None, now: float) -> dict[str, Any
             )
             for k in ("requests", "errors", "latency_ms", "cost_nanos"):
                 p[k] += row[k] or 0
+            for k in day:
+                day[k] += row[k] or 0
+        windows["day"] = {**day, **store.latency(now - DAY)}
+        for name, w in windows.items():
+            seconds = HOUR if name == "hour" else DAY
+            w["rps"] = w["requests"] / seconds
+            w["error_rate"] = w["errors"] / w["requests"] if w["requests"] else 0.0
+            w["spend"] = usd(w["cost_nanos"])
     providers = []
     for name in gw.config.providers:
         stats = per_provider.get(name, {})
@@ -129,7 +134,7 @@ def chart_data(
     index = {x: i for i, x in enumerate(xs)}
     values: dict[str, list[float]] = {}
     for r in rows:
-        i = index.get(int(r["bucket"]))
+        i = index.get(start + (int(r["bucket"]) - start) // span * span)
         if i is None:
             continue
         series = values.setdefault(str(r["name"] or "(none)"), [0.0] * len(xs))
@@ -159,12 +164,12 @@ def usage(
     now: float,
     key: str | None = None,
 ) -> dict[str, Any]:
-    """The usage page: a chart over time and the period's totals."""
+    """The usage page: a chart over time and the period's totals per `group`."""
     since = now - period.seconds
     rows = store.series(period.span, since, now + period.span, group, key=key)
-    totals = store.totals(period.span, since, now + period.span, key=key)
+    totals = by_name(rows)
     return {
-        "chart": chart_data(rows, metric, period.span, since, now),
+        "chart": chart_data(rows, metric, period.step, since, now),
         "totals": totals,
         "sum": {
             "requests": sum(t["requests"] or 0 for t in totals),
@@ -177,29 +182,63 @@ def usage(
     }
 
 
+def by_name(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Series rows summed per name, the largest spend first."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        t = out.setdefault(r["name"], {"name": r["name"]})
+        for k, v in r.items():
+            if k not in ("name", "bucket"):
+                t[k] = t.get(k, 0) + (v or 0)
+    return sorted(out.values(), key=lambda t: (-t["cost_nanos"], t["name"]))
+
+
 def keys(gw: Gateway, store: AuditStore | None, now: float) -> list[dict[str, Any]]:
     """Every key with its status, limits, 30-day spend and budget standing."""
-    spend: dict[str, int] = {}
-    if store is not None:
-        for row in store.totals(DAY, now - 30 * DAY, now + DAY):
-            spend[row["key_name"]] = spend.get(row["key_name"], 0) + (
-                row["cost_nanos"] or 0
-            )
-    return [key_view(gw, r, now, spend.get(r.name, 0)) for r in gw.keys.list()]
+    records = gw.keys.list()
+    spend = {} if store is None else store.spend_by_key(now - 30 * DAY, None)
+    budgeted = _budget_spend(gw, store, now)
+    return [key_view(gw, r, now, spend.get(r.name, 0), budgeted) for r in records]
+
+
+def _budget_spend(
+    gw: Gateway, store: AuditStore | None, now: float
+) -> tuple[Budget, Any, dict[str, int]] | None:
+    """The budget extension, the current budget period, and each key's spend
+    in it (from the rollups: a page never rebuilds the live counters)."""
+    ext = find(gw.extensions, Budget)
+    if ext is None or store is None:
+        return None
+    period = period_of(now, ext.period)
+    return ext, period, store.spend_by_key(period.start, period.end)
 
 
 def key_view(
-    gw: Gateway, record: KeyRecord, now: float, spend_nanos: int = 0
+    gw: Gateway,
+    record: KeyRecord,
+    now: float,
+    spend_nanos: int = 0,
+    budgeted: tuple[Budget, Any, dict[str, int]] | None = None,
+    store: AuditStore | None = None,
 ) -> dict[str, Any]:
+    if budgeted is None and store is not None:
+        budgeted = _budget_spend(gw, store, now)
     standing = None
-    budget = find(gw.extensions, Budget)
-    if budget is not None and record.status(now) == "active":
-        standing = budget.standing(principal_for(record), now)
+    if budgeted is not None:
+        ext, period, spent = budgeted
+        amount = ext.budget_for(principal_for(record))
+        if amount is not None:
+            standing = {
+                "budget": amount,
+                "spent": usd(spent.get(record.name, 0)),
+                "period": ext.period,
+                "resets_at": None if period.end is None else period.end,
+            }
     return {
         "record": record,
         "status": record.status(now),
         "spend_30d": usd(spend_nanos),
-        "standing": None if standing is None else standing.as_dict(),
+        "standing": standing,
     }
 
 

@@ -118,7 +118,7 @@ def _key_page(gw: Gateway, name: str, error: str | None = None) -> str:
     return render_template(
         "ui/key.html",
         viewer=g.viewer,
-        key=data.key_view(gw, record, now),
+        key=data.key_view(gw, record, now, store=_store(gw)),
         error=error,
         saved=request.args.get("saved") == "1",
     )

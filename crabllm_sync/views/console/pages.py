@@ -119,7 +119,7 @@ def add_routes(bp: Blueprint, gw: Gateway) -> None:
         return render_template(
             "ui/me.html",
             viewer=viewer,
-            key=data.key_view(gw, record, now),
+            key=data.key_view(gw, record, now, store=store),
             u=u,
             rows=rows,
             period=period,
