@@ -158,7 +158,7 @@ def measure(path: Path, repeat: int) -> list[dict[str, Any]]:
     client = app.test_client()
     sign_in(client)
     logs = client.get("/ui/logs").text
-    cursor = re.search(r"after=(\d+)", logs).group(1)
+    cursor = re.search(r"after=([^\"&]+)", logs).group(1)
     one = re.search(r'/ui/logs/(\d+)"', logs).group(1)
     subs = {"since": int(time.time() - 3 * 86400), "cursor": cursor, "one": one}
     out = []

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from crabllm_sync.audit.store import LogFilter, valid_status
+from crabllm_sync.audit.store import Cursor, LogFilter, valid_status
 from crabllm_sync.errors import InvalidRequestError
 
 NANOS_PER_USD = 1_000_000_000
@@ -48,6 +48,18 @@ def parse_filter(args: Mapping[str, str]) -> LogFilter:
         until=parse_time("until", args.get("until")),
         request_id=args.get("request_id") or None,
     )
+
+
+def parse_cursor(value: str | None) -> Cursor | None:
+    """`after`: the next_cursor of the previous page."""
+    if not value:
+        return None
+    cursor = Cursor.parse(value)
+    if cursor is None:
+        raise InvalidRequestError(
+            "'after' must be the next_cursor of a previous page", param="after"
+        )
+    return cursor
 
 
 def parse_int(name: str, value: str | None, lo: int, hi: int) -> int | None:

@@ -33,6 +33,28 @@ STATUS_CLASSES = {"2xx": (200, 300), "4xx": (400, 500), "5xx": (500, 600)}
 
 
 @dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page of the log ends: the last record's time and id.
+
+    Written `<ts>_<id>` in URLs and API answers (opaque to clients)."""
+
+    ts: float
+    id: int
+
+    def __str__(self) -> str:
+        return f"{self.ts!r}_{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor | None:
+        ts, sep, rid = text.partition("_")
+        try:
+            cursor = cls(float(ts), int(rid))
+        except ValueError:
+            return None
+        return cursor if sep and cursor.id > 0 and cursor.ts == cursor.ts else None
+
+
+@dataclass(frozen=True, slots=True)
 class LogFilter:
     """What GET /v1/admin/logs and the console's log page filter on."""
 
@@ -116,23 +138,24 @@ class AuditStore:
     # -- reading the log -------------------------------------------------------
 
     def page(
-        self, f: LogFilter, *, before_id: int | None = None, limit: int = 50
-    ) -> tuple[list[dict[str, Any]], int | None]:
-        """Records matching `f`, newest first, older than `before_id`; and the
-        cursor of the next page (None on the last)."""
+        self, f: LogFilter, *, before: Cursor | None = None, limit: int = 50
+    ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """Records matching `f`, newest first (by time, then id), after the
+        cursor `before`; and the cursor of the next page (None on the last)."""
         limit = max(1, min(limit, MAX_PAGE))
-        where, args = _where(f, self.db.param)
-        if before_id is not None:
-            where.append(f"id < {self.db.param}")
-            args.append(before_id)
+        p = self.db.param
+        where, args = _where(f, p)
+        if before is not None:
+            where.append(f"(ts < {p} OR (ts = {p} AND id < {p}))")
+            args += [before.ts, before.ts, before.id]
         sql = "SELECT id, " + ", ".join(LOG_FIELDS) + " FROM audit_log"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY id DESC LIMIT {limit + 1}"
+        sql += f" ORDER BY ts DESC, id DESC LIMIT {limit + 1}"
         rows = self._dicts(sql, args)
         more = len(rows) > limit
         rows = rows[:limit]
-        return rows, (rows[-1]["id"] if more else None)
+        return rows, (Cursor(rows[-1]["ts"], rows[-1]["id"]) if more else None)
 
     def get(self, record_id: int) -> dict[str, Any] | None:
         columns = ", ".join(LOG_FIELDS)
@@ -150,7 +173,7 @@ class AuditStore:
         if provider is not None:
             sql += f" AND provider = {p}"
             args.append(provider)
-        sql += f" ORDER BY id DESC LIMIT {int(limit)}"
+        sql += f" ORDER BY ts DESC, id DESC LIMIT {int(limit)}"
         return self._dicts(sql, args)
 
     def window(self, since: float, sample: int = 5000) -> dict[str, Any]:
@@ -176,7 +199,7 @@ class AuditStore:
             r["latency_ms"]
             for r in self._dicts(
                 f"SELECT latency_ms FROM audit_log WHERE ts >= {self.db.param}"
-                f" ORDER BY id DESC LIMIT {int(sample)}",
+                f" ORDER BY ts DESC LIMIT {int(sample)}",
                 [since],
             )
         )

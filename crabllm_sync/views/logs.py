@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from crabllm_sync.audit.query import parse_filter, parse_int, public
+from crabllm_sync.audit.query import parse_cursor, parse_filter, parse_int, public
 from crabllm_sync.audit.store import MAX_PAGE
 from crabllm_sync.errors import NotFoundError
 from crabllm_sync.extensions import find
@@ -43,10 +43,10 @@ def make_blueprint(gw: Gateway) -> Blueprint:
         audit = audit_of(gw)
         f = parse_filter(request.args)
         limit = parse_int("limit", request.args.get("limit"), 1, MAX_PAGE)
-        cursor = parse_int("after", request.args.get("after"), 1, 2**63 - 1)
+        cursor = parse_cursor(request.args.get("after"))
         audit.flush_now()  # this worker's own latest records
         rows, next_cursor = audit.store.page(
-            f, before_id=cursor, limit=limit or DEFAULT_PAGE
+            f, before=cursor, limit=limit or DEFAULT_PAGE
         )
         return json_response(
             {

@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, render_template, request
 
-from crabllm_sync.audit.query import iso, parse_filter, public
+from crabllm_sync.audit.query import iso, parse_cursor, parse_filter, public
 from crabllm_sync.audit.store import AuditStore, LogFilter
 from crabllm_sync.errors import InvalidRequestError, NotFoundError
 from crabllm_sync.extensions import find
@@ -74,12 +74,12 @@ def add_routes(bp: Blueprint, gw: Gateway) -> None:
         store = _require_store(gw)
         try:
             f = parse_filter(request.args)
-            cursor = _int_arg("after")
+            cursor = parse_cursor(request.args.get("after"))
         except InvalidRequestError as err:
             f, cursor, error = LogFilter(), None, err.message
         else:
             error = None
-        rows, next_cursor = store.page(f, before_id=cursor, limit=PAGE_SIZE)
+        rows, next_cursor = store.page(f, before=cursor, limit=PAGE_SIZE)
         return render_template(
             "ui/logs.html",
             viewer=g.viewer,
@@ -146,15 +146,6 @@ def _usage_args() -> tuple[data.Period, str, str]:
     metric = request.args.get("metric", "")
     metric = metric if metric in data.METRICS else "cost"
     return period, group, metric
-
-
-def _int_arg(name: str) -> int | None:
-    raw = request.args.get(name)
-    if not raw:
-        return None
-    if not raw.isdigit():
-        raise InvalidRequestError(f"'{name}' must be a whole number", param=name)
-    return int(raw)
 
 
 CSV_COLUMNS = (
