@@ -56,6 +56,11 @@ PAGES = [
     ("request log, 5xx", "/ui/logs?status=5xx"),
     ("request log, provider + model", "/ui/logs?provider=google&model=gemini-2.5-pro"),
     ("request log, since 3 days ago", "/ui/logs?since={since}"),
+    ("request log, until 20 days ago", "/ui/logs?until={until}"),
+    (
+        "request log, key + 5xx + last 7 days",
+        "/ui/logs?key=team-05&status=5xx&since={week}",
+    ),
     ("request log, page 2", "/ui/logs?after={cursor}"),
     ("one request", "/ui/logs/{one}"),
     ("providers and routing", "/ui/providers"),
@@ -160,7 +165,14 @@ def measure(path: Path, repeat: int) -> list[dict[str, Any]]:
     logs = client.get("/ui/logs").text
     cursor = re.search(r"after=([^\"&]+)", logs).group(1)
     one = re.search(r'/ui/logs/(\d+)"', logs).group(1)
-    subs = {"since": int(time.time() - 3 * 86400), "cursor": cursor, "one": one}
+    now = time.time()
+    subs = {
+        "since": int(now - 3 * 86400),
+        "until": int(now - 20 * 86400),
+        "week": int(now - 7 * 86400),
+        "cursor": cursor,
+        "one": one,
+    }
     out = []
     for name, url in PAGES:
         url = url.format(**subs)
