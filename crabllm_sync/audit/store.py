@@ -27,7 +27,7 @@ from crabllm_sync.db import SQLITE_BUSY_MS, Database
 from crabllm_sync.storage.postgres import driver_errors
 
 MAX_PAGE = 200
-PRUNE_CHUNK = 5000  # rows deleted per statement, so no writer waits long
+PRUNE_CHUNK = 1000  # rows deleted per statement: a short hold of the database
 # Status filters beside an exact code.
 STATUS_CLASSES = {"2xx": (200, 300), "4xx": (400, 500), "5xx": (500, 600)}
 
@@ -117,23 +117,19 @@ class AuditStore:
         )
         return log_sql, rollup_sql
 
-    def prune(self, before: float) -> int:
-        """Delete records older than `before` (epoch seconds), a chunk at a
-        time; rollups are kept (they are small and make the long charts)."""
+    def prune(self, before: float, chunk: int = PRUNE_CHUNK) -> int:
+        """Delete at most `chunk` records older than `before` (epoch
+        seconds); the number deleted. Rollups are kept (they are small and
+        make the long charts)."""
         p = self.db.param
-        deleted = 0
         with self.db.connection_context():
-            while True:
-                with self.db.atomic():
-                    cur = self.db.execute_sql(
-                        "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log"
-                        f" WHERE ts < {p} ORDER BY ts LIMIT {PRUNE_CHUNK})",
-                        (before,),
-                    )
-                n = cur.rowcount or 0
-                deleted += n
-                if n < PRUNE_CHUNK:
-                    return deleted
+            with self.db.atomic():
+                cur = self.db.execute_sql(
+                    "DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log"
+                    f" WHERE ts < {p} ORDER BY ts LIMIT {int(chunk)})",
+                    (before,),
+                )
+            return cur.rowcount or 0
 
     # -- reading the log -------------------------------------------------------
 

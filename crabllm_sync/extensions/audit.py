@@ -3,7 +3,9 @@
 on_response and on_error see every outcome (500s and 499s included); the
 record goes to an in-process buffer that the shared BatchWriter flushes to
 `audit_log` (and its rollups) off the request path. Records older than
-`retention_days` are pruned by the flusher at most once per PRUNE_EVERY.
+`retention_days` are pruned by the flusher at most once per PRUNE_EVERY, a
+chunk at a time with a yield between chunks, so a sweep never holds a
+gevent worker (sqlite runs in C) or the database for long.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import peewee
 
 from crabllm_sync.audit.record import body_text, log_row
-from crabllm_sync.audit.store import AuditStore
+from crabllm_sync.audit.store import PRUNE_CHUNK, AuditStore
 from crabllm_sync.config import AuditExtension
 from crabllm_sync.extensions import Extension
 from crabllm_sync.extensions.batching import BatchWriter
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRUNE_EVERY = 3600.0  # seconds between retention sweeps of one worker
+PRUNE_EVERY = 600.0  # seconds between retention sweeps of one worker
 DAY = 86400.0
 
 
@@ -84,11 +86,18 @@ class AuditLog(BatchWriter, Extension):
 
     def prune(self, now: float) -> int:
         """Delete records past retention; a failure is logged, retried next sweep."""
+        before = now - self.section.retention_days * DAY
+        n = 0
         try:
-            n = self.store.prune(now - self.section.retention_days * DAY)
+            while True:
+                deleted = self.store.prune(before)
+                n += deleted
+                if deleted < PRUNE_CHUNK:
+                    break
+                time.sleep(0)  # let requests run between chunks
         except peewee.PeeweeException as exc:
             log.warning("audit: pruning old records failed: %s", exc)
-            return 0
+            return n
         if n:
             log.info(
                 "audit: pruned %d records older than %g days",

@@ -189,3 +189,17 @@ def test_status_filters_are_accepted(status, upstream, tmp_path, app_factory):
         client.get(f"/v1/admin/logs?status={status}", headers=auth(ADMIN)).status_code
         == 200
     )
+
+
+def test_the_flusher_prunes_past_retention_when_it_writes(
+    upstream, tmp_path, app_factory
+):
+    config = ext_config(upstream, tmp_path, extensions={"audit": {"retention_days": 1}})
+    app = app_factory(config)
+    ext = audit(app)
+    ext.store.insert([{"request_id": "old", "ts": 1000.0, "latency_ms": 1.0}])
+    client = app.test_client()
+    client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    assert ext.flush()
+    data = logs(client)["data"]
+    assert len(data) == 1 and data[0]["request_id"] != "old"

@@ -88,9 +88,10 @@ def test_pages_follow_the_cursor_newest_first_with_filters(store):
     assert [r["request_id"] for r in store.recent_errors(5, provider="p")] == ["r5"]
 
 
-def test_prune_deletes_only_records_past_retention(store):
+def test_prune_deletes_one_chunk_of_records_past_retention(store):
     store.insert([record(i) for i in range(1, 11)])
-    assert store.prune(T0 + 6) == 5
+    assert store.prune(T0 + 6, chunk=3) == 3  # the oldest three
+    assert store.prune(T0 + 6, chunk=3) == 2
     assert [r["request_id"] for r in store.page(LogFilter())[0]][-1] == "r6"
     assert summed(store.totals(DAY, T0, T0 + DAY))["requests"] == 10  # rollups kept
 
