@@ -72,10 +72,14 @@ def config(path: Path) -> Config:
     for model, provider in MODELS.items():
         providers.setdefault(provider, {"kind": "mock", "models": []})
         providers[provider]["models"].append(model)
+    # gpt-4o also on a second deployment, a quarter of the traffic.
+    providers["openai"]["weight"] = 3
+    providers["azure"] = {"kind": "mock", "models": ["gpt-4o"], "weight": 1}
     return Config.model_validate(
         {
             "admin_token": ADMIN,
             "providers": providers,
+            "aliases": {"fast": "gpt-4o-mini", "smart": "claude-sonnet-4"},
             "storage": {"kind": "sqlite", "path": str(path)},
             "keys": [
                 {"name": k, "key": f"sk-bench-{k}-secret-000", "budget": 50.0}

@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
@@ -34,6 +35,10 @@ def main() -> None:
     db = tmp / "console.db"
     seed(db, ROWS)
     app = create_app(config(db))
+    # One breaker open, as after a run of failures (the keys health.py keeps).
+    storage = app.extensions["crabllm"].storage
+    storage.set("health:azure:gpt-4o:fails", b"4")
+    storage.set("health:azure:gpt-4o:until", str(time.time() + 600).encode())
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
