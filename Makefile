@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 BIND   ?= 127.0.0.1:8080
 CONFIG ?= crabllm.toml
 
-.PHONY: install install-test run serve test fuzz lint fmt bench lock clean
+.PHONY: install install-test run serve test fuzz lint fmt bench bench-console screenshots lock clean
 
 $(VENV)/.run: requirements.lock setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,6 +40,16 @@ test: install-test
 # (hostile input, schemathesis, translations): the long run.
 fuzz: install-test
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -n $(TEST_PROCESSES) --dist loadfile
+
+# Console page times with a million usage rows and log records in sqlite
+# (bench/console.py writes bench/CONSOLE.md); not part of `make test`.
+bench-console: install
+	$(PY) -m bench.console
+
+# Screenshots of every console page into docs/console/ (Playwright driving
+# the system chromium of scripts/system-deps; no browser download).
+screenshots: install-test
+	$(PY) scripts/console_screenshots.py
 
 lint: install-test
 	$(VENV)/bin/ruff check crabllm_sync tests bench && $(VENV)/bin/ruff format --check crabllm_sync tests bench

@@ -15,6 +15,9 @@ from crabllm_sync.gateway import Gateway
 from crabllm_sync.storage import Storage, open_storage
 from crabllm_sync.views import admin as admin_views
 from crabllm_sync.views import anthropic as anthropic_views
+from crabllm_sync.views import console as console_views
+from crabllm_sync.views import docs as docs_views
+from crabllm_sync.views import logs as logs_views
 from crabllm_sync.views import openai as openai_views
 from crabllm_sync.views import openapi as openapi_views
 from crabllm_sync.views import ops as ops_views
@@ -39,6 +42,9 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
     app.register_blueprint(openapi_views.make_blueprint(gw))
     app.register_blueprint(usage_views.make_blueprint(gw))
     app.register_blueprint(responses_views.make_blueprint(gw))
+    app.register_blueprint(logs_views.make_blueprint(gw))
+    app.register_blueprint(console_views.make_blueprint(gw))
+    app.register_blueprint(docs_views.make_blueprint())
 
     register_error_handlers(app, errors.to_openai, lambda: _render_for(request.path))
 

@@ -70,6 +70,9 @@ def serve(config_path: str, bind: str | None, workers: int | None) -> None:
             '    -d \'{"model": "mock", '
             '"messages": [{"role": "user", "content": "hi"}]}\''
         )
+        click.echo(f"Console: http://{host}:{port}/ui/")
+        click.echo(f"  sign in with the admin_token in {path.resolve()}")
+        click.echo(f"API reference: http://{host}:{port}/docs")
     _load(str(path))  # a bad config stops here, with the reason, exit 1
     # Replace this process with gunicorn's master, configured by the same
     # settings module as a plain `gunicorn` run: the master then holds no

@@ -120,12 +120,25 @@ class LoggingExtension(_Strict):
     log_prompts: bool = False
 
 
+class AuditExtension(_Strict):
+    """The request log: one record per request in the SQL store (docs/console.md)."""
+
+    enabled: bool = True
+    retention_days: float = Field(30, gt=0)
+    # Request and response bodies, secrets redacted, each cut at max_body_bytes.
+    bodies: bool = False
+    max_body_bytes: int = Field(16_384, ge=256, le=1_048_576)
+    flush_interval: float = Field(1.0, gt=0)
+    batch_size: int = Field(200, ge=1)
+
+
 class ExtensionsConfig(_Strict):
     rate_limit: RateLimitExtension | None = None
     cache: CacheExtension | None = None
     usage: UsageExtension | None = None
     budget: BudgetExtension | None = None
     logging: LoggingExtension | None = None
+    audit: AuditExtension | None = None
 
 
 class StorageConfig(_Strict):

@@ -28,6 +28,9 @@ class RequestContext:
     no_cache: bool = False
     # Read timeout (seconds) the request asked for (x-crabllm-timeout), if any.
     timeout: float | None = None
+    # Providers called, in order, one entry per attempt (retries and fallbacks).
+    tried: list[str] = field(default_factory=list)
+    first_byte: float | None = None  # monotonic: the upstream's answer (or first item)
     # Response headers extensions add (rate-limit counters and the like).
     headers: dict[str, str] = field(default_factory=dict)
     # Per-extension scratch space, keyed by extension name.

@@ -175,7 +175,14 @@ def _v3(m: Models, db: peewee.Database) -> None:
     db.create_tables([m.StoredResponse])
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
+def _v4(m: Models, db: peewee.Database) -> None:
+    """The request log and its usage rollups (audit/schema.py)."""
+    from crabllm_sync.audit import schema
+
+    schema.create(db)
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
 
 
 class _SqliteDatabase(peewee.SqliteDatabase):

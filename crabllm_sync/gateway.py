@@ -74,7 +74,9 @@ class Gateway:
             log.error("keys not loaded yet, retried on use: %s", exc)
         self.auth = Authenticator(config, self.keys)
         self.extensions = (
-            build_extensions(config, storage, db=self.db, clock=clock)
+            build_extensions(
+                config, storage, db=self.db, clock=clock, redact=self.redact
+            )
             if extensions is None
             else extensions
         )
@@ -190,6 +192,7 @@ class Gateway:
             adapter = providers.adapter_for(dep.kind)
             fn = providers.require(adapter, endpoint, dep.provider)
             body = {**payload, "model": dep.model}
+            ctx.tried.append(dep.provider)
             try:
                 if opener is not None:
                     return opener(fn, dep, body)
@@ -207,6 +210,7 @@ class Gateway:
             deadline=deadline,
         )
         ctx.provider = dep.provider
+        ctx.first_byte = time.monotonic()
         return result
 
     # -- the two shapes of a request ---------------------------------------------

@@ -38,7 +38,7 @@ def starter_config(
     parts = [
         "# crabllm-sync starter config. Reference: docs/configuration.md",
         f'listen = "{listen}"',
-        f'admin_token = "{admin}"   # enables /v1/admin/*',
+        f'admin_token = "{admin}"   # enables /v1/admin/* and the console at /ui',
         "",
         "[storage]",
         'kind = "sqlite"',
@@ -79,6 +79,10 @@ def starter_config(
         'models = ["*"]',
         "",
         "[extensions.usage]",
+        "",
+        "# The request log the console shows (kept 30 days; bodies off).",
+        "[extensions.audit]",
+        "retention_days = 30",
         "",
     ]
     return "\n".join(parts), key

@@ -99,6 +99,11 @@ def test_serve_writes_a_starter_config_and_answers_with_its_key(tmp_path):
         key = re.search(r"Your virtual key: (\S+)", output).group(1)
         assert f'key = "{key}"' in config and 'kind = "mock"' in config
         assert 'kind = "sqlite"' in config and "admin_token" in config
+        # The console's address and where its sign-in token is.
+        assert f"Console: http://127.0.0.1:{port}/ui/" in output
+        assert f"admin_token in {tmp_path / 'crabllm.toml'}" in output
+        console = httpx.get(f"http://127.0.0.1:{port}/ui/login")
+        assert console.status_code == 200 and "Sign in" in console.text
         client = openai.OpenAI(
             api_key=key, base_url=f"http://127.0.0.1:{port}/v1", max_retries=0
         )

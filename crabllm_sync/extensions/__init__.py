@@ -67,15 +67,19 @@ def build_extensions(
     *,
     db: Database | None = None,
     clock: Callable[[], float] = time.time,
+    redact: Callable[[str], str] | None = None,
 ) -> list[Extension]:
     """The extensions, in the order their hooks run.
 
     accounting (usage and cost of each request, computed once), metrics,
-    rate_limit, concurrency, budget, cache, usage, logging. Limits refuse
+    rate_limit, concurrency, budget, cache, usage, audit (the request log,
+    with a SQL database), logging. Limits refuse
     before anything is reserved; the cache answers only requests the limits
     let through; usage and logging see every outcome last.
     """
+    from crabllm_sync.audit.store import AuditStore
     from crabllm_sync.extensions.accounting import Accounting
+    from crabllm_sync.extensions.audit import AuditLog
     from crabllm_sync.extensions.budget import Budget
     from crabllm_sync.extensions.cache import Cache
     from crabllm_sync.extensions.concurrency import Concurrency
@@ -99,6 +103,8 @@ def build_extensions(
         out.append(Cache(ext.cache, storage))
     if db is not None:
         out.append(UsageRecorder(ext.usage, db))
+    if db is not None and (ext.audit is None or ext.audit.enabled):
+        out.append(AuditLog(ext.audit, AuditStore(db), redact or (lambda s: s), clock))
     out.append(RequestLog(ext.logging))
     return out
 

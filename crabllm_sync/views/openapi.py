@@ -194,6 +194,27 @@ _NAME = [{"name": "name", "in": "path", "required": True, "schema": _KEY_NAME}]
 _MODEL = [
     {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
 ]
+_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
+_LOG_FILTERS = [
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": what,
+    }
+    for name, schema, what in (
+        ("key", {"type": "string"}, "key name"),
+        ("model", {"type": "string"}, "resolved model"),
+        ("provider", {"type": "string"}, "provider name"),
+        ("status", {"type": "string"}, "a status code, 2xx, 4xx, 5xx or error"),
+        ("since", {"type": "string"}, "epoch seconds or ISO 8601 (UTC)"),
+        ("until", {"type": "string"}, "epoch seconds or ISO 8601 (UTC)"),
+        ("request_id", {"type": "string"}, "the x-request-id of one request"),
+        ("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size"),
+        ("after", {"type": "string"}, "the cursor of the next page"),
+    )
+]
 _PUBLIC: list[dict[str, list[str]]] = []
 _RESPONSE_ID = [
     {
@@ -400,6 +421,17 @@ def _paths() -> dict[str, Any]:
                 params=_NAME,
             ),
             "delete": _op("Revoke a key (admin)", _ok(_ANY_JSON), params=_NAME),
+        },
+        "/v1/admin/logs": {
+            "get": _op(
+                "The request log, newest first, filtered (admin); "
+                "`after` is the previous page's next_cursor",
+                _ok(_ANY_LIST),
+                params=_LOG_FILTERS,
+            )
+        },
+        "/v1/admin/logs/{id}": {
+            "get": _op("One request log record (admin)", _ok(_ANY_JSON), params=_ID)
         },
         "/health": {
             "get": _op(
