@@ -10,14 +10,15 @@ import os
 from crabllm_sync.serving.master_view import master_view
 from crabllm_sync.serving.settings import default_workers, gunicorn_settings
 
+_workers = default_workers(env_value=os.environ.get("WEB_CONCURRENCY"))
 _listen, _shutdown_timeout = master_view(
-    os.environ.get("CRABLLM_CONFIG", "crabllm.toml")
+    os.environ.get("CRABLLM_CONFIG", "crabllm.toml"), workers=_workers
 )
 
 globals().update(
     gunicorn_settings(
         listen=_listen,
-        workers=default_workers(env_value=os.environ.get("WEB_CONCURRENCY")),
+        workers=_workers,
         shutdown_timeout=_shutdown_timeout,
     )
 )

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import traceback
 
+# Memory storage is each process's own: with several workers these are not
+# shared (the admin key API refuses to run at all: storage/memory.py).
+MEMORY_WORKERS_WARNING = (
+    'crabllm-sync: warning: [storage] kind = "memory" with {n} workers: rate '
+    "limits, budgets, the response cache, breaker state and stored responses are "
+    "each worker's own, and the admin key API is refused; use sqlite or redis "
+    "storage (or one worker) to share them"
+)
 
-def master_view(path: str) -> tuple[str, int]:
+
+def master_view(path: str, workers: int = 1) -> tuple[str, int]:
     """(listen, shutdown_timeout) of the config at `path`, fully validated.
+
+    What the gateway cannot do with this many `workers` (memory storage) is
+    printed as a warning on stderr.
 
     Validation runs in a forked child that exits after answering, so the
     gunicorn master never imports pydantic or the config models (~10 MB it
@@ -27,6 +40,8 @@ def master_view(path: str) -> tuple[str, int]:
             try:
                 config = load_config(path)
                 answer = {"listen": config.listen, "timeout": config.shutdown_timeout}
+                if config.storage.kind == "memory" and workers > 1:
+                    answer["warning"] = MEMORY_WORKERS_WARNING.format(n=workers)
             except ConfigError as exc:
                 answer = {"error": f"crabllm-sync: {exc}"}
             os.write(write, json.dumps(answer).encode())
@@ -44,4 +59,6 @@ def master_view(path: str) -> tuple[str, int]:
     answer = json.loads(data)
     if "error" in answer:
         raise SystemExit(answer["error"])
+    if "warning" in answer:
+        print(answer["warning"], file=sys.stderr)
     return answer["listen"], int(answer["timeout"])

@@ -184,3 +184,19 @@ def test_child_exit_logs_a_failure_instead_of_raising(env, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="crabllm_sync"):
         serving.child_exit(None, Worker())
     assert "could not drop the gauges of worker 4242" in caplog.text
+
+
+def test_memory_storage_with_several_workers_is_named_at_start(tmp_path, capsys):
+    from crabllm_sync.serving.master_view import master_view
+
+    path = tmp_path / "crabllm.toml"
+    path.write_text('listen = "127.0.0.1:9"\n[storage]\nkind = "memory"\n')
+    assert master_view(str(path), workers=2) == ("127.0.0.1:9", 30)
+    warning = capsys.readouterr().err
+    assert "memory" in warning and "2 workers" in warning
+    assert "admin key API is refused" in warning
+    master_view(str(path), workers=1)
+    assert capsys.readouterr().err == ""
+    path.write_text('listen = "127.0.0.1:9"\n[storage]\nkind = "sqlite"\n')
+    master_view(str(path), workers=4)
+    assert capsys.readouterr().err == ""
