@@ -36,10 +36,15 @@ def starter_config(
     key = new_key()
     admin = secrets.token_urlsafe(32)
     parts = [
-        "# crabllm-sync starter config. Reference: docs/configuration.md",
-        f'listen = "{listen}"',
-        f'admin_token = "{admin}"   # enables /v1/admin/*',
+        "# crabllm-sync starter config, written by `crabllm-sync init`.",
+        "# Reference: docs/configuration.md. This file holds secrets: keep it 0600.",
         "",
+        "# Where the gateway listens (`serve --bind` overrides it).",
+        f'listen = "{listen}"',
+        "# The admin token: /v1/admin/* (keys, providers, usage) and /metrics.",
+        f'admin_token = "{admin}"',
+        "",
+        "# Keys, usage and providers added at run time live in this database.",
         "[storage]",
         'kind = "sqlite"',
         'path = "crabllm.db"',
@@ -73,11 +78,18 @@ def starter_config(
         ]
     parts += [
         "",
+        "# Any OpenAI-compatible server; without `models` its /models is read.",
+        "# [providers.local]",
+        '# kind = "openai"',
+        '# base_url = "http://127.0.0.1:11434/v1"',
+        "",
+        "# One virtual key for your applications (more: `crabllm-sync keys create`).",
         "[[keys]]",
         'name = "default"',
         f'key = "{key}"',
         'models = ["*"]',
         "",
+        "# Usage and cost per key and model: GET /v1/usage, `crabllm-sync usage`.",
         "[extensions.usage]",
         "",
     ]
