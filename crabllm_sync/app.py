@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, request
 
-from crabllm_sync import errors
+from crabllm_sync import errors, overhead
 from crabllm_sync.config import Config
 from crabllm_sync.errors import GatewayError
 from crabllm_sync.gateway import Gateway
@@ -39,6 +39,7 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
     app.register_blueprint(usage_views.make_blueprint(gw))
 
     register_error_handlers(app, errors.to_openai, lambda: _render_for(request.path))
+    overhead.install(app, gw)
 
     for warning in config.warnings():
         log.warning(warning)

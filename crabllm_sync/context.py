@@ -26,6 +26,8 @@ class RequestContext:
     status: int = 200
     cache_hit: bool = False
     no_cache: bool = False
+    # Seconds spent waiting on upstream attempts and retry backoff (overhead.py).
+    upstream_seconds: float = 0.0
     # Response headers extensions add (rate-limit counters and the like).
     headers: dict[str, str] = field(default_factory=dict)
     # Per-extension scratch space, keyed by extension name.

@@ -85,6 +85,8 @@ class Gateway:
             clock=clock,
         )
         self._sessions: dict[str, Any] = {}
+        # Called with each new RequestContext (overhead.py, tracing).
+        self.on_begin: list[Callable[[RequestContext], None]] = []
 
     @property
     def finish(self) -> Finish:
@@ -113,7 +115,10 @@ class Gateway:
     ) -> RequestContext:
         """Authenticate and open the context of one request."""
         principal = self.auth.authenticate(headers, allow_x_api_key=allow_x_api_key)
-        return self.context(endpoint, principal, request_id=request_id)
+        ctx = self.context(endpoint, principal, request_id=request_id)
+        for hook in self.on_begin:
+            hook(ctx)
+        return ctx
 
     def context(
         self, endpoint: str, principal: Principal, *, request_id: str | None = None
@@ -174,18 +179,28 @@ class Gateway:
             adapter = providers.adapter_for(dep.kind)
             fn = providers.require(adapter, endpoint, dep.provider)
             body = {**payload, "model": dep.model}
+            started = time.monotonic()
             try:
                 if opener is not None:
                     return opener(fn, dep, body)
                 return fn(dep, self.session(dep), body, *extra)  # type: ignore[operator]
             except Exception as exc:
                 raise internal(exc) from exc
+            finally:
+                ctx.upstream_seconds += time.monotonic() - started
+
+        def backoff(seconds: float) -> None:
+            started = time.monotonic()
+            try:
+                self.sleep(seconds)
+            finally:
+                ctx.upstream_seconds += time.monotonic() - started
 
         result, dep = call_with_retries(
             deps,
             attempt,
             rng=self.rng,
-            sleep=self.sleep,
+            sleep=backoff,
             model=ctx.model,
             health=self.health if breaker else None,
             deadline=deadline,
