@@ -18,22 +18,34 @@ from crabllm_sync.views import anthropic as anthropic_views
 from crabllm_sync.views import openai as openai_views
 from crabllm_sync.views import openapi as openapi_views
 from crabllm_sync.views import ops as ops_views
+from crabllm_sync.views import providers as provider_views
 from crabllm_sync.views import register_error_handlers
 from crabllm_sync.views import usage as usage_views
 
 log = logging.getLogger(__name__)
 
 
-def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
-    """A Flask app serving `config`; the Gateway is at app.extensions['crabllm']."""
+def create_app(
+    config: Config,
+    *,
+    storage: Storage | None = None,
+    config_file: str = "the config file",
+) -> Flask:
+    """A Flask app serving `config` (read from `config_file`); the Gateway is
+    at app.extensions['crabllm']."""
     app = Flask("crabllm_sync")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_size
-    gw = Gateway(config, storage if storage is not None else open_storage(config))
+    gw = Gateway(
+        config,
+        storage if storage is not None else open_storage(config),
+        config_file=config_file,
+    )
     app.extensions["crabllm"] = gw
 
     app.register_blueprint(openai_views.make_blueprint(gw))
     app.register_blueprint(ops_views.make_blueprint(gw))
     app.register_blueprint(admin_views.make_blueprint(gw))
+    app.register_blueprint(provider_views.make_blueprint(gw))
     app.register_blueprint(anthropic_views.make_blueprint(gw))
     app.register_blueprint(openapi_views.make_blueprint(gw))
     app.register_blueprint(usage_views.make_blueprint(gw))

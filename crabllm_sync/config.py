@@ -246,6 +246,12 @@ def _check(config: Config) -> list[tuple[tuple[Any, ...], str]]:
     return problems
 
 
+def check_config(config: Config) -> list[str]:
+    """The cross-field problems of an assembled config, one line each (the
+    run-time provider API checks a config before serving it)."""
+    return [_format(loc, msg, "") for loc, msg in _check(config)]
+
+
 def parse_config(
     data: dict[str, Any], env: Mapping[str, str] | None = None, *, source: str = ""
 ) -> Config:

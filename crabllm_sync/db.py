@@ -1,4 +1,5 @@
-"""Durable records in SQL through peewee: virtual keys and usage records.
+"""Durable records in SQL through peewee: virtual keys, usage records and
+(catalog/store.py) providers added at run time.
 
 One `Database` per gateway, with its own model classes bound to its own
 connection (no module-level binding). Schema versions live in `schema_version`;
@@ -152,7 +153,14 @@ def _v2(m: Models, db: peewee.Database) -> None:
     )
 
 
-MIGRATIONS = {1: _v1, 2: _v2}
+def _v3(m: Models, db: peewee.Database) -> None:
+    """Providers managed at run time and their version stamp (catalog/)."""
+    from crabllm_sync.catalog.store import create_tables
+
+    create_tables(db)
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3}
 
 
 class _SqliteDatabase(peewee.SqliteDatabase):

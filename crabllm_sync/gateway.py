@@ -19,6 +19,7 @@ from typing import Any
 
 from crabllm_sync import providers
 from crabllm_sync.auth import Authenticator, Principal, check_model
+from crabllm_sync.catalog.live import Catalog
 from crabllm_sync.config import Config
 from crabllm_sync.context import RequestContext
 from crabllm_sync.db import open_database
@@ -52,6 +53,7 @@ class Gateway:
         config: Config,
         storage: Storage,
         *,
+        config_file: str = "the config file",
         extensions: list[Extension] | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -87,6 +89,37 @@ class Gateway:
         self._sessions: dict[str, Any] = {}
         # Called with each new RequestContext (overhead.py, tracing).
         self.on_begin: list[Callable[[RequestContext], None]] = []
+        # Providers added at run time (SQL store), served next to the file's.
+        self.catalog = Catalog(
+            config, self.db, self.use_providers, config_file=config_file
+        )
+        try:
+            self.catalog.refresh()
+        except ServiceUnavailableError as exc:
+            log.error("run-time providers not loaded yet, polled again: %s", exc)
+        self.catalog.ensure_polling()
+        self.on_begin.append(lambda ctx: self.catalog.ensure_polling())
+
+    def use_providers(self, config: Config) -> None:
+        """Serve `config` (the file's config with the run-time providers, as
+        the catalog checked it) from now on. The registry is built first and
+        swapped in one assignment: a request sees the old one or the new one."""
+        kinds = {p.kind for p in config.providers.values()}
+        registry = Registry(config, providers.base_urls(kinds))
+        old = self.config.providers
+        changed = {
+            name
+            for name in set(old) | set(config.providers)
+            if old.get(name) != config.providers.get(name)
+        }
+        self.config = config
+        self._secrets = config_secrets(config)
+        self.health.deployments = [d for ds in registry.models.values() for d in ds]
+        self.registry = registry
+        # A changed provider's transport (its credentials, its pool) is made
+        # anew on next use; requests in flight keep the one they hold.
+        for name in changed:
+            self._sessions.pop(name, None)
 
     @property
     def finish(self) -> Finish:
@@ -170,7 +203,8 @@ class Gateway:
         A bug in an adapter ends the attempt as an InternalError: not retried,
         not a breaker failure, and its breaker probe is given back.
         """
-        deps = self.registry.candidates(ctx.model, self.rng)
+        registry = self.registry  # one registry for the request's whole route
+        deps = registry.candidates(registry.resolve(ctx.model), self.rng)
         deadline = None
         if not ctx.stream:
             deadline = ctx.started + self.config.routing.request_deadline
@@ -403,6 +437,7 @@ class Gateway:
         ]
 
     def close(self) -> None:
+        self.catalog.close()
         for ext in self.extensions:
             ext.close()
         for s in self._sessions.values():
