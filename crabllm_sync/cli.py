@@ -1,4 +1,4 @@
-"""The `crabllm-sync` command: init, serve, check, keys, usage.
+"""The `crabllm-sync` command: init, serve, check, keys, usage, providers.
 
 Commands stay thin; `serve` never imports the app in the master process, so
 each gevent worker monkey-patches before requests/ssl are imported.
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from crabllm_sync.catalog.cli import providers
 from crabllm_sync.config import Config, ConfigError, load_config
 from crabllm_sync.keys.cli import keys, usage
 
@@ -154,6 +155,7 @@ def _config_warnings(config: Config, path: Path) -> list[str]:
 
 main.add_command(keys)
 main.add_command(usage)
+main.add_command(providers)
 
 
 def _setup_logging() -> None:
