@@ -93,11 +93,7 @@ class Gateway:
         self.catalog = Catalog(
             config, self.db, self.use_providers, config_file=config_file
         )
-        try:
-            self.catalog.refresh()
-        except ServiceUnavailableError as exc:
-            log.error("run-time providers not loaded yet, polled again: %s", exc)
-        self.catalog.ensure_polling()
+        self.catalog.start()
         self.on_begin.append(lambda ctx: self.catalog.ensure_polling())
 
     def use_providers(self, config: Config) -> None:

@@ -15,11 +15,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from crabllm_sync.catalog import spec as specs
+from crabllm_sync.catalog.discovery import DISCOVERY_INTERVAL, Discovery
 from crabllm_sync.catalog.store import ProviderRow, ProviderStore
 from crabllm_sync.config import Config, ProviderConfig
 from crabllm_sync.db import Database
@@ -61,8 +63,24 @@ class Catalog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
+        self.discovery = Discovery()
+        self.discovery_interval = DISCOVERY_INTERVAL
+        self._base: Config | None = None  # served, before discovered models
+        self._discovered_at = float("-inf")
 
     # -- serving -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Serve the stored providers (the file's alone while the store cannot
+        be read), discovered models included, and start polling."""
+        try:
+            self.refresh()
+        except GatewayError as exc:
+            log.error("run-time providers not loaded yet, polled again: %s", exc)
+        if self._base is None:
+            with self._lock:
+                self._serve([])
+        self.ensure_polling()
 
     def refresh(self) -> bool:
         """Serve the stored providers if their version moved; True if it did."""
@@ -99,29 +117,51 @@ class Catalog:
                 "; ".join(problems),
             )
             return
-        self.apply(config)
-        log.info("serving %d run-time providers", len(built))
+        self._base = config
+        self.discovery.discover(config, only_new=True)
+        self.apply(self.discovery.fill(config))
+        if built:
+            log.info("serving %d run-time providers", len(built))
+
+    def rediscover(self) -> bool:
+        """Read every discovered provider's /models again; serve what changed."""
+        with self._lock:
+            self._discovered_at = time.monotonic()
+            base = self._base
+            if base is None or not self.discovery.discover(base):
+                return False
+            self.apply(self.discovery.fill(base))
+            return True
 
     def ensure_polling(self) -> None:
         """Start this process's poller (once per process: a fork loses threads)."""
-        if self.store is None or self._pid == os.getpid() or self._stop.is_set():
+        if self._pid == os.getpid() or self._stop.is_set():
+            return
+        if self.store is None and not self.discovery.needed(self.file_config):
             return
         with self._lock:
             if self._pid == os.getpid():
                 return
-            first_in_process = self._pid is not None
+            forked = self._pid is not None
             self._pid = os.getpid()
             self._thread = threading.Thread(
                 target=self._run, name="crabllm-providers", daemon=True
             )
             self._thread.start()
-        if first_in_process:
+        if forked:
             self._served = None  # a forked copy: read the store again
             self._poll()
 
     def _run(self) -> None:
+        self._discovered_at = time.monotonic()  # start() has just read them
         while not self._stop.wait(self.interval):
-            self._poll()
+            if self.store is not None:
+                self._poll()
+            if time.monotonic() - self._discovered_at >= self.discovery_interval:
+                try:
+                    self.rediscover()
+                except Exception:
+                    log.exception("model discovery failed")
 
     def _poll(self) -> None:
         try:
