@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, request
 
-from crabllm_sync import errors, overhead
+from crabllm_sync import errors, overhead, tracing
 from crabllm_sync.config import Config
 from crabllm_sync.errors import GatewayError
 from crabllm_sync.gateway import Gateway
@@ -52,6 +52,7 @@ def create_app(
 
     register_error_handlers(app, errors.to_openai, lambda: _render_for(request.path))
     overhead.install(app, gw)
+    tracing.install(app, gw)
 
     for warning in config.warnings():
         log.warning(warning)

@@ -118,12 +118,29 @@ class LoggingExtension(_Strict):
     log_prompts: bool = False
 
 
+class OtelExtension(_Strict):
+    """OpenTelemetry export (tracing/): off unless this section (or the OTLP
+    endpoint variables of the OTEL_* environment) is present."""
+
+    # OTLP/HTTP base URL (http://collector:4318); none: OTEL_EXPORTER_OTLP_*.
+    endpoint: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    # None: OTEL_SERVICE_NAME, else "crabllm-sync".
+    service_name: str | None = None
+    traces: bool = True
+    metrics: bool = True
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    export_timeout: float = Field(10, gt=0)
+    metrics_interval: float = Field(60, gt=0)
+
+
 class ExtensionsConfig(_Strict):
     rate_limit: RateLimitExtension | None = None
     cache: CacheExtension | None = None
     usage: UsageExtension | None = None
     budget: BudgetExtension | None = None
     logging: LoggingExtension | None = None
+    otel: OtelExtension | None = None
 
 
 class StorageConfig(_Strict):

@@ -15,6 +15,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from crabllm_sync import providers
@@ -89,6 +90,10 @@ class Gateway:
         self._sessions: dict[str, Any] = {}
         # Called with each new RequestContext (overhead.py, tracing).
         self.on_begin: list[Callable[[RequestContext], None]] = []
+        # Wraps each upstream attempt (tracing's child span).
+        self.attempt_scope: Callable[
+            [RequestContext, Deployment], AbstractContextManager[None]
+        ] = _no_scope
         # Providers added at run time (SQL store), served next to the file's.
         self.catalog = Catalog(
             config, self.db, self.use_providers, config_file=config_file
@@ -211,9 +216,10 @@ class Gateway:
             body = {**payload, "model": dep.model}
             started = time.monotonic()
             try:
-                if opener is not None:
-                    return opener(fn, dep, body)
-                return fn(dep, self.session(dep), body, *extra)  # type: ignore[operator]
+                with self.attempt_scope(ctx, dep):
+                    if opener is not None:
+                        return opener(fn, dep, body)
+                    return fn(dep, self.session(dep), body, *extra)  # type: ignore[operator]
             except Exception as exc:
                 raise internal(exc) from exc
             finally:
@@ -451,3 +457,7 @@ def _audio_usage(result: tuple[str, bytes]) -> dict[str, Any] | None:
 
 def _nothing() -> None:
     pass
+
+
+def _no_scope(ctx: RequestContext, dep: Deployment) -> AbstractContextManager[None]:
+    return nullcontext()

@@ -21,6 +21,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from crabllm_sync.errors import UpstreamError, UpstreamTimeoutError
+from crabllm_sync.tracing import propagate
 from crabllm_sync.wire.verbatim import Verbatim
 
 JSON_HEADERS = {"content-type": "application/json", "accept": "application/json"}
@@ -202,6 +203,7 @@ def _send(
     provider: str,
     stream: bool,
 ) -> requests.Response:
+    headers = propagate.outgoing(headers)  # traceparent, when tracing is on
     try:
         resp = session.post(
             url, data=data, headers=headers, timeout=timeouts(timeout), stream=stream
@@ -248,6 +250,7 @@ def _urlopen(
     README.md). The pool and its TLS settings are still the mounted adapter's,
     so connections are shared with post_raw. retries=False: routing.py retries.
     """
+    headers = propagate.outgoing(headers)  # traceparent, when tracing is on
     try:
         pool, path = connection_pool(session, url)
         resp = pool.urlopen(
