@@ -200,8 +200,10 @@ SCRIPT = """
 import sys
 from crabllm_sync.app import create_app
 from crabllm_sync.config import parse_config
-app = create_app(parse_config({"providers": {"m": {"kind": "mock", "models": ["m"]}}}, {}))
-r = app.test_client().post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x"}]})
+providers = {"m": {"kind": "mock", "models": ["m"]}}
+app = create_app(parse_config({"providers": providers}, {}))
+body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
+r = app.test_client().post("/v1/chat/completions", json=body)
 assert r.status_code == 200, r.data
 loaded = sorted(m for m in sys.modules if m.startswith("opentelemetry.sdk"))
 print(",".join(loaded))
