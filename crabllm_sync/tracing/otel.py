@@ -131,7 +131,8 @@ class Tracing(Extension):
 
         @app.before_request
         def parent() -> None:
-            setattr(g, _PARENT, self.propagator.extract(request.headers))
+            if "traceparent" in request.headers:  # most clients send none
+                setattr(g, _PARENT, self.propagator.extract(request.headers))
             setattr(g, _START, time.time_ns())
 
         @app.teardown_request
@@ -232,16 +233,22 @@ class Tracing(Extension):
         operation = OPERATIONS.get(ctx.endpoint, ctx.endpoint)
         charge = charge_of(ctx)
         usage = charge.usage
+        # Each attribute costs CPU to set and to encode: the span's name
+        # says the endpoint, and false or zero values are left out.
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": operation,
-            "crabllm.endpoint": ctx.endpoint,
             "crabllm.key": key_name(ctx.principal),
-            "crabllm.stream": ctx.stream,
-            "crabllm.cache_hit": ctx.cache_hit,
-            "crabllm.retries": max(0, ctx.state.get(ATTEMPTS, 0) - 1),
-            "crabllm.cost_usd": charge.cost_nanos / NANOS_PER_USD,
             "http.response.status_code": ctx.status,
         }
+        if ctx.stream:
+            attrs["crabllm.stream"] = True
+        if ctx.cache_hit:
+            attrs["crabllm.cache_hit"] = True
+        retries = ctx.state.get(ATTEMPTS, 0) - 1
+        if retries > 0:
+            attrs["crabllm.retries"] = retries
+        if charge.cost_nanos:
+            attrs["crabllm.cost_usd"] = charge.cost_nanos / NANOS_PER_USD
         if ctx.requested_model:
             attrs["gen_ai.request.model"] = ctx.requested_model
             span.update_name(f"{operation} {ctx.requested_model}")

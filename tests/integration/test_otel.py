@@ -128,7 +128,7 @@ def test_a_streamed_request_with_a_retry_is_one_span_with_a_child_per_attempt(
     assert a["gen_ai.usage.input_tokens"] == 7
     assert a["gen_ai.usage.output_tokens"] == 2
     assert a["crabllm.key"] == "team-a" and a["crabllm.deployment"] == "up"
-    assert a["crabllm.retries"] == 1 and a["crabllm.cache_hit"] is False
+    assert a["crabllm.retries"] == 1 and "crabllm.cache_hit" not in a
     assert a["crabllm.cost_usd"] == pytest.approx(7 / 1e6)
     assert a["crabllm.stream"] is True
     first, second = children
