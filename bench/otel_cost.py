@@ -93,6 +93,7 @@ def main() -> None:
             "off": (None, {}),
             "traces+metrics": (endpoint, {}),
             "traces only": (endpoint, {"metrics": False}),
+            "sampled 10%": (endpoint, {"sample_ratio": 0.1}),
         }
         for stream in (False, True):
             what = "chat-stream" if stream else "chat"
