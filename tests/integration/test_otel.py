@@ -234,3 +234,49 @@ def test_an_unconfigured_gateway_does_not_import_the_sdk():
     assert "opentelemetry.sdk" in _loaded(
         {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
     )
+
+
+def test_spans_arrive_from_gunicorn_gevent_workers(
+    tmp_path, gunicorn, upstream, collector
+):
+    from tests.conftest import write_toml
+
+    config = write_toml(
+        tmp_path / "crabllm.toml",
+        f"""
+[providers.up]
+kind = "openai"
+base_url = "{upstream.url}/v1"
+api_key = "sk-upstream"
+models = ["m"]
+max_retries = 0
+
+[[keys]]
+name = "team-a"
+key = "{KEY_A}"
+
+[extensions.otel]
+endpoint = "{collector.url}"
+metrics = false
+""",
+    )
+    # The batch processor's delay, shortened so the test waits less.
+    server = gunicorn(config, workers=2, env={"OTEL_BSP_SCHEDULE_DELAY": "100"})
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        for _ in range(4):
+            r = client.post(
+                "/v1/chat/completions",
+                json=chat_body(model="m", stream=True),
+                headers={**auth(KEY_A), "traceparent": TRACEPARENT},
+            )
+            assert r.status_code == 200 and "[DONE]" in r.text
+    deadline = time.monotonic() + 20
+    while len([s for s in spans(collector) if s.kind == 2]) < 4:  # SERVER
+        assert time.monotonic() < deadline, "spans did not arrive from the workers"
+        time.sleep(0.05)
+    got = spans(collector)
+    assert {s.trace_id.hex() for s in got} == {CLIENT_TRACE}
+    sent = [rec.headers.get("traceparent", "") for rec in upstream.requests]
+    assert len(sent) == 4 and all(CLIENT_TRACE in t for t in sent)
