@@ -23,7 +23,9 @@ install: $(VENV)/.run
 install-test: $(VENV)/.test
 	scripts/system-deps
 
+# A first run writes the starter config (`crabllm-sync init`), then serves it.
 run: install
+	test -e $(CONFIG) || $(VENV)/bin/crabllm-sync init --config $(CONFIG) --listen $(BIND)
 	$(VENV)/bin/crabllm-sync serve --config $(CONFIG) --bind $(BIND)
 
 serve: run

@@ -65,7 +65,11 @@ FULL = {
 
 
 def gateway_config(
-    workdir: Path, mock_port: int, storage: str, usage: bool
+    workdir: Path,
+    mock_port: int,
+    storage: str,
+    usage: bool,
+    otel: str | None = None,
 ) -> tuple[Path, str]:
     """The gateway's crabllm.toml for the run, and a one-line description of it."""
     lines = [
@@ -98,11 +102,34 @@ def gateway_config(
         lines.append(f'path = "{workdir / "bench.db"}"')
     if usage:
         lines += ["", "[extensions.usage]"]
+    if otel:
+        lines += ["", "[extensions.otel]", f'endpoint = "{otel}"']
     path = workdir / "crabllm.toml"
     path.write_text("\n".join(lines) + "\n")
     state = "on" if usage else "off"
     desc = f"auth on (1 key), storage {storage}, usage extension {state}"
+    if otel:
+        desc += ", OpenTelemetry on (OTLP/HTTP to a local receiver)"
     return path, desc
+
+
+def _start_receiver(work: Path) -> str:
+    """An OTLP/HTTP receiver process (bench/otel_cost.py's) for --otel; its URL."""
+    import subprocess
+    import sys
+
+    from bench.otel_cost import RECEIVER
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True, cwd=work
+    )
+    assert proc.stdout is not None
+    port = proc.stdout.readline().strip()
+    _RECEIVERS.append(proc)
+    return f"http://127.0.0.1:{port}"
+
+
+_RECEIVERS: list[Any] = []
 
 
 def has_module(relpath: str) -> bool:
@@ -242,7 +269,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         mock = procs.start_mock(work)
         servers: dict[str, procs.Server] = {}
         try:
-            config, meta["config"] = gateway_config(work, mock.port, storage, usage)
+            otel = _start_receiver(work) if args.otel else None
+            config, meta["config"] = gateway_config(
+                work, mock.port, storage, usage, otel
+            )
             servers["gateway"] = procs.start_gateway(work, config)
             servers["bare"] = procs.start_bare(work, f"http://127.0.0.1:{mock.port}")
             for s in servers.values():
@@ -301,6 +331,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for s in servers.values():
                 s.stop()
             mock.stop()
+            while _RECEIVERS:
+                receiver = _RECEIVERS.pop()
+                receiver.terminate()
+                receiver.wait(5)
             meta["gateway_log_tail"] = report.tail(work / "gateway.log")
     meta["loadavg_after"] = os.getloadavg()
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -348,6 +382,11 @@ def main(argv: list[str] | None = None) -> None:
         choices=("auto", "on", "off"),
         default="auto",
         help="[extensions.usage] (auto: on once extensions/usage.py exists)",
+    )
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="turn OpenTelemetry on, exporting to a local OTLP/HTTP receiver",
     )
     parser.add_argument(
         "--workload",

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask, request
 
-from crabllm_sync import errors
+from crabllm_sync import errors, overhead, tracing
 from crabllm_sync.config import Config
 from crabllm_sync.errors import GatewayError
 from crabllm_sync.gateway import Gateway
@@ -21,6 +21,7 @@ from crabllm_sync.views import logs as logs_views
 from crabllm_sync.views import openai as openai_views
 from crabllm_sync.views import openapi as openapi_views
 from crabllm_sync.views import ops as ops_views
+from crabllm_sync.views import providers as provider_views
 from crabllm_sync.views import register_error_handlers
 from crabllm_sync.views import responses_api as responses_views
 from crabllm_sync.views import usage as usage_views
@@ -28,16 +29,27 @@ from crabllm_sync.views import usage as usage_views
 log = logging.getLogger(__name__)
 
 
-def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
-    """A Flask app serving `config`; the Gateway is at app.extensions['crabllm']."""
+def create_app(
+    config: Config,
+    *,
+    storage: Storage | None = None,
+    config_file: str = "the config file",
+) -> Flask:
+    """A Flask app serving `config` (read from `config_file`); the Gateway is
+    at app.extensions['crabllm']."""
     app = Flask("crabllm_sync")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_size
-    gw = Gateway(config, storage if storage is not None else open_storage(config))
+    gw = Gateway(
+        config,
+        storage if storage is not None else open_storage(config),
+        config_file=config_file,
+    )
     app.extensions["crabllm"] = gw
 
     app.register_blueprint(openai_views.make_blueprint(gw))
     app.register_blueprint(ops_views.make_blueprint(gw))
     app.register_blueprint(admin_views.make_blueprint(gw))
+    app.register_blueprint(provider_views.make_blueprint(gw))
     app.register_blueprint(anthropic_views.make_blueprint(gw))
     app.register_blueprint(openapi_views.make_blueprint(gw))
     app.register_blueprint(usage_views.make_blueprint(gw))
@@ -47,6 +59,8 @@ def create_app(config: Config, *, storage: Storage | None = None) -> Flask:
     app.register_blueprint(docs_views.make_blueprint())
 
     register_error_handlers(app, errors.to_openai, lambda: _render_for(request.path))
+    overhead.install(app, gw)
+    tracing.install(app, gw)
 
     for warning in config.warnings():
         log.warning(warning)

@@ -1,4 +1,4 @@
-"""The `crabllm-sync` command: serve, check, keys, usage.
+"""The `crabllm-sync` command: init, serve, check, keys, usage, providers.
 
 Commands stay thin; `serve` never imports the app in the master process, so
 each gevent worker monkey-patches before requests/ssl are imported.
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from crabllm_sync.catalog.cli import providers
 from crabllm_sync.config import Config, ConfigError, load_config
 from crabllm_sync.keys.cli import keys, usage
 
@@ -54,25 +55,7 @@ def serve(config_path: str, bind: str | None, workers: int | None) -> None:
     """Run the gateway under gunicorn with gevent workers."""
     path = Path(config_path)
     if not path.exists():
-        from crabllm_sync.starter import write_starter
-
-        listen = bind or "127.0.0.1:8080"
-        key = write_starter(path, listen=listen)
-        host, _, port = listen.rpartition(":")
-        host = "127.0.0.1" if host in ("0.0.0.0", "", "[::]") else host
-        click.echo(f"Wrote a starter config to {path.resolve()}")
-        click.echo(f"Your virtual key: {key}")
-        click.echo("Try it:")
-        click.echo(
-            f"  curl http://{host}:{port}/v1/chat/completions \\\n"
-            f"    -H 'Authorization: Bearer {key}' \\\n"
-            "    -H 'Content-Type: application/json' \\\n"
-            '    -d \'{"model": "mock", '
-            '"messages": [{"role": "user", "content": "hi"}]}\''
-        )
-        click.echo(f"Console: http://{host}:{port}/ui/")
-        click.echo(f"  sign in with the admin_token in {path.resolve()}")
-        click.echo(f"API reference: http://{host}:{port}/docs")
+        _write_starter(path, bind or "127.0.0.1:8080")
     _load(str(path))  # a bad config stops here, with the reason, exit 1
     # Replace this process with gunicorn's master, configured by the same
     # settings module as a plain `gunicorn` run: the master then holds no
@@ -93,6 +76,52 @@ def serve(config_path: str, bind: str | None, workers: int | None) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, argv, env)
+
+
+@main.command()
+@config_option
+@click.option(
+    "--listen",
+    default="127.0.0.1:8080",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="The listen address written into the config.",
+)
+def init(config_path: str, listen: str) -> None:
+    """Write a starter config (mode 0600); never overwrites an existing file."""
+    path = Path(config_path)
+    if path.exists():
+        raise click.ClickException(
+            f"{path} already exists; not overwritten (remove it, or pass --config)"
+        )
+    _write_starter(path, listen)
+
+
+def _write_starter(path: Path, listen: str) -> None:
+    """Write the starter config at `path` and tell the user its key."""
+    from crabllm_sync.starter import write_starter
+
+    try:
+        key = write_starter(path, listen=listen)
+    except FileExistsError:
+        raise click.ClickException(f"{path} already exists; not overwritten") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {path}: {exc}") from None
+    host, _, port = listen.rpartition(":")
+    host = "127.0.0.1" if host in ("0.0.0.0", "", "[::]") else host
+    click.echo(f"Wrote a starter config to {path.resolve()}")
+    click.echo(f"Your virtual key: {key}")
+    click.echo("Try it:")
+    click.echo(
+        f"  curl http://{host}:{port}/v1/chat/completions \\\n"
+        f"    -H 'Authorization: Bearer {key}' \\\n"
+        "    -H 'Content-Type: application/json' \\\n"
+        '    -d \'{"model": "mock", '
+        '"messages": [{"role": "user", "content": "hi"}]}\''
+    )
+    click.echo(f"Console: http://{host}:{port}/ui/")
+    click.echo(f"  sign in with the admin_token in {path.resolve()}")
+    click.echo(f"API reference: http://{host}:{port}/docs")
 
 
 @main.command()
@@ -128,6 +157,7 @@ def _config_warnings(config: Config, path: Path) -> list[str]:
 
 main.add_command(keys)
 main.add_command(usage)
+main.add_command(providers)
 
 
 def _setup_logging() -> None:

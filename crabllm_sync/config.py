@@ -132,6 +132,22 @@ class AuditExtension(_Strict):
     batch_size: int = Field(200, ge=1)
 
 
+class OtelExtension(_Strict):
+    """OpenTelemetry export (tracing/): off unless this section (or the OTLP
+    endpoint variables of the OTEL_* environment) is present."""
+
+    # OTLP/HTTP base URL (http://collector:4318); none: OTEL_EXPORTER_OTLP_*.
+    endpoint: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    # None: OTEL_SERVICE_NAME, else "crabllm-sync".
+    service_name: str | None = None
+    traces: bool = True
+    metrics: bool = True
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    export_timeout: float = Field(10, gt=0)
+    metrics_interval: float = Field(60, gt=0)
+
+
 class ExtensionsConfig(_Strict):
     rate_limit: RateLimitExtension | None = None
     cache: CacheExtension | None = None
@@ -139,6 +155,7 @@ class ExtensionsConfig(_Strict):
     budget: BudgetExtension | None = None
     logging: LoggingExtension | None = None
     audit: AuditExtension | None = None
+    otel: OtelExtension | None = None
 
 
 class StorageConfig(_Strict):
@@ -287,6 +304,12 @@ def _check(config: Config) -> list[tuple[tuple[Any, ...], str]]:
                 )
             )
     return problems
+
+
+def check_config(config: Config) -> list[str]:
+    """The cross-field problems of an assembled config, one line each (the
+    run-time provider API checks a config before serving it)."""
+    return [_format(loc, msg, "") for loc, msg in _check(config)]
 
 
 def parse_config(

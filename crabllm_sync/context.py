@@ -31,6 +31,8 @@ class RequestContext:
     # Providers called, in order, one entry per attempt (retries and fallbacks).
     tried: list[str] = field(default_factory=list)
     first_byte: float | None = None  # monotonic: the upstream's answer (or first item)
+    # Seconds spent waiting on upstream attempts and retry backoff (overhead.py).
+    upstream_seconds: float = 0.0
     # Response headers extensions add (rate-limit counters and the like).
     headers: dict[str, str] = field(default_factory=dict)
     # Per-extension scratch space, keyed by extension name.

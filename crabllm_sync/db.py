@@ -1,4 +1,5 @@
-"""Durable records in SQL through peewee: virtual keys and usage records.
+"""Durable records in SQL through peewee: virtual keys, usage records and
+(catalog/store.py) providers added at run time.
 
 One `Database` per gateway, with its own model classes bound to its own
 connection (no module-level binding). Schema versions live in `schema_version`;
@@ -182,7 +183,14 @@ def _v4(m: Models, db: peewee.Database) -> None:
     schema.create(db)
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4}
+def _v5(m: Models, db: peewee.Database) -> None:
+    """Providers managed at run time and their version stamp (catalog/)."""
+    from crabllm_sync.catalog.store import create_tables
+
+    create_tables(db)
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
 
 
 class _SqliteDatabase(peewee.SqliteDatabase):

@@ -15,10 +15,12 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from crabllm_sync import providers, timeouts
 from crabllm_sync.auth import Authenticator, Principal, check_model
+from crabllm_sync.catalog.live import Catalog
 from crabllm_sync.config import Config
 from crabllm_sync.context import RequestContext
 from crabllm_sync.db import open_database
@@ -55,6 +57,7 @@ class Gateway:
         config: Config,
         storage: Storage,
         *,
+        config_file: str = "the config file",
         extensions: list[Extension] | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -90,6 +93,39 @@ class Gateway:
             clock=clock,
         )
         self._sessions: dict[str, Any] = {}
+        # Called with each new RequestContext (overhead.py, tracing).
+        self.on_begin: list[Callable[[RequestContext], None]] = []
+        # Wraps each upstream attempt (tracing's child span).
+        self.attempt_scope: Callable[
+            [RequestContext, Deployment], AbstractContextManager[None]
+        ] = _no_scope
+        # Providers added at run time (SQL store), served next to the file's.
+        self.catalog = Catalog(
+            config, self.db, self.use_providers, config_file=config_file
+        )
+        self.catalog.start()
+        self.on_begin.append(lambda ctx: self.catalog.ensure_polling())
+
+    def use_providers(self, config: Config) -> None:
+        """Serve `config` (the file's config with the run-time providers, as
+        the catalog checked it) from now on. The registry is built first and
+        swapped in one assignment: a request sees the old one or the new one."""
+        kinds = {p.kind for p in config.providers.values()}
+        registry = Registry(config, providers.base_urls(kinds))
+        old = self.config.providers
+        changed = {
+            name
+            for name in set(old) | set(config.providers)
+            if old.get(name) != config.providers.get(name)
+        }
+        self.config = config
+        self._secrets = config_secrets(config)
+        self.health.deployments = [d for ds in registry.models.values() for d in ds]
+        self.registry = registry
+        # A changed provider's transport (its credentials, its pool) is made
+        # anew on next use; requests in flight keep the one they hold.
+        for name in changed:
+            self._sessions.pop(name, None)
 
     @property
     def finish(self) -> Finish:
@@ -120,6 +156,8 @@ class Gateway:
         principal = self.auth.authenticate(headers, allow_x_api_key=allow_x_api_key)
         ctx = self.context(endpoint, principal, request_id=request_id)
         ctx.timeout = timeouts.requested_timeout(headers, self.config.routing)
+        for hook in self.on_begin:
+            hook(ctx)
         return ctx
 
     def context(
@@ -172,7 +210,8 @@ class Gateway:
         A bug in an adapter ends the attempt as an InternalError: not retried,
         not a breaker failure, and its breaker probe is given back.
         """
-        deps = self.registry.candidates(ctx.model, self.rng)
+        registry = self.registry  # one registry for the request's whole route
+        deps = registry.candidates(registry.resolve(ctx.model), self.rng)
         deps = timeouts.with_timeout(deps, ctx.timeout)
         pinned = ctx.state.get(PINNED_PROVIDER)
         if pinned is not None:
@@ -193,18 +232,29 @@ class Gateway:
             fn = providers.require(adapter, endpoint, dep.provider)
             body = {**payload, "model": dep.model}
             ctx.tried.append(dep.provider)
+            started = time.monotonic()
             try:
-                if opener is not None:
-                    return opener(fn, dep, body)
-                return fn(dep, self.session(dep), body, *extra)  # type: ignore[operator]
+                with self.attempt_scope(ctx, dep):
+                    if opener is not None:
+                        return opener(fn, dep, body)
+                    return fn(dep, self.session(dep), body, *extra)  # type: ignore[operator]
             except Exception as exc:
                 raise internal(exc) from exc
+            finally:
+                ctx.upstream_seconds += time.monotonic() - started
+
+        def backoff(seconds: float) -> None:
+            started = time.monotonic()
+            try:
+                self.sleep(seconds)
+            finally:
+                ctx.upstream_seconds += time.monotonic() - started
 
         result, dep = call_with_retries(
             deps,
             attempt,
             rng=self.rng,
-            sleep=self.sleep,
+            sleep=backoff,
             model=ctx.model,
             health=self.health if breaker else None,
             deadline=deadline,
@@ -425,6 +475,7 @@ class Gateway:
         ]
 
     def close(self) -> None:
+        self.catalog.close()
         for ext in self.extensions:
             ext.close()
         for s in self._sessions.values():
@@ -442,3 +493,7 @@ def _audio_usage(result: tuple[str, bytes]) -> dict[str, Any] | None:
 
 def _nothing() -> None:
     pass
+
+
+def _no_scope(ctx: RequestContext, dep: Deployment) -> AbstractContextManager[None]:
+    return nullcontext()

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+# The gateway's own time per request (x-crabllm-overhead-ms): milliseconds.
+OVERHEAD_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 
 
 class Metrics:
@@ -49,6 +51,14 @@ class Metrics:
             "Time from request to the last byte of the answer.",
             ["endpoint"],
             buckets=LATENCY_BUCKETS,
+            registry=reg,
+        )
+        self.overhead = Histogram(
+            "crabllm_overhead_seconds",
+            "Time spent in the gateway, not upstream, up to the response "
+            "headers (x-crabllm-overhead-ms).",
+            ["endpoint"],
+            buckets=OVERHEAD_BUCKETS,
             registry=reg,
         )
         self.tokens = Counter(

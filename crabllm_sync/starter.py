@@ -36,10 +36,16 @@ def starter_config(
     key = new_key()
     admin = secrets.token_urlsafe(32)
     parts = [
-        "# crabllm-sync starter config. Reference: docs/configuration.md",
-        f'listen = "{listen}"',
-        f'admin_token = "{admin}"   # enables /v1/admin/* and the console at /ui',
+        "# crabllm-sync starter config, written by `crabllm-sync init`.",
+        "# Reference: docs/configuration.md. This file holds secrets: keep it 0600.",
         "",
+        "# Where the gateway listens (`serve --bind` overrides it).",
+        f'listen = "{listen}"',
+        "# The admin token: /v1/admin/* (keys, providers, usage), /metrics and the",
+        "# console at /ui.",
+        f'admin_token = "{admin}"',
+        "",
+        "# Keys, usage and providers added at run time live in this database.",
         "[storage]",
         'kind = "sqlite"',
         'path = "crabllm.db"',
@@ -73,11 +79,18 @@ def starter_config(
         ]
     parts += [
         "",
+        "# Any OpenAI-compatible server; without `models` its /models is read.",
+        "# [providers.local]",
+        '# kind = "openai"',
+        '# base_url = "http://127.0.0.1:11434/v1"',
+        "",
+        "# One virtual key for your applications (more: `crabllm-sync keys create`).",
         "[[keys]]",
         'name = "default"',
         f'key = "{key}"',
         'models = ["*"]',
         "",
+        "# Usage and cost per key and model: GET /v1/usage, `crabllm-sync usage`.",
         "[extensions.usage]",
         "",
         "# The request log the console shows (kept 30 days; bodies off).",

@@ -144,3 +144,33 @@ def _wait_ready(proc, url: str, timeout: float = 30.0) -> str:
             pass
         time.sleep(0.05)
     raise AssertionError(f"serve never became ready: {buf.decode(errors='replace')}")
+
+
+def test_init_writes_a_0600_starter_config_that_check_accepts(tmp_path, monkeypatch):
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.aws here
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    p = tmp_path / "crabllm.toml"
+    result = CliRunner().invoke(main, ["init", "--config", str(p)])
+    assert result.exit_code == 0, result.output
+    assert oct(p.stat().st_mode & 0o777) == "0o600"
+    key = re.search(r"Your virtual key: (\S+)", result.output).group(1)
+    text = p.read_text()
+    assert f'key = "{key}"' in text and 'kind = "mock"' in text
+    assert 'kind = "sqlite"' in text and "admin_token" in text
+    # A provider whose key is in the environment, referenced, not copied.
+    assert 'api_key = "${OPENAI_API_KEY}"' in text and "sk-from-env" not in text
+    assert "\n# " in text  # commented for the reader
+    checked = CliRunner().invoke(main, ["check", "--config", str(p)])
+    assert checked.exit_code == 0, checked.output
+    assert "warning" not in checked.output
+
+
+def test_init_refuses_to_overwrite_an_existing_config(tmp_path):
+    p = tmp_path / "crabllm.toml"
+    p.write_text(GOOD)
+    result = CliRunner().invoke(main, ["init", "--config", str(p)])
+    assert result.exit_code == 1
+    assert "already exists" in result.output
+    assert p.read_text() == GOOD

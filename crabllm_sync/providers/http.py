@@ -34,6 +34,7 @@ from crabllm_sync.providers.pool import (
     make_session,
     scoped,
 )
+from crabllm_sync.tracing import propagate
 from crabllm_sync.wire.verbatim import Verbatim
 
 # Adapters and the gateway use the pool's names through this module.
@@ -170,6 +171,7 @@ def send(
         # A file-like body of known length (multipart) is sent with a length,
         # not chunked: not every provider accepts a chunked upload.
         headers = {**headers, "content-length": str(len(body))}
+    headers = propagate.outgoing(headers)  # traceparent, when tracing is on
     try:
         pool, path = connection_pool(session, url)
         resp = pool.urlopen(

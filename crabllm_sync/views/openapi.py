@@ -433,6 +433,32 @@ def _paths() -> dict[str, Any]:
         "/v1/admin/logs/{id}": {
             "get": _op("One request log record (admin)", _ok(_ANY_JSON), params=_ID)
         },
+        "/v1/admin/usage": {
+            "get": _op("Every key's usage rows (admin)", _ok(_ANY_LIST))
+        },
+        "/v1/admin/providers": {
+            "get": _op("List providers (admin); secrets masked", _ok(_ANY_LIST)),
+            "post": _op(
+                "Add a provider at run time (admin)",
+                {
+                    "201": {"description": "added", "content": _ANY_JSON},
+                    **_ok(_ANY_JSON),
+                },
+                body=_ANY_JSON,
+            ),
+        },
+        "/v1/admin/providers/{name}": {
+            "get": _op("Show a provider (admin)", _ok(_ANY_JSON), params=_NAME),
+            "patch": _op(
+                "Change a run-time provider (admin)",
+                _ok(_ANY_JSON),
+                body=_ANY_JSON,
+                params=_NAME,
+            ),
+            "delete": _op(
+                "Remove a run-time provider (admin)", _ok(_ANY_JSON), params=_NAME
+            ),
+        },
         "/health": {
             "get": _op(
                 "Liveness",

@@ -1,5 +1,6 @@
-"""Usage, budget, cache and metrics endpoints: /v1/usage, /v1/budget,
-DELETE /v1/cache (admin) and /metrics (metrics or admin token)."""
+"""Usage, budget, cache and metrics endpoints: /v1/usage, /v1/admin/usage
+(admin), /v1/budget, DELETE /v1/cache (admin) and /metrics (metrics or admin
+token)."""
 
 from __future__ import annotations
 
@@ -39,35 +40,23 @@ def make_blueprint(gw: Gateway) -> Blueprint:
     @bp.get("/v1/usage")
     def usage() -> Response:
         ctx = gw.begin("usage", request.headers)
-        recorder = find(gw.extensions, UsageRecorder)
-        if recorder is None:
-            raise NotFoundError(
-                "usage is not recorded: configure sqlite or redis storage, "
-                "or [storage] database"
-            )
+        recorder = _recorder(gw)
         limiter = find(gw.extensions, RateLimit)
         if limiter is not None:
             limiter.admit_request(ctx)  # the key's RPM applies here too
         key = _own_key(ctx.principal, request.args.get("key"))
-        model = request.args.get("model") or None
-        since, until = _time_arg("from"), _time_arg("to")
-        limit = _limit_arg()
-        # This worker's own buffer, waiting at most FLUSH_BUSY_MS for a lock
-        # and not at all while the database is failing; others flush on their
-        # timer (within [extensions.usage] flush_interval).
-        recorder.flush_now()
-        try:
-            rows = recorder.db.usage_totals(
-                key_name=key, model=model, since=since, until=until, limit=limit
+        return json_response(_usage_list(recorder, key), headers=ctx.headers)
+
+    @bp.get("/v1/admin/usage")
+    def admin_usage() -> Response:
+        """Every key's usage, for the admin token only (same filters and rows)."""
+        if not gw.auth.has_admin:
+            raise NotFoundError(
+                "admin routes are off: set admin_token in the config to enable them"
             )
-        except (peewee.OperationalError, peewee.InterfaceError) as exc:
-            raise ServiceUnavailableError(
-                f"usage database unavailable: {exc}"
-            ) from None
-        return json_response(
-            {"object": "list", "data": [_usage_row(r) for r in rows]},
-            headers=ctx.headers,
-        )
+        gw.auth.require_admin(request.headers)
+        recorder = _recorder(gw)
+        return json_response(_usage_list(recorder, request.args.get("key") or None))
 
     @bp.get("/v1/budget")
     def budget() -> Response:
@@ -114,6 +103,34 @@ def make_blueprint(gw: Gateway) -> Blueprint:
         return Response(body, mimetype=None, content_type=CONTENT_TYPE)
 
     return bp
+
+
+def _recorder(gw: Gateway) -> UsageRecorder:
+    recorder = find(gw.extensions, UsageRecorder)
+    if recorder is None:
+        raise NotFoundError(
+            "usage is not recorded: configure sqlite or redis storage, "
+            "or [storage] database"
+        )
+    return recorder
+
+
+def _usage_list(recorder: UsageRecorder, key: str | None) -> dict[str, Any]:
+    """The usage rows of `key` (every key when None) under the query's filters."""
+    model = request.args.get("model") or None
+    since, until = _time_arg("from"), _time_arg("to")
+    limit = _limit_arg()
+    # This worker's own buffer, waiting at most FLUSH_BUSY_MS for a lock
+    # and not at all while the database is failing; others flush on their
+    # timer (within [extensions.usage] flush_interval).
+    recorder.flush_now()
+    try:
+        rows = recorder.db.usage_totals(
+            key_name=key, model=model, since=since, until=until, limit=limit
+        )
+    except (peewee.OperationalError, peewee.InterfaceError) as exc:
+        raise ServiceUnavailableError(f"usage database unavailable: {exc}") from None
+    return {"object": "list", "data": [_usage_row(r) for r in rows]}
 
 
 def _sees_all(principal: Principal) -> bool:
