@@ -205,14 +205,18 @@ class Gateway:
         usage_of: Callable[[Any], dict[str, Any] | None],
         cacheable: bool = False,
         render: Callable[[Any], Any] | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> Any:
         """prepare -> cache (when `cacheable`) -> route -> finish; the answer
-        as `render` makes it, inside the lifecycle (its failure is a 500)."""
+        as `render` makes it, inside the lifecycle (its failure is a 500).
+        `payload`: what is routed when it is not `body` (a native request,
+        with `body` its canonical outline for the hooks)."""
         with self.finish.guard(ctx):
             self.prepare(ctx, body)
             result = self.cached(ctx, body) if cacheable else None
             if result is None:
-                result = self.route(ctx, endpoint, body, extra)
+                routed = body if payload is None else payload
+                result = self.route(ctx, endpoint, routed, extra)
                 ctx.usage = usage_of(result)
             answer = result if render is None else render(result)
         # Hooks see the canonical answer when it can be stored (cache, usage).
@@ -345,6 +349,25 @@ class Gateway:
             result = self.route(
                 ctx, "count_tokens", body, (client_headers,), breaker=False
             )
+        ctx.usage = dict(NO_USAGE)
+        self.finish.succeeded(ctx, body, None)
+        return result
+
+    def count_gemini_tokens(
+        self, ctx: RequestContext, body: dict[str, Any], estimate: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Gemini's countTokens: the provider's count where every deployment
+        takes the Gemini API natively, else `estimate`. Like count_tokens:
+        only the requests-per-minute limit, no breaker."""
+        with self.finish.guard(ctx):
+            self.resolve(ctx, body)
+            limits = find(self.extensions, RateLimit)
+            if limits is not None:
+                limits.admit_request(ctx)
+            if self.serves_natively(body["model"], "gemini"):
+                result = self.route(ctx, "count_gemini_tokens", body, breaker=False)
+            else:
+                result = estimate
         ctx.usage = dict(NO_USAGE)
         self.finish.succeeded(ctx, body, None)
         return result

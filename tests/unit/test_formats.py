@@ -11,7 +11,7 @@ from crabllm_sync import providers, sse
 from crabllm_sync.auth import Principal
 from crabllm_sync.context import RequestContext
 from crabllm_sync.errors import UpstreamError
-from crabllm_sync.formats import chat, messages
+from crabllm_sync.formats import chat, gemini, messages
 from crabllm_sync.pipeline import Finish, PassThrough, relay
 from tests.fakes import anthropic as fake_ant
 
@@ -173,10 +173,13 @@ def test_every_adapter_has_the_declared_interface(kind):
     adapter = providers.adapter_for(kind)
     assert hasattr(adapter, "BASE_URL")
     assert callable(adapter.chat) and callable(adapter.chat_stream)
-    assert providers.native_formats(kind) <= {messages.FORMAT}
+    assert providers.native_formats(kind) <= {messages.FORMAT, gemini.FORMAT}
 
 
-def test_only_anthropic_takes_the_messages_format_natively():
-    native = {k for k in providers.ADAPTERS if providers.native_formats(k)}
-    assert native == {"anthropic"}
+def test_only_anthropic_and_google_take_a_format_natively():
+    native = {k: providers.native_formats(k) for k in providers.ADAPTERS}
+    assert {k: v for k, v in native.items() if v} == {
+        "anthropic": {messages.FORMAT},
+        "google": {gemini.FORMAT},
+    }
     assert providers.native_formats("some-openai-compatible-kind") == frozenset()
