@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from crabllm_sync.errors import InvalidRequestError, ModelNotFoundError, NotFoundError
+from crabllm_sync.errors import InvalidRequestError, ModelNotFoundError
 from crabllm_sync.formats import chat as chat_format
 from crabllm_sync.formats import gemini as fmt
 from crabllm_sync.formats.gemini import extras
@@ -43,13 +43,13 @@ def credentials() -> dict[str, str]:
 def make_blueprint(gw: Gateway) -> Blueprint:
     bp = Blueprint("gemini", __name__)
 
-    @bp.post(f"{PREFIX}/models/<path:target>")
-    def call(target: str) -> Response:
-        model, _, method = target.rpartition(":")
-        handler = _METHODS.get(method)
-        if not model or handler is None:
-            raise NotFoundError(f"unknown method '{method}': {sorted(_METHODS)}")
-        return handler(gw, model)
+    for method, handler in _METHODS.items():
+        bp.add_url_rule(
+            f"{PREFIX}/models/<path:model>:{method}",
+            method,
+            _bind(gw, handler),
+            methods=["POST"],
+        )
 
     @bp.get(f"{PREFIX}/models")
     def models() -> Response:
@@ -66,6 +66,13 @@ def make_blueprint(gw: Gateway) -> Blueprint:
 
     register_error_handlers(bp, fmt.to_google, lambda: fmt.to_google)
     return bp
+
+
+def _bind(gw: Gateway, handler: Any) -> Any:
+    def view(model: str) -> Response:
+        return handler(gw, model)
+
+    return view
 
 
 def _body(gw: Gateway, endpoint: str) -> tuple[Any, dict[str, Any]]:

@@ -87,15 +87,27 @@ def document() -> dict[str, Any]:
             "Messages API in front of many providers.",
         },
         "components": {
-            "schemas": schemas,
+            "schemas": {**schemas, **_gemini_schemas()},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "x-goog-api-key": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-goog-api-key",
+                },
+                "key": {"type": "apiKey", "in": "query", "name": "key"},
             },
         },
         "security": [{"bearer": []}],
         "paths": _paths(),
     }
+
+
+def _gemini_schemas() -> dict[str, Any]:
+    from crabllm_sync.views import openapi_gemini
+
+    return openapi_gemini.SCHEMAS
 
 
 def _schemas(
@@ -196,8 +208,11 @@ _ANTHROPIC_AUTH = [{"x-api-key": []}, {"bearer": []}]
 
 
 def _paths() -> dict[str, Any]:
+    from crabllm_sync.views import openapi_gemini  # it builds on the helpers here
+
     ae = f"{ANTHROPIC_PREFIX}ErrorResponse"
     return {
+        **openapi_gemini.paths(),
         "/v1/chat/completions": {
             "post": _op(
                 "Chat completion; `stream: true` answers SSE chunks then [DONE]",
