@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.fakes import anthropic as fake_ant
+from tests.fakes import google as fake_google
 from tests.fakes import openai as fake_oai
 from tests.upstream import Recorded, Reply, Upstream
 
@@ -139,7 +140,8 @@ class AnthropicToolUpstream(fake_ant.AnthropicUpstream):
 
     def handle(self, rec: Recorded) -> Reply:
         body = rec.json
-        if isinstance(body, dict) and body.get("messages") and not self.answers:
+        if isinstance(body, dict) and body.get("messages"):
+            self.answers.clear()
             last = body["messages"][-1]
             blocks = last["content"] if isinstance(last["content"], list) else []
             results = [b for b in blocks if b.get("type") == "tool_result"]
@@ -156,3 +158,69 @@ class AnthropicToolUpstream(fake_ant.AnthropicUpstream):
             else:
                 self.queue(fake_ant.text(decision[1]))
         return super().handle(rec)
+
+
+class GoogleToolUpstream(Upstream):
+    """Gemini's generateContent and streamGenerateContent (alt=sse) driven by
+    a ToolModel; the key is checked as Gemini does."""
+
+    def __init__(self, model: ToolModel | None = None) -> None:
+        super().__init__(
+            {
+                fake_google.GENERATE: self.generate,
+                fake_google.STREAM: self.generate,
+                r"/models/[^/]+:countTokens$": self.count,
+            }
+        )
+        self.model = model or ToolModel()
+
+    def generate(self, rec: Recorded) -> Reply:
+        if rec.headers.get("x-goog-api-key") != fake_google.API_KEY:
+            return fake_google.error(400, "API key not valid.", "INVALID_ARGUMENT")
+        body = rec.json
+        last = body["contents"][-1]["parts"]
+        results = [p["functionResponse"] for p in last if "functionResponse" in p]
+        result = json.dumps([r.get("response") for r in results]) if results else None
+        user = next(
+            c
+            for c in reversed(body["contents"])
+            if any("text" in p for p in c["parts"])
+        )
+        text = " ".join(p["text"] for p in user["parts"] if "text" in p)
+        names = [
+            d["name"]
+            for t in body.get("tools") or []
+            for d in t.get("functionDeclarations") or []
+        ]
+        decision = self.model.decide(text, result, names)
+        if decision[0] == "call":
+            parts = [{"functionCall": {"name": decision[1], "args": decision[2]}}]
+        else:
+            parts = [{"text": decision[1]}]
+        usage = {
+            "promptTokenCount": 11,
+            "candidatesTokenCount": 5,
+            "totalTokenCount": 16,
+        }
+        events = fake_google.stream_events(
+            parts, usage, model="gemini", response_id="r1"
+        )
+        if rec.path.endswith(":streamGenerateContent"):
+            return Reply(events=events)
+        return Reply(
+            json={
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": parts},
+                        "finishReason": "STOP",
+                        "index": 0,
+                    }
+                ],
+                "usageMetadata": usage,
+                "modelVersion": "gemini",
+                "responseId": "r1",
+            }
+        )
+
+    def count(self, rec: Recorded) -> Reply:
+        return Reply(json={"totalTokens": 42})
