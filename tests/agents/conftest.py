@@ -27,6 +27,7 @@ from tests.scripted import (
 KEY = "sk-agent-0123456789"
 # Models by the kind of provider that serves them.
 NATIVE_GOOGLE, OPENAI, ANTHROPIC = "gemini-2.5-flash", "gpt-x", "claude-x"
+MIN_NODE = 20  # Gemini CLI's and Qwen Code's engines
 RUN_TIMEOUT = 180.0  # seconds for one agent run (its first start is the slowest)
 SECRET = "crab-4242"  # in the workspace's notes.txt: only a tool can read it
 
@@ -35,6 +36,11 @@ SECRET = "crab-4242"  # in the workspace's notes.txt: only a tool can read it
 def agents_bin() -> Path:
     if shutil.which("npm") is None or shutil.which("node") is None:
         pytest.skip("npm and node are needed to install the coding agents")
+    version = subprocess.run(
+        ["node", "--version"], capture_output=True, text=True, check=True
+    ).stdout
+    if int(version.lstrip("v").split(".")[0]) < MIN_NODE:
+        pytest.skip(f"the coding agents need node >= {MIN_NODE}; this is {version}")
     return install()
 
 
