@@ -132,7 +132,10 @@ def _stream(gw: Gateway, ctx: Any, items: Any, encoder: Encoder, sse: bool) -> R
 def _count_tokens(gw: Gateway, model: str) -> Response:
     ctx, body = _body(gw, "count_tokens")
     body = {**body, "model": model}
-    return json_response(gw.count_gemini_tokens(ctx, body, extras.estimate_count(body)))
+    estimate = extras.estimate_count(body)
+    # Google's own count on google deployments (the adapter's count_gemini_tokens).
+    counted = gw.count(ctx, body, fmt.FORMAT, "count_gemini_tokens", estimate)
+    return json_response(counted)
 
 
 def _embed(gw: Gateway, model: str) -> Response:
