@@ -298,7 +298,7 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/messages/count_tokens": {
             "post": _op(
-                "Anthropic token count (anthropic-kind models only)",
+                "Anthropic token count (anthropic-kind: counted; else estimated)",
                 _ok(_json(f"{ANTHROPIC_PREFIX}CountTokensResponse")),
                 body=_json(f"{ANTHROPIC_PREFIX}CountTokensRequest"),
                 error=ae,
