@@ -17,6 +17,7 @@ import pytest
 from tests.agents.install import install
 from tests.conftest import anthropic_provider, make_config, openai_provider
 from tests.fakes import google as fake_google
+from tests.recording import Recorder, attach
 from tests.scripted import (
     AnthropicToolUpstream,
     GoogleToolUpstream,
@@ -51,7 +52,15 @@ class Rig:
     workspace: Path
     model: ToolModel
     bin: Path
+    recorder: Recorder
     upstreams: dict[str, Any] = field(default_factory=dict)
+
+    def refused(self) -> list[str]:
+        """Every request the gateway answered with an error (an agent may
+        retry past one quietly: none is expected)."""
+        return [
+            f"{d['endpoint']}: {d['error']}" for d in self.recorder.done if "error" in d
+        ]
 
     @property
     def notes(self) -> Path:
@@ -104,12 +113,14 @@ def rig(agents_bin, tmp_path, app_factory, served) -> Iterator[Rig]:
             "keys": [{"name": "agents", "key": KEY, "models": ["*"]}],
         }
     )
-    url = served(app_factory(config))
+    app = app_factory(config)
+    recorder = attach(app)
+    url = served(app)
     home, workspace = tmp_path / "home", tmp_path / "work"
     home.mkdir()
     workspace.mkdir()
     (workspace / "notes.txt").write_text(f"The secret word is {SECRET}.\n")
-    yield Rig(url, home, workspace, model, agents_bin, ups)
+    yield Rig(url, home, workspace, model, agents_bin, recorder, ups)
     for up in ups.values():
         up.stop()
 

@@ -41,6 +41,7 @@ def claude(rig: Rig, model: str, prompt: str):
 def test_claude_code_one_turn(rig, model):
     proc = claude(rig, model, "say hello")
     assert proc.returncode == 0, diagnose(proc)
+    assert rig.refused() == []
     assert "echo:" in proc.stdout and "say hello" in proc.stdout, diagnose(proc)
 
 
@@ -49,5 +50,6 @@ def test_claude_code_reads_a_file_with_its_tool(rig, model):
     calls_to("Read", lambda r: {"file_path": str(r.notes)}, rig)
     proc = claude(rig, model, f"{TOOL_MARKER} what does notes.txt say?")
     assert proc.returncode == 0, diagnose(proc)
+    assert rig.refused() == []
     assert rig.model.calls == 1
     assert SECRET in proc.stdout, diagnose(proc)

@@ -71,6 +71,7 @@ def _read_notes(names: list[str], rig: Rig) -> tuple[str, dict[str, Any]]:
 def test_codex_one_turn(rig, responses_served, model):
     proc = codex(rig, model, "say hello")
     assert proc.returncode == 0, diagnose(proc)
+    assert rig.refused() == []
     assert "echo:" in proc.stdout and "say hello" in proc.stdout, diagnose(proc)
 
 
@@ -79,5 +80,6 @@ def test_codex_reads_a_file_with_its_shell_tool(rig, responses_served, model):
     rig.model.plan = lambda names: _read_notes(names, rig)
     proc = codex(rig, model, f"{TOOL_MARKER} what does notes.txt say?")
     assert proc.returncode == 0, diagnose(proc)
+    assert rig.refused() == []
     assert rig.model.calls == 1
     assert SECRET in proc.stdout, diagnose(proc)

@@ -49,6 +49,7 @@ def gemini(rig: Rig, model: str, prompt: str):
 def test_gemini_cli_one_turn(rig, model):
     proc = gemini(rig, model, "say hello")
     assert proc.returncode == 0, diagnose(proc)
+    assert rig.refused() == []
     assert "echo:" in proc.stdout and "say hello" in proc.stdout, diagnose(proc)
 
 
@@ -57,5 +58,6 @@ def test_gemini_cli_reads_a_file_with_its_tool(rig, model):
     calls_to("read_file", lambda r: {"file_path": str(r.notes)}, rig)
     proc = gemini(rig, model, f"{TOOL_MARKER} what does notes.txt say?")
     assert proc.returncode == 0, diagnose(proc)
+    assert rig.refused() == []
     assert rig.model.calls == 1
     assert SECRET in proc.stdout, diagnose(proc)

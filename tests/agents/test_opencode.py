@@ -59,6 +59,7 @@ def opencode(rig: Rig, model: str, prompt: str):
 def test_opencode_one_turn(rig, model):
     proc = opencode(rig, model, "say hello")
     assert proc.returncode == 0, diagnose(proc)
+    assert rig.refused() == []
     assert "echo:" in proc.stdout and "say hello" in proc.stdout, diagnose(proc)
 
 
@@ -67,5 +68,6 @@ def test_opencode_reads_a_file_with_its_tool(rig, model):
     calls_to("read", lambda r: {"filePath": str(r.notes)}, rig)
     proc = opencode(rig, model, f"{TOOL_MARKER} what does notes.txt say?")
     assert proc.returncode == 0, diagnose(proc)
+    assert rig.refused() == []
     assert rig.model.calls == 1
     assert SECRET in proc.stdout, diagnose(proc)

@@ -47,6 +47,7 @@ def qwen(rig: Rig, model: str, prompt: str):
 def test_qwen_code_one_turn(rig, model):
     proc = qwen(rig, model, "say hello")
     assert proc.returncode == 0, diagnose(proc)
+    assert rig.refused() == []
     assert "echo:" in proc.stdout and "say hello" in proc.stdout, diagnose(proc)
 
 
@@ -55,5 +56,6 @@ def test_qwen_code_reads_a_file_with_its_tool(rig, model):
     calls_to("read_file", lambda r: {"file_path": str(r.notes)}, rig)
     proc = qwen(rig, model, f"{TOOL_MARKER} what does notes.txt say?")
     assert proc.returncode == 0, diagnose(proc)
+    assert rig.refused() == []
     assert rig.model.calls == 1
     assert SECRET in proc.stdout, diagnose(proc)
