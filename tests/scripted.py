@@ -9,6 +9,7 @@ that ends in text, and one that goes through a tool call and back.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -141,6 +142,8 @@ class AnthropicToolUpstream(fake_ant.AnthropicUpstream):
     def handle(self, rec: Recorded) -> Reply:
         body = rec.json
         if isinstance(body, dict) and body.get("messages"):
+            rec = _without_system_turns(rec)
+            body = rec.json
             self.answers.clear()
             last = body["messages"][-1]
             blocks = last["content"] if isinstance(last["content"], list) else []
@@ -158,6 +161,21 @@ class AnthropicToolUpstream(fake_ant.AnthropicUpstream):
             else:
                 self.queue(fake_ant.text(decision[1]))
         return super().handle(rec)
+
+
+def _without_system_turns(rec: Recorded) -> Recorded:
+    """System turns inside `messages` are a beta the API accepts with an
+    `anthropic-beta` header (Claude Code sends them); the installed SDK's
+    types, which the fake checks against, do not know them yet."""
+    body = rec.json
+    turns = body["messages"]
+    if not rec.headers.get("anthropic-beta") or all(
+        m.get("role") != "system" for m in turns
+    ):
+        return rec
+    kept = [m for m in turns if m.get("role") != "system"]
+    data = json.dumps({**body, "messages": kept}).encode()
+    return dataclasses.replace(rec, body=data)
 
 
 class GoogleToolUpstream(Upstream):

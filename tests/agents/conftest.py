@@ -138,3 +138,19 @@ def calls_to(name: str, args: Callable[[Rig], dict[str, Any]], rig: Rig) -> None
 def diagnose(proc: subprocess.CompletedProcess[str]) -> str:
     out, err = proc.stdout[-3000:], proc.stderr[-3000:]
     return f"exit {proc.returncode}\nstdout:\n{out}\nstderr:\n{err}"
+
+
+def one_turn_done(rig: Rig, proc: subprocess.CompletedProcess[str]) -> None:
+    """The agent answered "say hello" with the model's echo, nothing refused."""
+    assert proc.returncode == 0, diagnose(proc)
+    assert rig.refused() == []
+    assert "echo:" in proc.stdout and "say hello" in proc.stdout, diagnose(proc)
+
+
+def tool_task_done(rig: Rig, proc: subprocess.CompletedProcess[str]) -> None:
+    """The model asked for the tool once, the agent ran it and sent the result
+    back, and the final answer quotes the file: nothing refused."""
+    assert proc.returncode == 0, diagnose(proc)
+    assert rig.refused() == []
+    assert rig.model.calls == 1
+    assert SECRET in proc.stdout, diagnose(proc)
