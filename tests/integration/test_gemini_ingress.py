@@ -4,6 +4,7 @@ provider kind: google (native pass-through), openai, anthropic and mock
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 
@@ -21,6 +22,7 @@ from tests.upstream import Reply, Upstream
 
 KEY = "sk-gem-0123456789"
 GOOGLE, OPENAI, ANTHROPIC, MOCK = "gemini-2.5-flash", "gpt-x", "claude-x", "mock-x"
+THINKING = "gemini-3-flash-preview"  # Google refuses its calls sent back unsigned
 ALL = [GOOGLE, OPENAI, ANTHROPIC, MOCK]
 TOOL_KINDS = [GOOGLE, OPENAI, ANTHROPIC]  # the mock model never calls a tool
 WEATHER = types.FunctionDeclaration(
@@ -69,7 +71,7 @@ def gw(gemini, oai, ant, app_factory, served):
                     "kind": "google",
                     "base_url": f"{gemini.upstream.url}/v1beta",
                     "api_key": fake_google.API_KEY,
-                    "models": [GOOGLE, "text-embedding-004"],
+                    "models": [GOOGLE, THINKING, "text-embedding-004"],
                     "max_retries": 0,
                 },
                 "oa": openai_provider(oai, [OPENAI, "text-embedding-3-small"]),
@@ -127,7 +129,7 @@ def test_stream_generate_content_on_every_kind(client, gw, model):
     assert recorder.wait()["usage"]["completion_tokens"] > 0
 
 
-@pytest.mark.parametrize("model", TOOL_KINDS)
+@pytest.mark.parametrize("model", [*TOOL_KINDS, THINKING])
 @pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
 def test_function_calling_round_trip_on_every_kind(client, model, stream):
     config = types.GenerateContentConfig(
@@ -277,3 +279,37 @@ def test_upstream_error_passes_in_google_shape(client, gw, gemini):
     with pytest.raises(genai_errors.ClientError) as exc:
         client.models.generate_content(model=GOOGLE, contents="hi")
     assert exc.value.status == "INVALID_ARGUMENT" and "bad thing" in exc.value.message
+
+
+def test_key_rate_limit_applies_in_google_shape(gemini, app_factory, served):
+    config = make_config(
+        {
+            "providers": {"local": {"kind": "mock", "models": [MOCK]}},
+            "keys": [{"name": "slow", "key": KEY, "rate_limit": {"rpm": 1}}],
+        }
+    )
+    client = sdk(served(app_factory(config)))
+    client.models.generate_content(model=MOCK, contents="one")
+    with pytest.raises(genai_errors.ClientError) as exc:
+        client.models.generate_content(model=MOCK, contents="two")
+    assert exc.value.code == 429 and exc.value.status == "RESOURCE_EXHAUSTED"
+
+
+def test_native_stream_cut_before_the_finish_ends_with_an_error_event(gw, gemini):
+    url, recorder = gw
+    part = {"content": {"role": "model", "parts": [{"text": "half"}]}, "index": 0}
+    gemini.upstream.enqueue(Reply(events=[{"candidates": [part]}]))
+    resp = httpx.post(
+        f"{url}/v1beta/models/{GOOGLE}:streamGenerateContent?alt=sse",
+        json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+        headers={"x-goog-api-key": KEY},
+    )
+    events = [
+        json.loads(line.removeprefix("data: "))
+        for line in resp.text.splitlines()
+        if line.startswith("data: ")
+    ]
+    assert events[0]["candidates"][0]["content"]["parts"][0]["text"] == "half"
+    assert events[-1]["error"]["status"] == "UNAVAILABLE"
+    assert "ended before the model finished" in events[-1]["error"]["message"]
+    assert "error" in recorder.wait()
