@@ -15,6 +15,7 @@ from google.genai import errors as genai_errors
 from google.genai import types
 
 from tests.conftest import anthropic_provider, make_config, openai_provider
+from tests.fakes import bedrock as fake_bedrock
 from tests.fakes import google as fake_google
 from tests.recording import attach
 from tests.scripted import TOOL_MARKER, AnthropicToolUpstream, OpenAIToolUpstream
@@ -313,3 +314,43 @@ def test_native_stream_cut_before_the_finish_ends_with_an_error_event(gw, gemini
     assert events[-1]["error"]["status"] == "UNAVAILABLE"
     assert "ended before the model finished" in events[-1]["error"]["message"]
     assert "error" in recorder.wait()
+
+
+@pytest.fixture
+def bedrock_client(app_factory, served, monkeypatch, tmp_path):
+    """The SDK at a gateway whose model is on a Bedrock (Converse) fake."""
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-creds"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    up = fake_bedrock.make_upstream().start()
+    config = make_config(
+        {
+            "providers": {
+                "br": {
+                    "kind": "bedrock",
+                    "base_url": up.url,
+                    "region": "us-east-1",
+                    "access_key": "AKIDEXAMPLE",
+                    "secret_key": "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                    "models": ["anthropic.claude-3-haiku-20240307-v1:0"],
+                    "max_retries": 0,
+                }
+            },
+            "aliases": {"bedrock-x": "anthropic.claude-3-haiku-20240307-v1:0"},
+            "keys": [{"name": "team", "key": KEY, "models": ["*"]}],
+        }
+    )
+    client = sdk(served(app_factory(config)))
+    yield client
+    client.close()
+    up.stop()
+
+
+def test_generate_and_stream_on_bedrock(bedrock_client):
+    out = bedrock_client.models.generate_content(model="bedrock-x", contents="hi there")
+    assert "hi there" in out.text
+    chunks = list(
+        bedrock_client.models.generate_content_stream(model="bedrock-x", contents="a b")
+    )
+    assert "a b" in "".join(c.text or "" for c in chunks)
+    assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
