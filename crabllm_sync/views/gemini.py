@@ -115,14 +115,14 @@ def _generate(gw: Gateway, model: str, *, stream: bool = False) -> Response:
 
 
 def _stream(gw: Gateway, ctx: Any, items: Any, encoder: Encoder, sse: bool) -> Response:
+    """SSE (`alt=sse`) or one JSON array, with no keep-alives either way:
+    Google's SDKs read every line that is not `data:` as JSON (a comment is
+    a parse error) and a comment would break the array."""
+    body = stream_body(items, encoder)
     if sse:
-        keepalive = gw.config.routing.keepalive_seconds
-        return sse_response(
-            stream_body(items, encoder, keepalive=keepalive), ctx.headers
-        )
-    # One JSON array: an SSE comment would break it, so no keep-alives.
+        return sse_response(body, ctx.headers)
     return Response(
-        stream_body(items, encoder),
+        body,
         mimetype="application/json",
         headers={"X-Accel-Buffering": "no", **ctx.headers},
         direct_passthrough=True,

@@ -354,3 +354,29 @@ def test_generate_and_stream_on_bedrock(bedrock_client):
     )
     assert "a b" in "".join(c.text or "" for c in chunks)
     assert chunks[-1].candidates[0].finish_reason == types.FinishReason.STOP
+
+
+def test_a_pause_in_a_stream_does_not_break_the_sdk(gemini, app_factory, served):
+    """Keep-alive comments are not JSON and Google's SDKs read every line that
+    is not `data:` as JSON: a Gemini stream gets none, however long a pause."""
+    config = make_config(
+        {
+            "providers": {
+                "gem": {
+                    "kind": "google",
+                    "base_url": f"{gemini.upstream.url}/v1beta",
+                    "api_key": fake_google.API_KEY,
+                    "models": [GOOGLE],
+                }
+            },
+            "routing": {"keepalive_seconds": 0.05},
+            "keys": [{"name": "team", "key": KEY, "models": ["*"]}],
+        }
+    )
+    client = sdk(served(app_factory(config)))
+    usage = {"promptTokenCount": 1, "candidatesTokenCount": 2, "totalTokenCount": 3}
+    parts = [{"text": "slow answer"}]
+    events = fake_google.stream_events(parts, usage, model=GOOGLE, response_id="r")
+    gemini.upstream.enqueue(Reply(events=events, pauses={1: 0.5}))
+    chunks = list(client.models.generate_content_stream(model=GOOGLE, contents="hi"))
+    assert "".join(c.text or "" for c in chunks) == "slow answer"
