@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError
+from crabllm_sync.wire import completions as oai
 
 FORMAT = "gemini"
 
@@ -191,11 +192,7 @@ def _user_turn(
         else:
             raise refuse(where, _kind(part))
     if content:
-        if all(p["type"] == "text" for p in content):
-            text = "".join(p["text"] for p in content)
-            out.append({"role": "user", "content": text})
-        else:
-            out.append({"role": "user", "content": content})
+        out.append(oai.user_message(content))
     return out
 
 

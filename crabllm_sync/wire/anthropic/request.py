@@ -8,6 +8,7 @@ import orjson
 from pydantic import ValidationError
 
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError
+from crabllm_sync.wire import completions as oai
 from crabllm_sync.wire.anthropic.models import _BLOCKS
 
 _TOOL_CHOICE = {"auto": "auto", "any": "required", "none": "none"}
@@ -156,11 +157,7 @@ def _user(content: Any, where: str) -> list[dict[str, Any]]:
                 parts.append(part)
     out = list(tools)
     if parts:
-        if all(p["type"] == "text" for p in parts):
-            text = "\n\n".join(p["text"] for p in parts)
-            out.append({"role": "user", "content": text})
-        else:
-            out.append({"role": "user", "content": parts})
+        out.append(oai.user_message(parts, "\n\n"))
     return out
 
 
