@@ -11,12 +11,14 @@ from flask import Flask, request
 from crabllm_sync import errors, overhead, tracing
 from crabllm_sync.config import Config
 from crabllm_sync.errors import GatewayError
+from crabllm_sync.formats.gemini import to_google
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.storage import Storage, open_storage
 from crabllm_sync.views import admin as admin_views
 from crabllm_sync.views import anthropic as anthropic_views
 from crabllm_sync.views import console as console_views
 from crabllm_sync.views import docs as docs_views
+from crabllm_sync.views import gemini as gemini_views
 from crabllm_sync.views import logs as logs_views
 from crabllm_sync.views import openai as openai_views
 from crabllm_sync.views import openapi as openapi_views
@@ -51,6 +53,7 @@ def create_app(
     app.register_blueprint(admin_views.make_blueprint(gw))
     app.register_blueprint(provider_views.make_blueprint(gw))
     app.register_blueprint(anthropic_views.make_blueprint(gw))
+    app.register_blueprint(gemini_views.make_blueprint(gw))
     app.register_blueprint(openapi_views.make_blueprint(gw))
     app.register_blueprint(usage_views.make_blueprint(gw))
     app.register_blueprint(responses_views.make_blueprint(gw))
@@ -73,7 +76,10 @@ ANTHROPIC_PATH = "/v1/messages"
 
 def _render_for(path: str) -> Callable[[GatewayError], Any]:
     """The error shape a client of `path` reads, for errors raised before routing
-    (405, 404 under /v1/messages): Anthropic's there, OpenAI's elsewhere."""
+    (405, 404 under /v1/messages or /v1beta): Anthropic's or Google's there,
+    OpenAI's elsewhere."""
     if path == ANTHROPIC_PATH or path.startswith(ANTHROPIC_PATH + "/"):
         return errors.to_anthropic
+    if path.startswith(gemini_views.PREFIX + "/"):
+        return to_google
     return errors.to_openai

@@ -24,7 +24,11 @@ from crabllm_sync.catalog.live import Catalog
 from crabllm_sync.config import Config
 from crabllm_sync.context import RequestContext
 from crabllm_sync.db import open_database
-from crabllm_sync.errors import ServiceUnavailableError, UnsupportedError, UpstreamError
+from crabllm_sync.errors import (
+    ServiceUnavailableError,
+    UnsupportedError,
+    UpstreamError,
+)
 from crabllm_sync.extensions import Extension, build_extensions, find
 from crabllm_sync.extensions.rate_limit import RateLimit
 from crabllm_sync.formats import chat as chat_format
@@ -275,14 +279,18 @@ class Gateway:
         usage_of: Callable[[Any], dict[str, Any] | None],
         cacheable: bool = False,
         render: Callable[[Any], Any] | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> Any:
         """prepare -> cache (when `cacheable`) -> route -> finish; the answer
-        as `render` makes it, inside the lifecycle (its failure is a 500)."""
+        as `render` makes it, inside the lifecycle (its failure is a 500).
+        `payload`: what is routed when it is not `body` (a native request,
+        with `body` its canonical outline for the hooks)."""
         with self.finish.guard(ctx):
             self.prepare(ctx, body)
             result = self.cached(ctx, body) if cacheable else None
             if result is None:
-                result = self.route(ctx, endpoint, body, extra)
+                routed = body if payload is None else payload
+                result = self.route(ctx, endpoint, routed, extra)
                 ctx.usage = usage_of(result)
             answer = result if render is None else render(result)
         # Hooks see the canonical answer when it can be stored (cache, usage).
@@ -410,7 +418,29 @@ class Gateway:
     def count_tokens(
         self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
     ) -> dict[str, Any]:
-        """Anthropic's count_tokens, on deployments that take messages natively.
+        """Anthropic's count_tokens: the provider's count on deployments that
+        take messages natively, else the gateway's estimate."""
+        estimate = messages_format.estimate_count(body)
+        return self.count(
+            ctx,
+            body,
+            messages_format.FORMAT,
+            "count_tokens",
+            estimate,
+            (client_headers,),
+        )
+
+    def count(
+        self,
+        ctx: RequestContext,
+        body: dict[str, Any],
+        fmt: str,
+        endpoint: str,
+        estimate: dict[str, Any],
+        extra: tuple[Any, ...] = (),
+    ) -> dict[str, Any]:
+        """A token count: the adapter's `endpoint` where every deployment takes
+        format `fmt` natively, else `estimate`.
 
         Counting generates nothing: only the key's requests-per-minute limit
         applies, and a failure does not count toward the breaker the
@@ -418,20 +448,13 @@ class Gateway:
         """
         with self.finish.guard(ctx):
             self.resolve(ctx, body)
-            for dep in self.registry.models[ctx.model]:
-                # Other adapters' count_tokens (the mock's) are not this endpoint.
-                if messages_format.FORMAT not in providers.native_formats(dep.kind):
-                    raise UnsupportedError(
-                        f"provider '{dep.provider}' does not support the "
-                        "count_tokens endpoint",
-                        code="unsupported_endpoint",
-                    )
             limits = find(self.extensions, RateLimit)
             if limits is not None:
                 limits.admit_request(ctx)
-            result = self.route(
-                ctx, "count_tokens", body, (client_headers,), breaker=False
-            )
+            if self.serves_natively(body["model"], fmt):
+                result = self.route(ctx, endpoint, body, extra, breaker=False)
+            else:
+                result = estimate
         ctx.usage = dict(NO_USAGE)
         self.finish.succeeded(ctx, body, None)
         return result

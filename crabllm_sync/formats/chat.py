@@ -31,6 +31,16 @@ def stream_request(body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     return {**body, "stream_options": {**options, "include_usage": True}}, wants_usage
 
 
+def unfinished(ctx: RequestContext) -> UpstreamError:
+    """A stream that stopped before the model finished: the upstream failed."""
+    provider = ctx.provider
+    return UpstreamError(
+        f"{provider}: the stream ended before the model finished",
+        provider=provider,
+        upstream_status=502,
+    )
+
+
 class ChatObserver:
     """Usage and finish detection over OpenAI chunks.
 
@@ -70,12 +80,7 @@ class ChatObserver:
 
     def end(self) -> None:
         if not self.ended or self.started - self.ended:
-            provider = self.ctx.provider
-            raise UpstreamError(
-                f"{provider}: the stream ended before the model finished",
-                provider=provider,
-                upstream_status=502,
-            )
+            raise unfinished(self.ctx)
 
     def interrupted(self) -> None:
         """The client left: usage is estimated from the chunks the hooks saw."""

@@ -52,6 +52,10 @@ def gunicorn_settings(
         "keepalive": 75,  # longer than nginx's and most clients' idle timeouts
         "backlog": 2048,
         "accesslog": None,
+        # When an access log is turned on (--access-logfile): the path without
+        # its query string, where Google's clients may put the key (?key=).
+        "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" '
+        '%(s)s %(b)s "%(f)s" "%(a)s"',
         "errorlog": "-",
         "loglevel": "info",
         "proc_name": "crabllm-sync",

@@ -27,6 +27,7 @@ from crabllm_sync.views.responses import (
 )
 from crabllm_sync.views.streaming import Encoder, stream_body
 from crabllm_sync.wire import anthropic as wire
+from crabllm_sync.wire.openai import validate
 
 
 def make_blueprint(gw: Gateway) -> Blueprint:
@@ -34,9 +35,12 @@ def make_blueprint(gw: Gateway) -> Blueprint:
 
     @bp.post("/v1/messages")
     def messages() -> Response:
-        ctx, body = parse(gw, "messages", wire.MessagesRequest, allow_x_api_key=True)
+        # Passed through, a request is checked only where the gateway reads it:
+        # the provider judges the rest (its betas included).
+        ctx, body = parse(gw, "messages", wire.NativeRequest, allow_x_api_key=True)
         if gw.serves_natively(body["model"], fmt.FORMAT):
             return _native(gw, ctx, body, _client_headers())
+        validate(wire.MessagesRequest, body)
         return _translated(gw, ctx, body)
 
     @bp.post("/v1/messages/count_tokens")

@@ -90,15 +90,27 @@ def document() -> dict[str, Any]:
             "Messages API in front of many providers.",
         },
         "components": {
-            "schemas": schemas,
+            "schemas": {**schemas, **_gemini_schemas()},
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer"},
                 "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "x-goog-api-key": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-goog-api-key",
+                },
+                "key": {"type": "apiKey", "in": "query", "name": "key"},
             },
         },
         "security": [{"bearer": []}],
         "paths": _paths(),
     }
+
+
+def _gemini_schemas() -> dict[str, Any]:
+    from crabllm_sync.views import openapi_gemini
+
+    return openapi_gemini.SCHEMAS
 
 
 def _schemas(
@@ -265,8 +277,11 @@ _ANTHROPIC_AUTH = [{"x-api-key": []}, {"bearer": []}]
 
 
 def _paths() -> dict[str, Any]:
+    from crabllm_sync.views import openapi_gemini  # it builds on the helpers here
+
     ae = f"{ANTHROPIC_PREFIX}ErrorResponse"
     return {
+        **openapi_gemini.paths(),
         "/v1/chat/completions": {
             "post": _op(
                 "Chat completion; `stream: true` answers SSE chunks then [DONE]",
@@ -389,7 +404,7 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/messages/count_tokens": {
             "post": _op(
-                "Anthropic token count (anthropic-kind models only)",
+                "Anthropic token count (anthropic-kind: counted; else estimated)",
                 _ok(_json(f"{ANTHROPIC_PREFIX}CountTokensResponse")),
                 body=_json(f"{ANTHROPIC_PREFIX}CountTokensRequest"),
                 error=ae,

@@ -1,4 +1,5 @@
-"""Builders for the OpenAI chat objects translating providers answer with.
+"""Builders for the OpenAI chat objects translating providers answer with
+(and the user messages translated requests are made of).
 
 chat.completion, chat.completion.chunk, usage and tool calls, fields in OpenAI's
 order. Pure: the caller passes id, model and created.
@@ -81,6 +82,13 @@ def usage(
         out["completion_tokens_details"] = completion_details
     out.update(extra)
     return out
+
+
+def user_message(parts: list[dict[str, Any]], sep: str = "") -> dict[str, Any]:
+    """A user message of content parts: a plain string when all are text."""
+    if all(p["type"] == "text" for p in parts):
+        return {"role": "user", "content": sep.join(p["text"] for p in parts)}
+    return {"role": "user", "content": parts}
 
 
 def tool_call(id: str | None, name: str | None, arguments: str) -> dict[str, Any]:

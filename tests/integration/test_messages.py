@@ -515,17 +515,13 @@ def test_count_tokens_native(gw, ant):
     assert ant.requests[-1].path == "/v1/messages/count_tokens"
 
 
-def test_count_tokens_unsupported_for_openai_kind(gw):
+def test_count_tokens_estimated_for_openai_kind(gw):
+    """No provider to count: the gateway's estimate, 4 characters a token."""
     url, _ = gw
-    with pytest.raises(anthropic.BadRequestError) as exc:
-        client(url).messages.count_tokens(model="gpt-4o", messages=user("x"))
-    assert exc.value.body == {
-        "type": "error",
-        "error": {
-            "type": "invalid_request_error",
-            "message": "provider 'oa' does not support the count_tokens endpoint",
-        },
-    }
+    out = client(url).messages.count_tokens(
+        model="gpt-4o", system="x" * 20, messages=user("y" * 20)
+    )
+    assert out.input_tokens == 10
 
 
 # -- auth and errors ---------------------------------------------------------

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.agents.conftest import installed_or_skip
 from tests.conftest import anthropic_provider, make_config
 from tests.fakes import anthropic as fake_ant
 from tests.upstream import Upstream
 
 KEY = "sk-team-0123456789"
-CODEX_VERSION = "0.169.0"
-CACHE = Path(os.environ.get("CRABLLM_TEST_CACHE", Path.home() / ".cache/crabllm-tests"))
 # Any request that is not to loopback goes to a port where nothing listens.
 OFFLINE = {
     "HTTP_PROXY": "http://127.0.0.1:9",
@@ -37,33 +35,9 @@ OFFLINE = {
 
 @pytest.fixture(scope="session")
 def codex_bin() -> Path:
-    """The pinned Codex CLI, installed with npm into the test cache once."""
-    prefix = CACHE / f"codex-{CODEX_VERSION}"
-    binary = prefix / "node_modules" / ".bin" / "codex"
-    if binary.exists():
-        return binary
-    npm = shutil.which("npm")
-    if npm is None:
-        pytest.skip(
-            "npm is not installed: the Codex CLI test needs it (apt install npm)"
-        )
-    prefix.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            npm,
-            "install",
-            "--prefix",
-            str(prefix),
-            "--no-audit",
-            "--no-fund",
-            "--no-update-notifier",
-            f"@openai/codex@{CODEX_VERSION}",
-        ],
-        check=True,
-        timeout=600,
-        capture_output=True,
-    )
-    return binary
+    """The pinned Codex CLI: one pinned set of agents for every agent test
+    (tests/agents/install.py), installed once."""
+    return installed_or_skip() / "codex"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from crabllm_sync import providers, sse
 from crabllm_sync.auth import Principal
 from crabllm_sync.context import RequestContext
 from crabllm_sync.errors import UpstreamError
-from crabllm_sync.formats import chat, messages
+from crabllm_sync.formats import chat, gemini, messages
 from crabllm_sync.pipeline import Finish, PassThrough, relay
 from tests.fakes import anthropic as fake_ant
 
@@ -173,12 +173,20 @@ def test_every_adapter_has_the_declared_interface(kind):
     adapter = providers.adapter_for(kind)
     assert hasattr(adapter, "BASE_URL")
     assert callable(adapter.chat) and callable(adapter.chat_stream)
-    assert providers.native_formats(kind) <= {messages.FORMAT, "responses"}
+    assert providers.native_formats(kind) <= {
+        messages.FORMAT,
+        gemini.FORMAT,
+        "responses",
+    }
 
 
 def test_native_formats_are_declared_by_the_adapters_that_take_them():
     native = {k: providers.native_formats(k) for k in providers.ADAPTERS}
-    assert {k for k, f in native.items() if messages.FORMAT in f} == {"anthropic"}
-    assert {k for k, f in native.items() if "responses" in f} == {"openai", "azure"}
+    assert {k: v for k, v in native.items() if v} == {
+        "anthropic": {messages.FORMAT},
+        "google": {gemini.FORMAT},
+        "openai": {"responses"},
+        "azure": {"responses"},
+    }
     # A custom OpenAI-compatible server may speak only chat completions.
     assert providers.native_formats("some-openai-compatible-kind") == frozenset()

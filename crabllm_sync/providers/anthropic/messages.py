@@ -22,6 +22,9 @@ _MESSAGE_FIELDS = frozenset(
         "tool_call_id",
         "thinking_blocks",
         "reasoning_content",
+        # On the message itself (the AI SDK's openai-compatible provider puts
+        # it there): a cache breakpoint after the message's last block.
+        "cache_control",
     }
 )
 
@@ -171,6 +174,15 @@ def _tool_result(msg: Mapping[str, Any], where: str, provider: str) -> dict[str,
     return result
 
 
+def _cache_point(
+    blocks: list[dict[str, Any]], msg: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """A message's own cache_control, on its last block (where the API reads it)."""
+    if blocks and msg.get("cache_control"):
+        blocks[-1] = {**blocks[-1], "cache_control": msg["cache_control"]}
+    return blocks
+
+
 def _translate_messages(
     messages: list[Mapping[str, Any]], provider: str
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -187,7 +199,7 @@ def _translate_messages(
                 continue
             raise _refuse(provider, f"{where}.{key}")
         if role in ("system", "developer"):
-            system.extend(_system_blocks(msg.get("content"), where))
+            system.extend(_cache_point(_system_blocks(msg.get("content"), where), msg))
             continue
         if role == "user":
             native_role, blocks = "user", _user_blocks(msg["content"], where, provider)
@@ -199,6 +211,7 @@ def _translate_messages(
             raise _refuse(provider, f"{where}.role", f"role '{role}'")
         if not blocks:
             continue  # an empty assistant turn says nothing
+        blocks = _cache_point(blocks, msg)
         plain = isinstance(msg.get("content"), str) and role != "tool"
         if turns and turns[-1][0] == native_role:
             # The API wants alternating roles: same-role neighbours become one turn.

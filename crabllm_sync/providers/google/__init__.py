@@ -1,5 +1,7 @@
 """Google Gemini adapter behind the OpenAI chat and embeddings API: chat(),
 chat_stream() and embeddings() each make one call through providers/http.
+The Gemini API itself (formats/gemini) passes through as it is:
+generate_content(), generate_content_stream() and count_gemini_tokens().
 
 Translation (request.py, response.py, stream.py, embeddings.py) is pure.
 """
@@ -23,17 +25,25 @@ from crabllm_sync.providers.google.response import (
     map_usage,
     translate_response,
 )
-from crabllm_sync.providers.google.stream import ChunkTranslator, _read_chunks
+from crabllm_sync.providers.google.stream import (
+    ChunkTranslator,
+    _read_chunks,
+    read_events,
+)
 from crabllm_sync.providers.shape import read_stream, reading
 from crabllm_sync.routing import Deployment
 
 __all__ = [
     "BASE_URL",
+    "NATIVE_FORMATS",
     "PROVIDER",
     "ChunkTranslator",
     "chat",
     "chat_stream",
+    "count_gemini_tokens",
     "embeddings",
+    "generate_content",
+    "generate_content_stream",
     "map_finish_reason",
     "map_usage",
     "translate_embeddings_request",
@@ -44,6 +54,9 @@ __all__ = [
 
 
 BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
+
+# The Gemini API's own requests pass through with no translation.
+NATIVE_FORMATS = frozenset({"gemini"})
 
 
 def _headers(dep: Deployment, accept: str = "application/json") -> dict[str, str]:
@@ -118,3 +131,32 @@ def embeddings(
         return translate_embeddings_response(
             answer, model=dep.model, encoding_format=body.get("encoding_format")
         )
+
+
+def _native_body(body: dict[str, Any]) -> dict[str, Any]:
+    """A Gemini request as the client sent it (the model is in the URL)."""
+    return {k: v for k, v in body.items() if k != "model"}
+
+
+def generate_content(
+    dep: Deployment, session: http.Session, body: dict[str, Any]
+) -> dict[str, Any]:
+    """A Gemini generateContent call passed through."""
+    return _post(dep, http.post_json, session, "generateContent", _native_body(body))
+
+
+def generate_content_stream(
+    dep: Deployment, session: http.Session, body: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    """streamGenerateContent passed through: each event as Gemini sent it."""
+    method = "streamGenerateContent?alt=sse"
+    native = _native_body(body)
+    lines = _post(dep, http.post_stream, session, method, native, "text/event-stream")
+    return read_stream(read_events(lines, dep.provider), dep.provider)
+
+
+def count_gemini_tokens(
+    dep: Deployment, session: http.Session, body: dict[str, Any]
+) -> dict[str, Any]:
+    """countTokens passed through."""
+    return _post(dep, http.post_json, session, "countTokens", _native_body(body))

@@ -23,7 +23,7 @@ from crabllm_sync.providers.google.response import (
 from crabllm_sync.wire import completions as oai
 
 
-def _upstream_error(payload: dict[str, Any], provider: str) -> UpstreamError:
+def upstream_error(payload: dict[str, Any], provider: str) -> UpstreamError:
     err = payload.get("error")
     msg = err.get("message") if isinstance(err, dict) else str(err)
     code = err.get("code") if isinstance(err, dict) else None
@@ -63,7 +63,7 @@ class ChunkTranslator:
 
     def feed(self, event: dict[str, Any]) -> list[dict[str, Any]]:
         if "error" in event and "candidates" not in event:
-            raise _upstream_error(event, self.provider)
+            raise upstream_error(event, self.provider)
         if self.id is None:
             self._rid = event.get("responseId") or ""
             self.id = _completion_id(event)
@@ -135,10 +135,8 @@ class ChunkTranslator:
         return oai.chunk(self.id, self.model, self.created, delta, finish, index)
 
 
-def _read_chunks(
-    lines: Iterator[bytes], translator: ChunkTranslator
-) -> Iterator[dict[str, Any]]:
-    provider = translator.provider
+def read_events(lines: Iterator[bytes], provider: str) -> Iterator[dict[str, Any]]:
+    """Gemini's SSE lines -> its events (GenerateContentResponse objects)."""
     try:
         for event in sse.parse(lines):
             payload = sse.event_json(event, provider)
@@ -148,9 +146,20 @@ def _read_chunks(
                     provider=provider,
                     upstream_status=502,
                 )
-            yield from translator.feed(payload)
-        yield from translator.finish()
+            yield payload
     finally:
         close = getattr(lines, "close", None)
         if close is not None:
             close()
+
+
+def _read_chunks(
+    lines: Iterator[bytes], translator: ChunkTranslator
+) -> Iterator[dict[str, Any]]:
+    events = read_events(lines, translator.provider)
+    try:
+        for payload in events:
+            yield from translator.feed(payload)
+        yield from translator.finish()
+    finally:
+        events.close()

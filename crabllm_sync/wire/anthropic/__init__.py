@@ -11,6 +11,7 @@ from crabllm_sync.wire.anthropic.models import (
     ErrorResponse,
     MessageResponse,
     MessagesRequest,
+    NativeRequest,
     StreamEvent,
 )
 from crabllm_sync.wire.anthropic.request import to_chat
@@ -34,6 +35,7 @@ __all__ = [
     "EventTranslator",
     "MessageResponse",
     "MessagesRequest",
+    "NativeRequest",
     "StreamEvent",
     "event_error",
     "event_usage",

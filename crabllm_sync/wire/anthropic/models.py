@@ -58,7 +58,8 @@ _BLOCKS: dict[str, type[ContentBlock]] = {
 
 
 class Message(_Open):
-    role: Literal["user", "assistant"]
+    # "system": a system turn inside messages (a beta Claude Code sends).
+    role: Literal["user", "assistant", "system"]
     content: str | list[ContentBlock]
 
 
@@ -73,6 +74,16 @@ class ToolChoice(_Open):
     type: str = Field(min_length=1)  # auto | any | tool | none (native: any)
     name: str | None = None
     disable_parallel_tool_use: bool | None = None
+
+
+class NativeRequest(_Open):
+    """What the gateway itself reads of a request passed through as it is
+    (model, limits, budget); the provider checks the rest, betas included."""
+
+    model: str = Field(min_length=1)
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    stream: bool | None = None
 
 
 class CountTokensRequest(_Open):

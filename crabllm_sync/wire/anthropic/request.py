@@ -8,6 +8,7 @@ import orjson
 from pydantic import ValidationError
 
 from crabllm_sync.errors import InvalidRequestError, UnsupportedError
+from crabllm_sync.wire import completions as oai
 from crabllm_sync.wire.anthropic.models import _BLOCKS
 
 _TOOL_CHOICE = {"auto": "auto", "any": "required", "none": "none"}
@@ -29,6 +30,10 @@ def to_chat(req: dict[str, Any]) -> dict[str, Any]:
             turn = _assistant(content)
             if turn is not None:  # an empty turn (thinking only) has nothing to say
                 messages.append(turn)
+        elif msg["role"] == "system":  # a system turn inside messages stays there
+            text = _system_text(content)
+            if text:
+                messages.append({"role": "system", "content": text})
         else:
             messages.extend(_user(content, f"messages.{i}.content"))
     if not any(m["role"] != "system" for m in messages):
@@ -52,8 +57,13 @@ def to_chat(req: dict[str, Any]) -> dict[str, Any]:
     user_id = (req.get("metadata") or {}).get("user_id")
     if user_id:
         out["user"] = user_id
-    if req.get("tools"):
-        out["tools"] = [_tool(t) for t in req["tools"]]
+    tools = [t for t in req.get("tools") or () if not _is_tool_search(t)]
+    if tools:
+        # Deferred loading is Anthropic's tool search: elsewhere every tool is sent.
+        out["tools"] = [_tool(t) for t in tools]
+    effort = _effort(req.get("thinking"))
+    if effort is not None:
+        out["reasoning_effort"] = effort
     choice = req.get("tool_choice")
     if choice:
         kind = choice.get("type")
@@ -72,6 +82,21 @@ def to_chat(req: dict[str, Any]) -> dict[str, Any]:
         if choice.get("disable_parallel_tool_use") and req.get("tools"):
             out["parallel_tool_calls"] = False
     return out
+
+
+def _is_tool_search(tool: dict[str, Any]) -> bool:
+    """Anthropic's tool search server tool (it serves defer_loading tools)."""
+    return str(tool.get("type") or "").startswith("tool_search_tool")
+
+
+def _effort(thinking: Any) -> str | None:
+    """thinking.budget_tokens -> reasoning_effort (the nearest level)."""
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int):
+        return "medium"
+    return "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
 
 
 def _checked(block: dict[str, Any], where: str) -> dict[str, Any]:
@@ -132,11 +157,7 @@ def _user(content: Any, where: str) -> list[dict[str, Any]]:
                 parts.append(part)
     out = list(tools)
     if parts:
-        if all(p["type"] == "text" for p in parts):
-            text = "\n\n".join(p["text"] for p in parts)
-            out.append({"role": "user", "content": text})
-        else:
-            out.append({"role": "user", "content": parts})
+        out.append(oai.user_message(parts, "\n\n"))
     return out
 
 
