@@ -265,23 +265,22 @@ def response_chars(response: Mapping[str, Any] | None) -> int:
     """Characters of generated text in a chat completion."""
     if not isinstance(response, Mapping):
         return 0
-    total = 0
-    for choice in _list(response.get("choices")):
-        if isinstance(choice, Mapping):
-            msg = choice.get("message") or {}
-            if isinstance(msg, Mapping):
-                total += _text_chars(msg.get("content"))
-    return total
+    return _choices_chars(response, "message")
 
 
 def chunk_chars(chunk: Mapping[str, Any]) -> int:
     """Characters of generated text in one stream chunk."""
+    return _choices_chars(chunk, "delta")
+
+
+def _choices_chars(answer: Mapping[str, Any], part: str) -> int:
+    """Characters of text content in each choice's `part` (message, delta)."""
     total = 0
-    for choice in _list(chunk.get("choices")):
+    for choice in _list(answer.get("choices")):
         if isinstance(choice, Mapping):
-            delta = choice.get("delta") or {}
-            if isinstance(delta, Mapping):
-                total += _text_chars(delta.get("content"))
+            inner = choice.get(part) or {}
+            if isinstance(inner, Mapping):
+                total += _text_chars(inner.get("content"))
     return total
 
 
