@@ -21,6 +21,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from crabllm_sync import streams_inline
 from crabllm_sync.errors import UpstreamError
+from crabllm_sync.streams_inline import close_items
 
 log = logging.getLogger(__name__)
 
@@ -237,16 +238,6 @@ def _pump(
             _put(q, outcome, stop)
         finally:
             finished.release()
-
-
-def close_items(items: Any) -> None:
-    """Close an upstream iterator (if it can be); a failure to is only logged."""
-    close = getattr(items, "close", None)
-    try:
-        if close is not None:
-            close()
-    except Exception:
-        log.exception("closing an upstream stream failed")
 
 
 def _put(q: queue.Queue[tuple[str, Any]], entry: tuple[str, Any], stop: _Flag) -> bool:

@@ -30,8 +30,6 @@ from typing import Any, TypeVar
 
 from greenlet import GreenletExit, getcurrent, greenlet
 
-from crabllm_sync.errors import UpstreamError
-
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -93,10 +91,20 @@ class InlineReader:
         if self._ended or self._reader.dead:
             self._close_timer()
             return
+        if not self._reader:  # never started: nothing read, nothing to wait for
+            close_items(self._items)
+            return
+        abort = getattr(self._items, "abort", None)
+        if getcurrent() is not self._request:
+            # Closed from another greenlet (a response collected unclosed):
+            # cut the upstream only; switching from here could strand this
+            # greenlet. A parked reader is closed when it is collected.
+            if abort is not None:
+                abort()
+            return
         if not self._parked:
             # Blocked on its upstream: cut it, and let the read fail and the
             # relay finish (the hand-over parks it again).
-            abort = getattr(self._items, "abort", None)
             if abort is not None:
                 abort()
             if not self._wait(self.JOIN_TIMEOUT):
@@ -134,22 +142,16 @@ class InlineReader:
             self._timer = None
 
     def _run(self, _: object) -> None:
-        outcome: Entry = (ERROR, UpstreamError("the stream reader stopped"))
+        # GreenletExit (the request left) unwinds through here, closing items.
+        outcome: Entry
         try:
             for item in self._items:
                 self._hand((ITEM, item))
             outcome = (END, None)
-        except GreenletExit:
-            raise
         except Exception as exc:  # handed to the request, which raises it
             outcome = (ERROR, exc)
         finally:
-            close = getattr(self._items, "close", None)
-            if close is not None:
-                try:
-                    close()
-                except Exception:
-                    log.exception("closing an upstream stream failed")
+            close_items(self._items)
         self._hand(outcome)
 
     def _hand(self, entry: Entry) -> None:
@@ -166,3 +168,13 @@ class InlineReader:
             self._parked = True
             self._hub.switch()
             self._parked = False
+
+
+def close_items(items: Any) -> None:
+    """Close an upstream iterator (if it can be); a failure to is only logged."""
+    close = getattr(items, "close", None)
+    try:
+        if close is not None:
+            close()
+    except Exception:
+        log.exception("closing an upstream stream failed")

@@ -136,6 +136,22 @@ def leave(during: str) -> dict:
     return {"closed": closed_when_left, "aborted": up.aborted, "seen": seen}
 
 
+def leave_elsewhere() -> dict:
+    """The stream is closed from another greenlet than the one that read it
+    (a response collected unclosed): the upstream is still cut."""
+    up = Upstream()
+    batches = streams.paced(up, 0.05)
+
+    def consume():
+        for batch in batches:
+            if batch.is_pause:
+                return
+
+    gevent.spawn(consume).get(timeout=30)
+    batches.close()
+    return {"aborted": up.aborted}
+
+
 def error() -> dict:
     """A failure is raised in the consumer after the items before it."""
     up = Upstream()

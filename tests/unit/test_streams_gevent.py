@@ -58,6 +58,10 @@ def test_leaving_between_items_closes_the_upstream_under_gevent():
     assert report["closed"]
 
 
+def test_a_stream_closed_from_another_greenlet_still_cuts_the_upstream():
+    assert run_case("leave_elsewhere") == {"aborted": True}
+
+
 def test_an_upstream_failure_is_raised_after_the_items_under_gevent():
     report = run_case("error")
     assert report == {"items": ["a"], "error": "upstream failed", "closed": True}
