@@ -153,11 +153,9 @@ class UsageRecorder(Extension):
             return
         if not self._flushing.acquire(timeout=FLUSH_WAIT):
             return
-        if not self.pending():
-            self._flushing.release()
-            return
         try:
-            self._write(FLUSH_BUSY_MS)
+            if self.pending():
+                self._write(FLUSH_BUSY_MS)
         finally:
             self._flushing.release()
 
