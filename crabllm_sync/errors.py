@@ -88,6 +88,19 @@ class UnsupportedError(InvalidRequestError):
     code = "unsupported_parameter"
 
 
+def unsupported_param(param: str, provider: str, why: str = "") -> UnsupportedError:
+    """A request field `provider` (its name as a client reads it) cannot serve."""
+    detail = f": {why}" if why else ""
+    return UnsupportedError(
+        f"'{param}' is not supported by {provider}{detail}", param=param
+    )
+
+
+def invalid_param(param: str, why: str) -> InvalidRequestError:
+    """A request field whose value is wrong whichever provider serves it."""
+    return InvalidRequestError(f"'{param}': {why}", param=param)
+
+
 class InvalidApiKeyError(GatewayError):
     status = 401
     type = "invalid_request_error"

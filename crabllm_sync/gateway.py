@@ -4,8 +4,9 @@ authenticate (begin) -> parse and validate (views) -> prepare (resolve, model
 check, on_request) -> cache lookup -> route (retries, fallback, breaker) ->
 relay (streams) -> finish (pipeline/finish.py). `unary` and `stream` are the
 two shapes of that lifecycle; each endpoint below only names its adapter
-function, its usage and its format's observer. Knows no wire format beyond
-OpenAI's canonical dicts; views parse and render (formats/ translate).
+function, its usage and its format's observer (the Anthropic Messages ones
+are in gateway_native.py). Knows no wire format beyond OpenAI's canonical
+dicts; views parse and render (formats/ translate).
 """
 
 from __future__ import annotations
@@ -24,16 +25,10 @@ from crabllm_sync.catalog.live import Catalog
 from crabllm_sync.config import Config
 from crabllm_sync.context import RequestContext
 from crabllm_sync.db import open_database
-from crabllm_sync.errors import (
-    ServiceUnavailableError,
-    UnsupportedError,
-    UpstreamError,
-)
-from crabllm_sync.extensions import Extension, build_extensions, find
-from crabllm_sync.extensions.rate_limit import RateLimit
+from crabllm_sync.errors import ServiceUnavailableError, UnsupportedError, UpstreamError
+from crabllm_sync.extensions import Extension, build_extensions
 from crabllm_sync.formats import chat as chat_format
-from crabllm_sync.formats import messages as messages_format
-from crabllm_sync.formats.responses import native as responses_native
+from crabllm_sync.gateway_native import PINNED_PROVIDER, NativeEndpoints
 from crabllm_sync.health import Health
 from crabllm_sync.keys.store import KeyStore
 from crabllm_sync.pipeline import Finish, Observer, PassThrough, internal, relay
@@ -46,14 +41,8 @@ from crabllm_sync.wire import openai as wire_openai
 
 log = logging.getLogger(__name__)
 
-Headers = Mapping[str, str]
-# ctx.state key: the one provider a request must go to (its state lives there).
-PINNED_PROVIDER = "route.provider"
-# Counting tokens generates nothing: no usage to charge, still one logged request.
-NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
-
-class Gateway:
+class Gateway(NativeEndpoints):
     """Config, routing, extensions, storage and upstream sessions of one app."""
 
     def __init__(
@@ -373,91 +362,6 @@ class Gateway:
         payload, wants_usage = chat_format.stream_request(body)
         observer = chat_format.ChatObserver(ctx, wants_usage)
         return self.stream(ctx, "chat_stream", body, payload, observer)
-
-    def serves_natively(self, requested: Any, fmt: str) -> bool:
-        """Whether every deployment of the requested model takes format `fmt`
-        as it is (its adapter declares it in NATIVE_FORMATS)."""
-        if not isinstance(requested, str):
-            return False
-        deps = self.registry.models.get(self.registry.aliases.get(requested, requested))
-        return bool(deps) and all(fmt in providers.native_formats(d.kind) for d in deps)
-
-    def messages_native(
-        self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
-    ) -> dict[str, Any]:
-        """An Anthropic Messages call passed through to a native deployment."""
-        usage = messages_format.answer_usage
-        return self.unary(ctx, "messages", body, (client_headers,), usage_of=usage)
-
-    def messages_native_stream(
-        self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
-    ) -> Relay[Any]:
-        """Open a native Anthropic stream (first event read before returning)."""
-        observer = messages_format.NativeObserver(ctx, self.redact)
-        return self.stream(
-            ctx, "messages_stream", body, body, observer, (client_headers,)
-        )
-
-    def responses_native(
-        self, ctx: RequestContext, body: dict[str, Any]
-    ) -> dict[str, Any]:
-        """A Responses API call passed through to a native deployment."""
-        usage = responses_native.answer_usage
-        return self.unary(ctx, "responses", body, usage_of=usage)
-
-    def responses_native_stream(
-        self,
-        ctx: RequestContext,
-        body: dict[str, Any],
-        on_done: Callable[[dict[str, Any]], None] | None = None,
-    ) -> Relay[Any]:
-        """Open a native Responses stream (first event read before returning)."""
-        observer = responses_native.NativeObserver(ctx, self.redact, on_done)
-        return self.stream(ctx, "responses_stream", body, body, observer)
-
-    def count_tokens(
-        self, ctx: RequestContext, body: dict[str, Any], client_headers: Headers
-    ) -> dict[str, Any]:
-        """Anthropic's count_tokens: the provider's count on deployments that
-        take messages natively, else the gateway's estimate."""
-        estimate = messages_format.estimate_count(body)
-        return self.count(
-            ctx,
-            body,
-            messages_format.FORMAT,
-            "count_tokens",
-            estimate,
-            (client_headers,),
-        )
-
-    def count(
-        self,
-        ctx: RequestContext,
-        body: dict[str, Any],
-        fmt: str,
-        endpoint: str,
-        estimate: dict[str, Any],
-        extra: tuple[Any, ...] = (),
-    ) -> dict[str, Any]:
-        """A token count: the adapter's `endpoint` where every deployment takes
-        format `fmt` natively, else `estimate`.
-
-        Counting generates nothing: only the key's requests-per-minute limit
-        applies, and a failure does not count toward the breaker the
-        generation endpoints share.
-        """
-        with self.finish.guard(ctx):
-            self.resolve(ctx, body)
-            limits = find(self.extensions, RateLimit)
-            if limits is not None:
-                limits.admit_request(ctx)
-            if self.serves_natively(body["model"], fmt):
-                result = self.route(ctx, endpoint, body, extra, breaker=False)
-            else:
-                result = estimate
-        ctx.usage = dict(NO_USAGE)
-        self.finish.succeeded(ctx, body, None)
-        return result
 
     def images(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         """Image generation; usage is {"images": n} (plus tokens when reported)."""

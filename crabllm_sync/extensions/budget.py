@@ -21,7 +21,13 @@ import peewee
 from crabllm_sync import pricing, reservation
 from crabllm_sync.config import Config
 from crabllm_sync.errors import PermissionDeniedError, QuotaExceededError
-from crabllm_sync.extensions import Extension, guarded, key_limit, key_name, quietly
+from crabllm_sync.extensions import (
+    Extension,
+    guarded,
+    key_limit,
+    key_name,
+    settle,
+)
 from crabllm_sync.extensions.accounting import charge_of, reserved_of
 from crabllm_sync.pricing import NANOS_PER_USD
 from crabllm_sync.storage import Storage
@@ -223,13 +229,7 @@ class Budget(Extension):
 
     def _settle(self, ctx: RequestContext) -> None:
         """Turn the reservation into the charge (a refund for a failure)."""
-        held = ctx.state.pop(_STATE, None)
-        if held is None:
-            return
-        counter, reserve, ttl = held
-        delta = charge_of(ctx).cost_nanos - reserve
-        if delta:
-            quietly("budget", lambda: self.storage.incr(counter, delta, ttl))
+        settle("budget", ctx, _STATE, self.storage, charge_of(ctx).cost_nanos)
 
     def on_response(
         self, ctx: RequestContext, body: dict[str, Any], response: dict[str, Any] | None

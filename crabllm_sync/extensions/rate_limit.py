@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from crabllm_sync.config import Config
 from crabllm_sync.errors import RateLimitError
-from crabllm_sync.extensions import Extension, guarded, key_limit, key_name, quietly
+from crabllm_sync.extensions import (
+    Extension,
+    guarded,
+    key_limit,
+    key_name,
+    settle,
+)
 from crabllm_sync.extensions.accounting import charge_of, reserved_of
 from crabllm_sync.storage import Storage
 
@@ -29,7 +35,7 @@ if TYPE_CHECKING:
 WINDOW = 60.0  # seconds
 KEY_TTL = 2 * WINDOW + 10  # a window's counter is read during the next one
 _STATE = "rate_limit"
-_TOKENS = "rate_limit.tokens"  # (window counter, tokens reserved in it)
+_TOKENS = "rate_limit.tokens"  # (window counter, tokens reserved in it, its ttl)
 
 
 # -- window math (pure) -------------------------------------------------------
@@ -181,7 +187,7 @@ class RateLimit(Extension):
         w = Window(prev, curr, elapsed)
         admitted = w.count <= limit if reserve else w.count < limit
         if admitted:
-            ctx.state[_TOKENS] = (curr_key, reserve)
+            ctx.state[_TOKENS] = (curr_key, reserve, KEY_TTL)
         else:
             if reserve:
                 self.storage.incr(curr_key, -reserve, KEY_TTL)
@@ -231,13 +237,8 @@ class RateLimit(Extension):
 
     def _settle(self, ctx: RequestContext) -> None:
         """Turn the token reservation into what the request used."""
-        held = ctx.state.pop(_TOKENS, None)
-        if held is None:
-            return
-        counter, reserve = held
-        delta = charge_of(ctx).usage.total_tokens - reserve
-        if delta:
-            quietly("rate_limit", lambda: self.storage.incr(counter, delta, KEY_TTL))
+        used = charge_of(ctx).usage.total_tokens
+        settle("rate_limit", ctx, _TOKENS, self.storage, used)
 
     def on_response(
         self, ctx: RequestContext, body: dict[str, Any], response: dict[str, Any] | None

@@ -1,15 +1,12 @@
 """Azure OpenAI: deployment URLs, api-version and the api-key header.
 
-The body is OpenAI's; everything else is openai.py with this module's target().
+The body is OpenAI's; everything else is openai.py's Api on this module's target().
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
 from urllib.parse import quote
 
-from crabllm_sync.multipart import Upload
 from crabllm_sync.providers import http, openai
 from crabllm_sync.routing import Deployment
 
@@ -42,55 +39,14 @@ def target_v1(dep: Deployment, path: str) -> tuple[str, dict[str, str]]:
     return f"{dep.base_url}/openai/v1{path}", headers
 
 
-def responses(
-    dep: Deployment, session: http.Session, body: dict[str, Any]
-) -> dict[str, Any]:
-    return openai.responses(dep, session, body, target=target_v1)
-
-
-def responses_stream(
-    dep: Deployment, session: http.Session, body: dict[str, Any]
-) -> Iterator[Any]:
-    return openai.responses_stream(dep, session, body, target=target_v1)
-
-
-def chat(
-    dep: Deployment, session: http.Session, body: dict[str, Any]
-) -> dict[str, Any]:
-    return openai.chat(dep, session, body, target=target)
-
-
-def chat_stream(
-    dep: Deployment, session: http.Session, body: dict[str, Any]
-) -> Iterator[dict[str, Any]]:
-    return openai.chat_stream(dep, session, body, target=target)
-
-
-def embeddings(
-    dep: Deployment, session: http.Session, body: dict[str, Any]
-) -> dict[str, Any]:
-    return openai.embeddings(dep, session, body, target=target)
-
-
-def images(
-    dep: Deployment, session: http.Session, body: dict[str, Any]
-) -> dict[str, Any]:
-    return openai.images(dep, session, body, target=target)
-
-
-def speech(
-    dep: Deployment, session: http.Session, body: dict[str, Any]
-) -> tuple[str, Iterator[bytes]]:
-    return openai.speech(dep, session, body, target=target)
-
-
-def transcription(
-    dep: Deployment, session: http.Session, body: dict[str, Any], upload: Upload
-) -> tuple[str, bytes]:
-    return openai.transcription(dep, session, body, upload, target=target)
-
-
-def translation(
-    dep: Deployment, session: http.Session, body: dict[str, Any], upload: Upload
-) -> tuple[str, bytes]:
-    return openai.translation(dep, session, body, upload, target=target)
+_API = openai.Api(target)
+_API_V1 = openai.Api(target_v1)
+chat = _API.chat
+chat_stream = _API.chat_stream
+responses = _API_V1.responses
+responses_stream = _API_V1.responses_stream
+embeddings = _API.embeddings
+images = _API.images
+speech = _API.speech
+transcription = _API.transcription
+translation = _API.translation

@@ -33,127 +33,119 @@ def target(dep: Deployment, path: str) -> tuple[str, dict[str, str]]:
     return dep.base_url + path, headers
 
 
-def chat(
-    dep: Deployment,
-    session: http.Session,
-    body: dict[str, Any],
-    target: Target = target,
-) -> dict[str, Any]:
-    return _post_json(dep, session, "/chat/completions", body, target)
+class Api:
+    """OpenAI's endpoints on the deployment `target` addresses: OpenAI's own
+    here, Azure's deployment URLs in azure.py. A module exposes its bound
+    methods as its adapter functions."""
 
+    def __init__(self, target: Target) -> None:
+        self.target = target
 
-def chat_stream(
-    dep: Deployment,
-    session: http.Session,
-    body: dict[str, Any],
-    target: Target = target,
-) -> Iterator[dict[str, Any]]:
-    url, headers = target(dep, "/chat/completions")
-    headers["accept"] = "text/event-stream"
-    lines = http.post_stream(
-        session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
-    )
-    return read_chunks(lines, dep.provider)
+    def chat(
+        self, dep: Deployment, session: http.Session, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._post_json(dep, session, "/chat/completions", body)
 
+    def chat_stream(
+        self, dep: Deployment, session: http.Session, body: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        url, headers = self.target(dep, "/chat/completions")
+        headers["accept"] = "text/event-stream"
+        lines = http.post_stream(
+            session,
+            url,
+            body,
+            headers=headers,
+            timeout=dep.timeout,
+            provider=dep.provider,
+        )
+        return read_chunks(lines, dep.provider)
 
-def responses(
-    dep: Deployment,
-    session: http.Session,
-    body: dict[str, Any],
-    target: Target = target,
-) -> dict[str, Any]:
-    """POST {base}/responses; the Response as it came."""
-    return _post_json(dep, session, "/responses", body, target)
+    def responses(
+        self, dep: Deployment, session: http.Session, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """POST {base}/responses; the Response as it came."""
+        return self._post_json(dep, session, "/responses", body)
 
+    def responses_stream(
+        self, dep: Deployment, session: http.Session, body: dict[str, Any]
+    ) -> Iterator[sse.Event]:
+        """POST {base}/responses with stream=true; the native events as they come."""
+        url, headers = self.target(dep, "/responses")
+        headers["accept"] = "text/event-stream"
+        lines = http.post_stream(
+            session,
+            url,
+            body,
+            headers=headers,
+            timeout=dep.timeout,
+            provider=dep.provider,
+        )
+        return read_events(lines)
 
-def responses_stream(
-    dep: Deployment,
-    session: http.Session,
-    body: dict[str, Any],
-    target: Target = target,
-) -> Iterator[sse.Event]:
-    """POST {base}/responses with stream=true; the native events as they come."""
-    url, headers = target(dep, "/responses")
-    headers["accept"] = "text/event-stream"
-    lines = http.post_stream(
-        session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
-    )
-    return read_events(lines)
+    def embeddings(
+        self, dep: Deployment, session: http.Session, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._post_json(dep, session, "/embeddings", body)
 
+    def images(
+        self, dep: Deployment, session: http.Session, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._post_json(dep, session, "/images/generations", body)
 
-def read_events(lines: Iterator[bytes]) -> Iterator[sse.Event]:
-    try:
-        yield from sse.parse(lines)
-    finally:
-        close = getattr(lines, "close", None)
-        if close is not None:
-            close()
+    def speech(
+        self, dep: Deployment, session: http.Session, body: dict[str, Any]
+    ) -> tuple[str, Iterator[bytes]]:
+        """(content type, the audio bytes as they arrive); nothing is buffered."""
+        url, headers = self.target(dep, "/audio/speech")
+        content_type, chunks = _post_raw(dep, session, url, headers, orjson.dumps(body))
+        return content_type or "application/octet-stream", chunks
 
+    def transcription(
+        self,
+        dep: Deployment,
+        session: http.Session,
+        body: dict[str, Any],
+        upload: Upload,
+    ) -> tuple[str, bytes]:
+        return self._audio_upload(dep, session, "/audio/transcriptions", body, upload)
 
-def embeddings(
-    dep: Deployment,
-    session: http.Session,
-    body: dict[str, Any],
-    target: Target = target,
-) -> dict[str, Any]:
-    return _post_json(dep, session, "/embeddings", body, target)
+    def translation(
+        self,
+        dep: Deployment,
+        session: http.Session,
+        body: dict[str, Any],
+        upload: Upload,
+    ) -> tuple[str, bytes]:
+        return self._audio_upload(dep, session, "/audio/translations", body, upload)
 
+    def _audio_upload(
+        self,
+        dep: Deployment,
+        session: http.Session,
+        path: str,
+        body: dict[str, Any],
+        upload: Upload,
+    ) -> tuple[str, bytes]:
+        """POST the form fields and the file as multipart, the file read in blocks."""
+        url, headers = self.target(dep, path)
+        multipart = MultipartBody(form_fields(body), upload, uuid.uuid4().hex)
+        headers["content-type"] = multipart.content_type
+        content_type, chunks = _post_raw(dep, session, url, headers, multipart)
+        return content_type or "application/json", b"".join(chunks)
 
-def images(
-    dep: Deployment,
-    session: http.Session,
-    body: dict[str, Any],
-    target: Target = target,
-) -> dict[str, Any]:
-    return _post_json(dep, session, "/images/generations", body, target)
-
-
-def speech(
-    dep: Deployment,
-    session: http.Session,
-    body: dict[str, Any],
-    target: Target = target,
-) -> tuple[str, Iterator[bytes]]:
-    """(content type, the audio bytes as they arrive); nothing is buffered."""
-    url, headers = target(dep, "/audio/speech")
-    content_type, chunks = _post_raw(dep, session, url, headers, orjson.dumps(body))
-    return content_type or "application/octet-stream", chunks
-
-
-def transcription(
-    dep: Deployment,
-    session: http.Session,
-    body: dict[str, Any],
-    upload: Upload,
-    target: Target = target,
-) -> tuple[str, bytes]:
-    return _audio_upload(dep, session, "/audio/transcriptions", body, upload, target)
-
-
-def translation(
-    dep: Deployment,
-    session: http.Session,
-    body: dict[str, Any],
-    upload: Upload,
-    target: Target = target,
-) -> tuple[str, bytes]:
-    return _audio_upload(dep, session, "/audio/translations", body, upload, target)
-
-
-def _audio_upload(
-    dep: Deployment,
-    session: http.Session,
-    path: str,
-    body: dict[str, Any],
-    upload: Upload,
-    target: Target,
-) -> tuple[str, bytes]:
-    """POST the form fields and the file as multipart, the file read in blocks."""
-    url, headers = target(dep, path)
-    multipart = MultipartBody(form_fields(body), upload, uuid.uuid4().hex)
-    headers["content-type"] = multipart.content_type
-    content_type, chunks = _post_raw(dep, session, url, headers, multipart)
-    return content_type or "application/json", b"".join(chunks)
+    def _post_json(
+        self, dep: Deployment, session: http.Session, path: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        url, headers = self.target(dep, path)
+        return http.post_json(
+            session,
+            url,
+            body,
+            headers=headers,
+            timeout=dep.timeout,
+            provider=dep.provider,
+        )
 
 
 def _post_raw(
@@ -176,17 +168,25 @@ def _post_raw(
     return resp.headers.get("content-type"), chunks
 
 
-def _post_json(
-    dep: Deployment,
-    session: http.Session,
-    path: str,
-    body: dict[str, Any],
-    target: Target,
-) -> dict[str, Any]:
-    url, headers = target(dep, path)
-    return http.post_json(
-        session, url, body, headers=headers, timeout=dep.timeout, provider=dep.provider
-    )
+_API = Api(target)
+chat = _API.chat
+chat_stream = _API.chat_stream
+responses = _API.responses
+responses_stream = _API.responses_stream
+embeddings = _API.embeddings
+images = _API.images
+speech = _API.speech
+transcription = _API.transcription
+translation = _API.translation
+
+
+def read_events(lines: Iterator[bytes]) -> Iterator[sse.Event]:
+    try:
+        yield from sse.parse(lines)
+    finally:
+        close = getattr(lines, "close", None)
+        if close is not None:
+            close()
 
 
 def read_chunks(lines: Iterator[bytes], provider: str) -> Iterator[dict[str, Any]]:

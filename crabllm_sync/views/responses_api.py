@@ -28,7 +28,8 @@ from crabllm_sync.extensions import key_name
 from crabllm_sync.extensions.metrics import OMITTED
 from crabllm_sync.formats import responses as fmt
 from crabllm_sync.formats.responses import native
-from crabllm_sync.gateway import PINNED_PROVIDER, Gateway
+from crabllm_sync.gateway import Gateway
+from crabllm_sync.gateway_native import PINNED_PROVIDER
 from crabllm_sync.response_store import ResponseStore, Stored, open_store
 from crabllm_sync.views.openai import parse
 from crabllm_sync.views.responses import answer_headers, json_response, sse_response

@@ -10,7 +10,11 @@ from typing import Any
 
 import orjson
 
-from crabllm_sync.errors import InvalidRequestError, UnsupportedError
+from crabllm_sync.errors import (
+    UnsupportedError,
+    invalid_param,
+    unsupported_param,
+)
 
 # Message fields that may come back from an echoed assistant message.
 # reasoning_content is our own output echoed back: thinking_blocks carry it signed.
@@ -32,15 +36,7 @@ _EMPTY_MESSAGE_FIELDS = ("refusal", "audio", "function_call", "annotations", "na
 
 
 def _refuse(provider: str, param: str, why: str = "") -> UnsupportedError:
-    detail = f": {why}" if why else ""
-    return UnsupportedError(
-        f"'{param}' is not supported by provider '{provider}' (anthropic){detail}",
-        param=param,
-    )
-
-
-def _invalid(param: str, message: str) -> InvalidRequestError:
-    return InvalidRequestError(f"'{param}': {message}", param=param)
+    return unsupported_param(param, f"provider '{provider}' (anthropic)", why)
 
 
 def _system_blocks(content: Any, where: str) -> list[dict[str, Any]]:
@@ -49,7 +45,9 @@ def _system_blocks(content: Any, where: str) -> list[dict[str, Any]]:
     blocks = []
     for j, part in enumerate(content or []):
         if not isinstance(part, dict) or part.get("type") != "text":
-            raise _invalid(f"{where}.content.{j}", "system messages take text only")
+            raise invalid_param(
+                f"{where}.content.{j}", "system messages take text only"
+            )
         blocks.append(_text_block(part))
     return blocks
 
@@ -65,13 +63,13 @@ def _image_block(part: Mapping[str, Any], where: str) -> dict[str, Any]:
     image = part.get("image_url")
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str) or not url:
-        raise _invalid(f"{where}.image_url.url", "is required")
+        raise invalid_param(f"{where}.image_url.url", "is required")
     if url.startswith("data:"):
         source = _data_url_source(url, f"{where}.image_url.url")
     elif url.startswith(("http://", "https://")):
         source = {"type": "url", "url": url}
     else:
-        raise _invalid(f"{where}.image_url.url", "must be a data: or http(s) URL")
+        raise invalid_param(f"{where}.image_url.url", "must be a data: or http(s) URL")
     block: dict[str, Any] = {"type": "image", "source": source}
     if part.get("cache_control"):
         block["cache_control"] = part["cache_control"]
@@ -82,7 +80,7 @@ def _data_url_source(url: str, where: str) -> dict[str, Any]:
     head, sep, data = url.partition(",")
     media_type, _, encoding = head[len("data:") :].partition(";")
     if not sep or encoding != "base64" or not media_type:
-        raise _invalid(where, "a data URL must be data:<media type>;base64,<data>")
+        raise invalid_param(where, "a data URL must be data:<media type>;base64,<data>")
     return {"type": "base64", "media_type": media_type, "data": data}
 
 
@@ -124,7 +122,7 @@ def _assistant_blocks(
         ):
             blocks.append(dict(block))
         else:
-            raise _invalid(f"{where}.thinking_blocks", "unknown thinking block")
+            raise invalid_param(f"{where}.thinking_blocks", "unknown thinking block")
     content = msg.get("content")
     if isinstance(content, str):
         if content:
@@ -146,7 +144,7 @@ def _assistant_blocks(
         except orjson.JSONDecodeError:
             parsed = None
         if not isinstance(parsed, dict):
-            raise _invalid(
+            raise invalid_param(
                 f"{where}.tool_calls.{k}.function.arguments", "must be a JSON object"
             )
         blocks.append(
@@ -163,7 +161,7 @@ def _assistant_blocks(
 def _tool_result(msg: Mapping[str, Any], where: str, provider: str) -> dict[str, Any]:
     call_id = msg.get("tool_call_id")
     if not call_id:
-        raise _invalid(f"{where}.tool_call_id", "is required")
+        raise invalid_param(f"{where}.tool_call_id", "is required")
     content = msg.get("content")
     result: dict[str, Any] = {"type": "tool_result", "tool_use_id": call_id}
     if isinstance(content, str):

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from crabllm_sync.errors import invalid_param
 from crabllm_sync.providers.anthropic.messages import (
-    _invalid,
     _refuse,
     _translate_messages,
 )
@@ -129,7 +129,9 @@ def _thinking(
     effort = body.get("reasoning_effort")
     native = body.get("thinking")
     if effort is not None and native is not None:
-        raise _invalid("reasoning_effort", "send either reasoning_effort or thinking")
+        raise invalid_param(
+            "reasoning_effort", "send either reasoning_effort or thinking"
+        )
     if native is not None:
         budget = native.get("budget_tokens") if isinstance(native, dict) else None
         room = (budget or 0) + DEFAULT_MAX_TOKENS
@@ -144,7 +146,7 @@ def _thinking(
         return {"type": "enabled", "budget_tokens": budget}, budget + DEFAULT_MAX_TOKENS
     budget = min(budget, max_tokens - 1)
     if budget < THINKING_BUDGETS["minimal"]:
-        raise _invalid(
+        raise invalid_param(
             "max_completion_tokens",
             f"reasoning_effort needs more than {THINKING_BUDGETS['minimal']} tokens",
         )
@@ -158,7 +160,7 @@ def _response_format(fmt: Any, provider: str) -> dict[str, Any] | None:
     if kind == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema")
         if not isinstance(schema, dict):
-            raise _invalid("response_format.json_schema.schema", "is required")
+            raise invalid_param("response_format.json_schema.schema", "is required")
         return {"format": {"type": "json_schema", "schema": schema}}
     raise _refuse(
         provider, "response_format", f"type '{kind}' (use json_schema with a schema)"
@@ -175,7 +177,7 @@ def _web_search(options: Any) -> dict[str, Any]:
     the answer's shape; the user's approximate location maps as it is."""
     tool: dict[str, Any] = {"type": "web_search_20250305", "name": "web_search"}
     if not isinstance(options, dict):
-        raise _invalid("web_search_options", "expected an object")
+        raise invalid_param("web_search_options", "expected an object")
     where = (options.get("user_location") or {}).get("approximate") or {}
     location = {k: where[k] for k in _LOCATION if where.get(k)}
     if location:
@@ -205,7 +207,9 @@ def translate_request(
         if body.get(key) is not None:
             native[key] = body[key]
     if native.get("temperature", 0) > 1:
-        raise _invalid("temperature", "must be between 0 and 1 for anthropic models")
+        raise invalid_param(
+            "temperature", "must be between 0 and 1 for anthropic models"
+        )
     stop = body.get("stop")
     if stop:
         native["stop_sequences"] = [stop] if isinstance(stop, str) else list(stop)
@@ -224,7 +228,7 @@ def translate_request(
         if tc is not None:
             native["tool_choice"] = tc
     elif choice not in (None, "auto", "none"):
-        raise _invalid("tool_choice", "needs tools")
+        raise invalid_param("tool_choice", "needs tools")
     search = body.get("web_search_options")
     if search is not None:
         native.setdefault("tools", []).append(_web_search(search))

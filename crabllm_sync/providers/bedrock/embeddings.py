@@ -7,7 +7,8 @@ import json
 import struct
 from typing import Any
 
-from crabllm_sync.providers.bedrock.messages import _invalid, _refuse
+from crabllm_sync.errors import invalid_param
+from crabllm_sync.providers.bedrock.messages import _refuse
 
 # Embedding models served through InvokeModel, by modelId substring.
 TITAN_EMBED = "amazon.titan-embed-text"
@@ -66,7 +67,7 @@ def translate_embedding_request(body: dict[str, Any]) -> list[dict[str, Any]]:
             raise _refuse("dimensions", f"model {model!r}")
         kind = body.get("input_type") or "search_document"
         if kind not in COHERE_INPUT_TYPES:
-            raise _invalid("input_type", f"one of {', '.join(COHERE_INPUT_TYPES)}")
+            raise invalid_param("input_type", f"one of {', '.join(COHERE_INPUT_TYPES)}")
         return [
             call({"texts": texts[i : i + COHERE_BATCH], "input_type": kind})
             for i in range(0, len(texts), COHERE_BATCH)

@@ -13,8 +13,9 @@ import re
 from typing import Any
 
 from crabllm_sync.errors import (
-    InvalidRequestError,
     UnsupportedError,
+    invalid_param,
+    unsupported_param,
 )
 
 PROVIDER = "bedrock"
@@ -46,22 +47,14 @@ _TOOL_ID = re.compile(r"^[a-zA-Z0-9_.:-]{1,64}$")
 _DOC_NAME_BAD = re.compile(r"[^a-zA-Z0-9\s\-()\[\]]+")
 
 
-def _refuse(param: str, detail: str = "") -> UnsupportedError:
-    why = f": {detail}" if detail else ""
-    return UnsupportedError(
-        f"'{param}' is not supported by the {PROVIDER} provider (Converse){why}",
-        param=param,
-    )
-
-
-def _invalid(param: str, detail: str) -> InvalidRequestError:
-    return InvalidRequestError(f"{param}: {detail}", param=param)
+def _refuse(param: str, why: str = "") -> UnsupportedError:
+    return unsupported_param(param, f"the {PROVIDER} provider (Converse)", why)
 
 
 def _tool_use_id(call_id: Any, param: str) -> str:
     """A Converse-valid toolUseId for an OpenAI tool call id, stable per input."""
     if not isinstance(call_id, str) or not call_id:
-        raise _invalid(param, "a tool call id is required")
+        raise invalid_param(param, "a tool call id is required")
     if _TOOL_ID.match(call_id):
         return call_id
     # Ids minted by other providers may hold characters Converse rejects: map
@@ -75,14 +68,16 @@ def _data_url(url: str, param: str) -> tuple[str, bytes]:
     """(mime type, bytes) of a base64 data: URL."""
     head, sep, data = url.partition(",")
     if not sep or not head.startswith("data:") or not head.endswith(";base64"):
-        raise _invalid(param, "expected a base64 data URL (data:<mime>;base64,...)")
+        raise invalid_param(
+            param, "expected a base64 data URL (data:<mime>;base64,...)"
+        )
     mime = head[len("data:") : -len(";base64")].split(";")[0].strip().lower()
     try:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
-        raise _invalid(param, "the data URL is not valid base64") from None
+        raise invalid_param(param, "the data URL is not valid base64") from None
     if not raw:
-        raise _invalid(param, "the data URL is empty")
+        raise invalid_param(param, "the data URL is empty")
     return mime, raw
 
 
@@ -90,12 +85,12 @@ def _image_block(part: dict[str, Any], param: str) -> dict[str, Any]:
     spec = part.get("image_url")
     url = spec.get("url") if isinstance(spec, dict) else spec
     if not isinstance(url, str):
-        raise _invalid(f"{param}.image_url.url", "a URL string is required")
+        raise invalid_param(f"{param}.image_url.url", "a URL string is required")
     if url.startswith("s3://"):
         ext = url.rsplit(".", 1)[-1].lower()
         fmt = IMAGE_FORMATS.get(f"image/{ext}")
         if fmt is None:
-            raise _invalid(
+            raise invalid_param(
                 f"{param}.image_url.url", "an s3:// image needs a known extension"
             )
         return {"image": {"format": fmt, "source": {"s3Location": {"uri": url}}}}
@@ -127,7 +122,7 @@ def _file_block(part: dict[str, Any], param: str, index: int) -> dict[str, Any]:
         raise _refuse(f"{param}.file.file_id", "send the file inline as file_data")
     data = spec.get("file_data")
     if not isinstance(data, str):
-        raise _invalid(f"{param}.file.file_data", "a data URL is required")
+        raise invalid_param(f"{param}.file.file_data", "a data URL is required")
     mime, raw = _data_url(data, f"{param}.file.file_data")
     if mime in IMAGE_FORMATS:
         return {"image": {"format": IMAGE_FORMATS[mime], "source": {"bytes": raw}}}
@@ -146,7 +141,7 @@ def _audio_block(part: dict[str, Any], param: str) -> dict[str, Any]:
     try:
         raw = base64.b64decode(spec.get("data") or "", validate=True)
     except (binascii.Error, ValueError):
-        raise _invalid(f"{param}.input_audio.data", "not valid base64") from None
+        raise invalid_param(f"{param}.input_audio.data", "not valid base64") from None
     return {"audio": {"format": fmt, "source": {"bytes": raw}}}
 
 
@@ -159,7 +154,7 @@ def _content_blocks(
     if isinstance(content, str):
         return [{"text": content}] if content else []
     if not isinstance(content, list):
-        raise _invalid(param, "content must be a string or a list of parts")
+        raise invalid_param(param, "content must be a string or a list of parts")
     blocks: list[dict[str, Any]] = []
     for j, part in enumerate(content):
         p = f"{param}[{j}]"
@@ -169,7 +164,7 @@ def _content_blocks(
         if kind in ("text", "refusal"):
             text = part.get(kind)
             if not isinstance(text, str):
-                raise _invalid(f"{p}.{kind}", "a string is required")
+                raise invalid_param(f"{p}.{kind}", "a string is required")
             if text:
                 blocks.append({"text": text})
         elif kind == "image_url":
@@ -189,12 +184,12 @@ def _cache_point(control: Any, param: str) -> dict[str, Any] | None:
     if control is None:
         return None
     if not isinstance(control, dict) or control.get("type") != "ephemeral":
-        raise _invalid(param, 'expected {"type": "ephemeral", "ttl"?}')
+        raise invalid_param(param, 'expected {"type": "ephemeral", "ttl"?}')
     point: dict[str, Any] = {"type": "default"}
     ttl = control.get("ttl")
     if ttl is not None:
         if ttl not in ("5m", "1h"):
-            raise _invalid(f"{param}.ttl", "'5m' or '1h'")
+            raise invalid_param(f"{param}.ttl", "'5m' or '1h'")
         point["ttl"] = ttl
     return {"cachePoint": point}
 
@@ -221,10 +216,12 @@ def _reasoning_blocks(msg: dict[str, Any], param: str) -> list[dict[str, Any]]:
             try:
                 raw = base64.b64decode(tb.get("data") or "", validate=True)
             except (binascii.Error, ValueError):
-                raise _invalid(f"{p}.data", "not valid base64") from None
+                raise invalid_param(f"{p}.data", "not valid base64") from None
             blocks.append({"reasoningContent": {"redactedContent": raw}})
         else:
-            raise _invalid(f"{p}.type", "expected 'thinking' or 'redacted_thinking'")
+            raise invalid_param(
+                f"{p}.type", "expected 'thinking' or 'redacted_thinking'"
+            )
     return blocks
 
 
@@ -237,11 +234,11 @@ def _tool_use_block(call: dict[str, Any], param: str) -> dict[str, Any]:
         try:
             parsed = json.loads(args)
         except (TypeError, ValueError):
-            raise _invalid(
+            raise invalid_param(
                 f"{param}.function.arguments", "must be a JSON object string"
             ) from None
     if not isinstance(parsed, dict):
-        raise _invalid(f"{param}.function.arguments", "must be a JSON object")
+        raise invalid_param(f"{param}.function.arguments", "must be a JSON object")
     return {
         "toolUse": {
             "toolUseId": _tool_use_id(call.get("id"), f"{param}.id"),

@@ -8,9 +8,9 @@ import json
 import re
 from typing import Any
 
+from crabllm_sync.errors import invalid_param
 from crabllm_sync.providers.bedrock.messages import (
     _cache_point,
-    _invalid,
     _messages,
     _refuse,
 )
@@ -45,7 +45,7 @@ def _tool_config(
     choice = body.get("tool_choice")
     if not tools:
         if choice not in (None, "none", "auto"):
-            raise _invalid("tool_choice", "tool_choice needs tools")
+            raise invalid_param("tool_choice", "tool_choice needs tools")
         return None
     specs = []
     for k, tool in enumerate(tools):
@@ -146,7 +146,7 @@ def _metadata(body: dict[str, Any]) -> dict[str, str]:
     for key, value in out.items():
         if not _METADATA_VALUE.match(value) or not _METADATA_VALUE.match(key):
             param = "user" if key == "user" else f"metadata.{key}"
-            raise _invalid(
+            raise invalid_param(
                 param,
                 "Bedrock request metadata allows letters, digits, spaces "
                 "and :_@$#=/+,.- (up to 256 characters)",

@@ -12,7 +12,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from crabllm_sync.errors import InvalidRequestError, UnsupportedError
+from crabllm_sync.errors import (
+    UnsupportedError,
+    invalid_param,
+    unsupported_param,
+)
 
 PROVIDER = "google"
 
@@ -22,15 +26,7 @@ _DATA_URL = re.compile(r"data:([\w.+-]+/[\w.+-]+)?((?:;[^;,]*)*?);base64,(.*)", 
 
 
 def _refuse(param: str, why: str = "") -> UnsupportedError:
-    detail = f": {why}" if why else ""
-    return UnsupportedError(
-        f"parameter '{param}' is not supported by provider '{PROVIDER}'{detail}",
-        param=param,
-    )
-
-
-def _invalid(param: str, why: str) -> InvalidRequestError:
-    return InvalidRequestError(f"'{param}': {why}", param=param)
+    return unsupported_param(param, f"provider '{PROVIDER}'", why)
 
 
 def _text_of(content: Any, where: str) -> str:
@@ -60,7 +56,9 @@ def _signature(holder: dict[str, Any]) -> str | None:
 def _data_part(url: str, where: str) -> dict[str, Any]:
     m = _DATA_URL.fullmatch(url)
     if not m:
-        raise _invalid(where, "a data: URL must be base64 (data:<mime>;base64,...)")
+        raise invalid_param(
+            where, "a data: URL must be base64 (data:<mime>;base64,...)"
+        )
     return {
         "inlineData": {
             "mimeType": m.group(1) or "application/octet-stream",
@@ -72,7 +70,7 @@ def _data_part(url: str, where: str) -> dict[str, Any]:
 def _image_part(image: Any, where: str) -> dict[str, Any]:
     url = image.get("url") if isinstance(image, dict) else image
     if not isinstance(url, str) or not url:
-        raise _invalid(where, "image_url.url is required")
+        raise invalid_param(where, "image_url.url is required")
     if url.startswith("data:"):
         return _data_part(url, where)
     scheme = urlsplit(url).scheme
@@ -135,9 +133,11 @@ def _tool_calls(msg: dict[str, Any], where: str) -> list[dict[str, Any]]:
         try:
             args = orjson.loads(raw) if isinstance(raw, str) else raw
         except orjson.JSONDecodeError:
-            raise _invalid(at + ".function.arguments", "is not valid JSON") from None
+            raise invalid_param(
+                at + ".function.arguments", "is not valid JSON"
+            ) from None
         if not isinstance(args, dict):
-            raise _invalid(at + ".function.arguments", "must be a JSON object")
+            raise invalid_param(at + ".function.arguments", "must be a JSON object")
         fc: dict[str, Any] = {"name": fn.get("name"), "args": args}
         call_id = call.get("id")
         if call_id and not _GENERATED_ID.fullmatch(call_id):
@@ -156,7 +156,7 @@ def _function_response(
     call_id = msg.get("tool_call_id")
     name = names.get(call_id or "") or msg.get("name")
     if not name:
-        raise _invalid(
+        raise invalid_param(
             where + ".tool_call_id",
             f"'{call_id}' matches no tool call of an earlier assistant message; "
             "Gemini needs the function name of each tool result",

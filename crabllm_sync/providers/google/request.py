@@ -8,7 +8,8 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from crabllm_sync.providers.google.messages import _contents, _invalid, _refuse
+from crabllm_sync.errors import invalid_param
+from crabllm_sync.providers.google.messages import _contents, _refuse
 from crabllm_sync.providers.google.schema import clean_schema
 
 # OpenAI parameters that translate_request reads (translated, checked, or
@@ -104,7 +105,7 @@ def _tool_config(body: dict[str, Any]) -> dict[str, Any] | None:
     modes = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
     if isinstance(choice, str):
         if choice not in modes:
-            raise _invalid("tool_choice", f"unknown value '{choice}'")
+            raise invalid_param("tool_choice", f"unknown value '{choice}'")
         return {"functionCallingConfig": {"mode": modes[choice]}}
     if choice.get("type") == "allowed_tools":
         allowed = choice.get("allowed_tools") or {}
@@ -115,7 +116,7 @@ def _tool_config(body: dict[str, Any]) -> dict[str, Any] | None:
         raise _refuse("tool_choice.type", f"'{choice.get('type')}'")
     name = (choice.get("function") or {}).get("name")
     if not name:
-        raise _invalid("tool_choice.function.name", "is required")
+        raise invalid_param("tool_choice.function.name", "is required")
     return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [name]}}
 
 
@@ -195,14 +196,14 @@ def _check_params(body: dict[str, Any]) -> None:
     extra = body.get("extra_body")
     if extra is not None:
         if not isinstance(extra, dict):
-            raise _invalid("extra_body", "must be an object")
+            raise invalid_param("extra_body", "must be an object")
         for key in extra:
             if key != "google":
                 raise _refuse(f"extra_body.{key}")
     prefix = "google" if body.get("google") is not None else "extra_body.google"
     google = _google_options(body)
     if not isinstance(google, dict):
-        raise _invalid(prefix, "must be an object")
+        raise invalid_param(prefix, "must be an object")
     for key in google:
         if key not in _GOOGLE_EXTRAS:
             raise _refuse(f"{prefix}.{key}")
