@@ -15,7 +15,6 @@ import socket  # noqa: E402
 import sys  # noqa: E402
 
 import gevent  # noqa: E402
-import greenlet  # noqa: E402
 from gevent.event import Event  # noqa: E402
 
 from crabllm_sync import streams  # noqa: E402
@@ -57,39 +56,6 @@ class Upstream:
 
     def send(self, *lines: str) -> None:
         self.server.sendall(b"".join(line.encode() + b"\n" for line in lines))
-
-
-def flow() -> dict:
-    """50 items, each sent once the previous one reached the consumer."""
-    up, got, hub = Upstream(), Event(), gevent.get_hub()
-    woken_by_hub = []
-
-    def consume():
-        me = greenlet.getcurrent()
-
-        def trace(event, args):
-            if event == "switch" and args[1] is me and args[0] is hub:
-                woken_by_hub.append(1)
-
-        greenlet.settrace(trace)
-        items = []
-        for batch in streams.paced(up, 30.0):
-            items += batch
-            got.set()
-        greenlet.settrace(None)
-        return items
-
-    def produce():
-        for i in range(50):
-            up.send(f"x{i}")
-            got.wait()
-            got.clear()
-        up.send("end")
-
-    c = gevent.spawn(consume)
-    gevent.spawn(produce)
-    items = c.get(timeout=30)
-    return {"items": len(items), "woken_by_hub": len(woken_by_hub)}
 
 
 def pause() -> dict:

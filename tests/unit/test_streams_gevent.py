@@ -1,6 +1,6 @@
 """streams.paced() under gevent (as in gunicorn's gevent worker): items are
-read on a greenlet the request switches to directly, keep-alives fill pauses,
-and a consumer that leaves closes the upstream. Each case runs in a gevent
+read by a reader greenlet, keep-alives fill pauses, and a consumer that
+leaves closes the upstream. Each case runs in a gevent
 subprocess (gevent_streams_cases.py); the test process has no gevent."""
 
 from __future__ import annotations
@@ -30,14 +30,6 @@ def run_case(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_items_reach_the_consumer_without_a_trip_through_the_hub():
-    # A queue hand-over wakes the consumer through gevent's run queue once a
-    # chunk (bench/RESULTS.md); the inline reader switches to it directly.
-    report = run_case("flow")
-    assert report["items"] == 50
-    assert report["woken_by_hub"] == 0
-
-
 def test_keepalives_fill_an_upstream_pause_under_gevent():
     report = run_case("pause")
     assert report["pauses"] >= 2
@@ -54,7 +46,9 @@ def test_leaving_during_a_pause_aborts_and_closes_the_upstream_under_gevent():
 
 def test_leaving_between_items_closes_the_upstream_under_gevent():
     report = run_case("leave", "item")
-    assert report["seen"] == ["a"]
+    # Items that arrive together leave in one batch: the first batch starts
+    # with "a", and leaving after it closes the upstream.
+    assert report["seen"][:1] == ["a"]
     assert report["closed"]
 
 
