@@ -17,6 +17,7 @@ from crabllm_sync.config import Config
 from crabllm_sync.errors import (
     InvalidApiKeyError,
     ModelNotAllowedError,
+    NotFoundError,
     PermissionDeniedError,
     ServiceUnavailableError,
 )
@@ -223,6 +224,15 @@ class Authenticator:
         if status == "expired":
             raise InvalidApiKeyError("This API key has expired")
         return principal
+
+    def require_admin_route(self, headers: Mapping[str, str]) -> Principal:
+        """An admin route: 404 while no admin_token is set (the routes are
+        off), else require_admin."""
+        if not self.has_admin:
+            raise NotFoundError(
+                "admin routes are off: set admin_token in the config to enable them"
+            )
+        return self.require_admin(headers)
 
     def require_admin(self, headers: Mapping[str, str]) -> Principal:
         """The admin principal; 401 without a valid token, 403 for a plain key."""

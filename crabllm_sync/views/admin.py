@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from crabllm_sync.errors import NotFoundError
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.keys.model import KeyUpdate, NewKey, check_name, parse_body
 from crabllm_sync.storage.memory import refuse_unshared
@@ -21,11 +20,7 @@ def make_blueprint(gw: Gateway) -> Blueprint:
 
     @bp.before_request
     def require_admin() -> None:
-        if not gw.auth.has_admin:
-            raise NotFoundError(
-                "admin routes are off: set admin_token in the config to enable them"
-            )
-        gw.auth.require_admin(request.headers)
+        gw.auth.require_admin_route(request.headers)
         if gw.db is None:  # keys in this process only
             refuse_unshared(request.environ, "the admin key API")
 

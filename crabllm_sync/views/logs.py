@@ -32,11 +32,7 @@ def make_blueprint(gw: Gateway) -> Blueprint:
 
     @bp.before_request
     def require_admin() -> None:
-        if not gw.auth.has_admin:
-            raise NotFoundError(
-                "admin routes are off: set admin_token in the config to enable them"
-            )
-        gw.auth.require_admin(request.headers)
+        gw.auth.require_admin_route(request.headers)
 
     @bp.get("/v1/admin/logs")
     def list_logs() -> Response:

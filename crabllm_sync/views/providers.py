@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from crabllm_sync.catalog.spec import parse_spec
-from crabllm_sync.errors import InvalidRequestError, NotFoundError
+from crabllm_sync.errors import InvalidRequestError
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.views import json_response, read_json
 
@@ -22,11 +22,7 @@ def make_blueprint(gw: Gateway) -> Blueprint:
 
     @bp.before_request
     def require_admin() -> None:
-        if not gw.auth.has_admin:
-            raise NotFoundError(
-                "admin routes are off: set admin_token in the config to enable them"
-            )
-        gw.auth.require_admin(request.headers)
+        gw.auth.require_admin_route(request.headers)
 
     @bp.get("/v1/admin/providers")
     def list_providers() -> Response:

@@ -4,12 +4,12 @@ token)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import peewee
 from flask import Blueprint, Response, request
 
+from crabllm_sync.audit.query import parse_time
 from crabllm_sync.auth import Principal
 from crabllm_sync.errors import (
     InvalidRequestError,
@@ -50,11 +50,7 @@ def make_blueprint(gw: Gateway) -> Blueprint:
     @bp.get("/v1/admin/usage")
     def admin_usage() -> Response:
         """Every key's usage, for the admin token only (same filters and rows)."""
-        if not gw.auth.has_admin:
-            raise NotFoundError(
-                "admin routes are off: set admin_token in the config to enable them"
-            )
-        gw.auth.require_admin(request.headers)
+        gw.auth.require_admin_route(request.headers)
         recorder = _recorder(gw)
         return json_response(_usage_list(recorder, request.args.get("key") or None))
 
@@ -118,7 +114,8 @@ def _recorder(gw: Gateway) -> UsageRecorder:
 def _usage_list(recorder: UsageRecorder, key: str | None) -> dict[str, Any]:
     """The usage rows of `key` (every key when None) under the query's filters."""
     model = request.args.get("model") or None
-    since, until = _time_arg("from"), _time_arg("to")
+    since = parse_time("from", request.args.get("from"))
+    until = parse_time("to", request.args.get("to"))
     limit = _limit_arg()
     # This worker's own buffer, waiting at most FLUSH_BUSY_MS for a lock
     # and not at all while the database is failing; others flush on their
@@ -162,26 +159,6 @@ def _limit_arg() -> int:
             param="limit",
         )
     return limit
-
-
-def _time_arg(name: str) -> float | None:
-    """`from`/`to` as epoch seconds or ISO 8601 (a date means its UTC midnight)."""
-    value = request.args.get(name)
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidRequestError(
-            f"'{name}' must be epoch seconds or an ISO 8601 date/time", param=name
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
 
 
 def _usage_row(r: dict[str, Any]) -> dict[str, Any]:
