@@ -21,10 +21,15 @@ def target(dep: Deployment, path: str) -> tuple[str, dict[str, str]]:
         f"{dep.base_url}/openai/deployments/{quote(dep.model, safe='')}{path}"
         f"?api-version={quote(version, safe='')}"
     )
+    return url, _headers(dep)
+
+
+def _headers(dep: Deployment) -> dict[str, str]:
+    """JSON headers with the key in `api-key`, Azure's header."""
     headers = dict(http.JSON_HEADERS)
     if dep.api_key:
         headers["api-key"] = dep.api_key
-    return url, headers
+    return headers
 
 
 NATIVE_FORMATS = frozenset({"responses"})
@@ -33,10 +38,7 @@ NATIVE_FORMATS = frozenset({"responses"})
 def target_v1(dep: Deployment, path: str) -> tuple[str, dict[str, str]]:
     """{base}/openai/v1{path}: Azure's v1 API (the Responses API lives there;
     the deployment is named by the body's model)."""
-    headers = dict(http.JSON_HEADERS)
-    if dep.api_key:
-        headers["api-key"] = dep.api_key
-    return f"{dep.base_url}/openai/v1{path}", headers
+    return f"{dep.base_url}/openai/v1{path}", _headers(dep)
 
 
 _API = openai.Api(target)

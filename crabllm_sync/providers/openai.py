@@ -49,16 +49,7 @@ class Api:
     def chat_stream(
         self, dep: Deployment, session: http.Session, body: dict[str, Any]
     ) -> Iterator[dict[str, Any]]:
-        url, headers = self.target(dep, "/chat/completions")
-        headers["accept"] = "text/event-stream"
-        lines = http.post_stream(
-            session,
-            url,
-            body,
-            headers=headers,
-            timeout=dep.timeout,
-            provider=dep.provider,
-        )
+        lines = self._post_stream(dep, session, "/chat/completions", body)
         return read_chunks(lines, dep.provider)
 
     def responses(
@@ -71,17 +62,7 @@ class Api:
         self, dep: Deployment, session: http.Session, body: dict[str, Any]
     ) -> Iterator[sse.Event]:
         """POST {base}/responses with stream=true; the native events as they come."""
-        url, headers = self.target(dep, "/responses")
-        headers["accept"] = "text/event-stream"
-        lines = http.post_stream(
-            session,
-            url,
-            body,
-            headers=headers,
-            timeout=dep.timeout,
-            provider=dep.provider,
-        )
-        return read_events(lines)
+        return read_events(self._post_stream(dep, session, "/responses", body))
 
     def embeddings(
         self, dep: Deployment, session: http.Session, body: dict[str, Any]
@@ -133,6 +114,21 @@ class Api:
         headers["content-type"] = multipart.content_type
         content_type, chunks = _post_raw(dep, session, url, headers, multipart)
         return content_type or "application/json", b"".join(chunks)
+
+    def _post_stream(
+        self, dep: Deployment, session: http.Session, path: str, body: dict[str, Any]
+    ) -> Iterator[bytes]:
+        """POST for an event stream; the SSE lines as they arrive."""
+        url, headers = self.target(dep, path)
+        headers["accept"] = "text/event-stream"
+        return http.post_stream(
+            session,
+            url,
+            body,
+            headers=headers,
+            timeout=dep.timeout,
+            provider=dep.provider,
+        )
 
     def _post_json(
         self, dep: Deployment, session: http.Session, path: str, body: dict[str, Any]

@@ -19,7 +19,7 @@ KEY = "sk-shutdown-team-key-01"
 WORDS = [f"w{i}" for i in range(8)]
 
 
-def _config(tmp_path: Path, up: Upstream, shutdown_timeout: int) -> Path:
+def shutdown_config(tmp_path: Path, up: Upstream, shutdown_timeout: int) -> Path:
     # flush_interval is long: rows reach the table only through the flush at
     # worker exit, which is what is under test.
     return write_toml(
@@ -92,7 +92,7 @@ def test_sigterm_finishes_in_flight_streams_and_flushes_usage(tmp_path):
     events = fake.stream_events("gpt-4o", WORDS)
     for _ in range(n):  # each stream takes ~2 s: still running at SIGTERM
         up.enqueue(Reply(events=events, chunk_delay=0.25))
-    srv = GunicornServer(_config(tmp_path, up, shutdown_timeout=20), workers=2)
+    srv = GunicornServer(shutdown_config(tmp_path, up, shutdown_timeout=20), workers=2)
     try:
         with concurrent.futures.ThreadPoolExecutor(n) as pool:
             futures = [pool.submit(_stream, srv.url) for _ in range(n)]
@@ -120,7 +120,7 @@ def test_sigterm_finishes_in_flight_streams_and_flushes_usage(tmp_path):
 def test_stream_longer_than_shutdown_timeout_is_cut_and_server_exits(tmp_path):
     up = fake.make_upstream().start()
     events = fake.stream_events("gpt-4o", WORDS)
-    srv = GunicornServer(_config(tmp_path, up, shutdown_timeout=2), workers=1)
+    srv = GunicornServer(shutdown_config(tmp_path, up, shutdown_timeout=2), workers=1)
     try:
         ok = httpx.post(
             f"{srv.url}/v1/chat/completions",

@@ -13,43 +13,13 @@ import threading
 import time
 from pathlib import Path
 
-from tests.conftest import GunicornServer, write_toml
+from tests.conftest import GunicornServer
 from tests.fakes import openai as fake
-from tests.upstream import Reply, Upstream
+from tests.integration.test_shutdown import KEY, shutdown_config
+from tests.upstream import Reply
 
-KEY = "sk-keepalive-team-key-01"
 # Far longer than the test waits: an exit before it is not a timeout's.
 SHUTDOWN_TIMEOUT = 120
-
-
-def _config(tmp_path: Path, up: Upstream) -> Path:
-    # flush_interval is long: rows reach the table only through the flush
-    # at worker exit.
-    return write_toml(
-        tmp_path / "crabllm.toml",
-        f"""
-shutdown_timeout = {SHUTDOWN_TIMEOUT}
-
-[storage]
-kind = "sqlite"
-path = "crabllm.db"
-
-[providers.up]
-kind = "openai"
-base_url = "{up.url}/v1"
-api_key = "sk-up"
-models = ["gpt-4o"]
-max_retries = 0
-timeout = 60
-
-[[keys]]
-name = "team"
-key = "{KEY}"
-
-[extensions.usage]
-flush_interval = 3600
-""",
-    )
 
 
 def _chat(conn: http.client.HTTPConnection) -> http.client.HTTPResponse:
@@ -86,7 +56,9 @@ def _rows(db: Path) -> list[tuple]:
 
 def test_sigterm_closes_idle_keepalive_connections_and_exits_at_once(tmp_path):
     up = fake.make_upstream().start()
-    srv = GunicornServer(_config(tmp_path, up), workers=1)
+    srv = GunicornServer(
+        shutdown_config(tmp_path, up, shutdown_timeout=SHUTDOWN_TIMEOUT), workers=1
+    )
     host, port = "127.0.0.1", srv.port
     idle = http.client.HTTPConnection(host, port, timeout=30)
     busy = http.client.HTTPConnection(host, port, timeout=30)
