@@ -1,7 +1,10 @@
 """GET /openapi.json: OpenAPI 3.1 for every public endpoint, from the wire models.
 
-Request and response schemas come from the pydantic models in wire/, so the
-document changes when they do. Streams are described per event (x-sse-event).
+This module is the view and the paths; the component schemas (generated from
+the pydantic models in wire/, so the document changes when they do) are in
+openapi_schemas.py, the pieces a path is made of in openapi_parts.py, and the
+Gemini API's paths in openapi_gemini.py. Streams are described per event
+(x-sse-event).
 """
 
 from __future__ import annotations
@@ -9,45 +12,26 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response
-from pydantic import BaseModel
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from crabllm_sync import __version__
 from crabllm_sync.gateway import Gateway
-from crabllm_sync.keys import model as keys
-from crabllm_sync.views import json_response
-from crabllm_sync.wire import anthropic as a
-from crabllm_sync.wire import openai as o
-from crabllm_sync.wire.responses import ResponsesRequest
-
-ANTHROPIC_PREFIX = "Anthropic"
-
-_OPENAI_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
-    (o.ChatRequest, "validation"),
-    (ResponsesRequest, "validation"),
-    (o.EmbeddingRequest, "validation"),
-    (o.ImageRequest, "validation"),
-    (o.SpeechRequest, "validation"),
-    (o.TranscriptionRequest, "validation"),
-    (o.ChatCompletion, "serialization"),
-    (o.ChatCompletionChunk, "serialization"),
-    (o.EmbeddingResponse, "serialization"),
-    (o.Model, "serialization"),
-    (o.ModelList, "serialization"),
-    (o.ImagesResponse, "serialization"),
-    (o.TranscriptionResponse, "serialization"),
-    (o.ErrorResponse, "serialization"),
-    (keys.NewKey, "validation"),
-    (keys.KeyUpdate, "validation"),
-]
-_ANTHROPIC_MODELS: list[tuple[type[BaseModel], JsonSchemaMode]] = [
-    (a.MessagesRequest, "validation"),
-    (a.CountTokensRequest, "validation"),
-    (a.MessageResponse, "serialization"),
-    (a.CountTokensResponse, "serialization"),
-    (a.StreamEvent, "serialization"),
-    (a.ErrorResponse, "serialization"),
-]
+from crabllm_sync.views import json_response, openapi_gemini, openapi_schemas
+from crabllm_sync.views.openapi_parts import (
+    ANY_JSON,
+    ANY_LIST,
+    ID_PARAM,
+    LOG_FILTERS,
+    MODEL_PARAM,
+    NAME_PARAM,
+    PUBLIC,
+    RESPONSE_ID_PARAM,
+    json_content,
+    ok,
+    operation,
+    ref,
+    sse_content,
+)
+from crabllm_sync.views.openapi_schemas import ANTHROPIC_PREFIX
 
 
 def make_blueprint(gw: Gateway) -> Blueprint:
@@ -63,24 +47,6 @@ def make_blueprint(gw: Gateway) -> Blueprint:
 
 def document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (pure: built from the models, no I/O)."""
-    schemas = {
-        **_schemas(_OPENAI_MODELS, ""),
-        **_schemas(_ANTHROPIC_MODELS, ANTHROPIC_PREFIX),
-    }
-    schemas["TranscriptionUpload"] = {
-        "allOf": [{"$ref": "#/components/schemas/TranscriptionRequest"}],
-        "type": "object",
-        # format: binary is how generators and SDKs recognise a file part.
-        "properties": {
-            "file": {
-                "type": "string",
-                "format": "binary",
-                "contentMediaType": "audio/*",
-            }
-        },
-        "required": ["file", "model"],
-    }
-    schemas.update(_RESPONSES_SCHEMAS)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -90,404 +56,237 @@ def document() -> dict[str, Any]:
             "Messages API in front of many providers.",
         },
         "components": {
-            "schemas": {**schemas, **_gemini_schemas()},
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key"},
-                "x-goog-api-key": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "x-goog-api-key",
-                },
-                "key": {"type": "apiKey", "in": "query", "name": "key"},
-            },
+            "schemas": openapi_schemas.schemas(),
+            "securitySchemes": openapi_schemas.SECURITY_SCHEMES,
         },
         "security": [{"bearer": []}],
         "paths": _paths(),
     }
 
 
-def _gemini_schemas() -> dict[str, Any]:
-    from crabllm_sync.views import openapi_gemini
-
-    return openapi_gemini.SCHEMAS
-
-
-def _schemas(
-    models: list[tuple[type[BaseModel], JsonSchemaMode]], prefix: str
-) -> dict[str, Any]:
-    _, top = models_json_schema(
-        models, ref_template=f"#/components/schemas/{prefix}{{model}}"
-    )
-    return {f"{prefix}{name}": schema for name, schema in top["$defs"].items()}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(name: str) -> dict[str, Any]:
-    return {"application/json": {"schema": _ref(name)}}
-
-
-def _sse(event: str, what: str, *, error: str | None = None) -> dict[str, Any]:
-    """One server-sent event, as OpenAPI 3.1 tools read `schema` of an event
-    stream (3.2 calls it itemSchema): its fields, `data` holding the JSON, or
-    OpenAI's final `[DONE]`; a failure after the headers is one `error` event."""
-    json_data = {
-        "type": "string",
-        "contentMediaType": "application/json",
-        "contentSchema": _ref(event),
-    }
-    data: dict[str, Any] = json_data
-    if error is not None:
-        data = {
-            "anyOf": [
-                json_data,
-                {**json_data, "contentSchema": _ref(error)},
-                {"const": "[DONE]"},
-            ]
-        }
-    one_event = {
-        "type": "object",
-        "description": what,
-        "properties": {
-            "event": {"type": "string"},
-            "data": data,
-            "id": {"type": "string"},
-            "retry": {"type": "integer"},
-        },
-        "required": ["data"],
-    }
-    return {"text/event-stream": {"schema": one_event, "x-sse-event": _ref(event)}}
-
-
-def _op(
-    summary: str,
-    responses: dict[str, Any],
-    *,
-    body: dict[str, Any] | None = None,
-    error: str = "ErrorResponse",
-    security: list[dict[str, list[str]]] | None = None,
-    params: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "summary": summary,
-        "responses": {
-            **responses,
-            "default": {"description": "error", "content": _json(error)},
-        },
-    }
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": body}
-    if security is not None:
-        op["security"] = security
-    if params:
-        op["parameters"] = params
-    return op
-
-
-def _ok(content: dict[str, Any] | None = None, description: str = "OK") -> Any:
-    out: dict[str, Any] = {"description": description}
-    if content is not None:
-        out["content"] = content
-    return {"200": out}
-
-
-_ANY_JSON = {"application/json": {"schema": {"type": "object"}}}
-_ANY_LIST = {"application/json": {"schema": {"type": ["array", "object"]}}}
-_KEY_NAME = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": keys.NAME_MAX,
-    "pattern": keys.NAME_PATTERN,
-}
-_NAME = [{"name": "name", "in": "path", "required": True, "schema": _KEY_NAME}]
-_MODEL = [
-    {"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}
-]
-_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}]
-_LOG_FILTERS = [
-    {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": what,
-    }
-    for name, schema, what in (
-        ("key", {"type": "string"}, "key name"),
-        ("model", {"type": "string"}, "resolved model"),
-        ("provider", {"type": "string"}, "provider name"),
-        ("status", {"type": "string"}, "a status code, 2xx, 4xx, 5xx or error"),
-        ("since", {"type": "string"}, "epoch seconds or ISO 8601 (UTC)"),
-        ("until", {"type": "string"}, "epoch seconds or ISO 8601 (UTC)"),
-        ("request_id", {"type": "string"}, "the x-request-id of one request"),
-        ("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "page size"),
-        ("after", {"type": "string"}, "the cursor of the next page"),
-    )
-]
-_PUBLIC: list[dict[str, list[str]]] = []
-_RESPONSE_ID = [
-    {
-        "name": "response_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string"},
-    }
-]
-# The Response object and its stream events, as OpenAI's API reference
-# defines them (the openai SDK's types are the full shape); the fields every
-# one has are listed here.
-_RESPONSES_SCHEMAS: dict[str, Any] = {
-    "Response": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "object": {"const": "response"},
-            "created_at": {"type": "number"},
-            "status": {"enum": ["completed", "failed", "in_progress", "incomplete"]},
-            "model": {"type": "string"},
-            "output": {"type": "array", "items": {"type": "object"}},
-            "usage": {"type": ["object", "null"]},
-        },
-        "required": ["id", "object", "created_at", "model", "output"],
-    },
-    "ResponseStreamEvent": {
-        "type": "object",
-        "properties": {
-            "type": {"type": "string"},
-            "sequence_number": {"type": "integer", "minimum": 0},
-        },
-        "required": ["type", "sequence_number"],
-    },
-    "ResponseInputItemList": {
-        "type": "object",
-        "properties": {
-            "object": {"const": "list"},
-            "data": {"type": "array", "items": {"type": "object"}},
-            "first_id": {"type": ["string", "null"]},
-            "last_id": {"type": ["string", "null"]},
-            "has_more": {"type": "boolean"},
-        },
-        "required": ["object", "data", "has_more"],
-    },
-}
 _ANTHROPIC_AUTH = [{"x-api-key": []}, {"bearer": []}]
 
 
 def _paths() -> dict[str, Any]:
-    from crabllm_sync.views import openapi_gemini  # it builds on the helpers here
-
     ae = f"{ANTHROPIC_PREFIX}ErrorResponse"
     return {
         **openapi_gemini.paths(),
         "/v1/chat/completions": {
-            "post": _op(
+            "post": operation(
                 "Chat completion; `stream: true` answers SSE chunks then [DONE]",
-                _ok(
+                ok(
                     {
-                        **_json("ChatCompletion"),
-                        **_sse(
+                        **json_content("ChatCompletion"),
+                        **sse_content(
                             "ChatCompletionChunk",
                             "data: {chunk} ... [DONE]",
                             error="ErrorResponse",
                         ),
                     }
                 ),
-                body=_json("ChatRequest"),
+                body=json_content("ChatRequest"),
             )
         },
         "/v1/responses": {
-            "post": _op(
+            "post": operation(
                 "OpenAI Responses API, to any configured model (native on "
                 "openai and azure, bridged elsewhere); `stream: true` answers "
                 "named events",
-                _ok(
+                ok(
                     {
-                        **_json("Response"),
-                        **_sse(
+                        **json_content("Response"),
+                        **sse_content(
                             "ResponseStreamEvent",
                             "event: response.created, response.in_progress, "
                             "response.output_item.added ... response.completed",
                         ),
                     }
                 ),
-                body=_json("ResponsesRequest"),
+                body=json_content("ResponsesRequest"),
             )
         },
         "/v1/responses/{response_id}": {
-            "get": _op(
+            "get": operation(
                 "A stored response (of this key)",
-                _ok(_json("Response")),
-                params=_RESPONSE_ID,
+                ok(json_content("Response")),
+                params=RESPONSE_ID_PARAM,
             ),
-            "delete": _op(
+            "delete": operation(
                 "Delete a stored response (of this key)",
-                _ok(_ANY_JSON),
-                params=_RESPONSE_ID,
+                ok(ANY_JSON),
+                params=RESPONSE_ID_PARAM,
             ),
         },
         "/v1/responses/{response_id}/input_items": {
-            "get": _op(
+            "get": operation(
                 "The input items of a stored response (after, limit, order)",
-                _ok(_json("ResponseInputItemList")),
-                params=_RESPONSE_ID,
+                ok(json_content("ResponseInputItemList")),
+                params=RESPONSE_ID_PARAM,
             )
         },
         "/v1/embeddings": {
-            "post": _op(
+            "post": operation(
                 "Embeddings",
-                _ok(_json("EmbeddingResponse")),
-                body=_json("EmbeddingRequest"),
+                ok(json_content("EmbeddingResponse")),
+                body=json_content("EmbeddingRequest"),
             )
         },
-        "/v1/models": {"get": _op("Models this key may use", _ok(_json("ModelList")))},
+        "/v1/models": {
+            "get": operation("Models this key may use", ok(json_content("ModelList")))
+        },
         "/v1/models/{model}": {
-            "get": _op("One model", _ok(_json("Model")), params=_MODEL)
+            "get": operation("One model", ok(json_content("Model")), params=MODEL_PARAM)
         },
         "/v1/images/generations": {
-            "post": _op(
+            "post": operation(
                 "Image generation",
-                _ok(_json("ImagesResponse")),
-                body=_json("ImageRequest"),
+                ok(json_content("ImagesResponse")),
+                body=json_content("ImageRequest"),
             )
         },
         "/v1/audio/speech": {
-            "post": _op(
+            "post": operation(
                 "Text to speech; the audio bytes are streamed as they arrive",
-                _ok({"audio/*": {"schema": {"type": "string", "format": "binary"}}}),
-                body=_json("SpeechRequest"),
+                ok({"audio/*": {"schema": {"type": "string", "format": "binary"}}}),
+                body=json_content("SpeechRequest"),
             )
         },
         "/v1/audio/transcriptions": {
-            "post": _op(
+            "post": operation(
                 "Transcription of an uploaded audio file",
-                _ok(
+                ok(
                     {
-                        **_json("TranscriptionResponse"),
+                        **json_content("TranscriptionResponse"),
                         "text/plain": {"schema": {"type": "string"}},
                     }
                 ),
-                body={"multipart/form-data": {"schema": _ref("TranscriptionUpload")}},
+                body={"multipart/form-data": {"schema": ref("TranscriptionUpload")}},
             )
         },
         "/v1/audio/translations": {
-            "post": _op(
+            "post": operation(
                 "Translation to English of an uploaded audio file",
-                _ok(
+                ok(
                     {
-                        **_json("TranscriptionResponse"),
+                        **json_content("TranscriptionResponse"),
                         "text/plain": {"schema": {"type": "string"}},
                     }
                 ),
-                body={"multipart/form-data": {"schema": _ref("TranscriptionUpload")}},
+                body={"multipart/form-data": {"schema": ref("TranscriptionUpload")}},
             )
         },
         "/v1/messages": {
-            "post": _op(
+            "post": operation(
                 "Anthropic Messages API, to any configured model",
-                _ok(
+                ok(
                     {
-                        **_json(f"{ANTHROPIC_PREFIX}MessageResponse"),
-                        **_sse(
+                        **json_content(f"{ANTHROPIC_PREFIX}MessageResponse"),
+                        **sse_content(
                             f"{ANTHROPIC_PREFIX}StreamEvent",
                             "event: message_start, content_block_start / _delta / "
                             "_stop, message_delta, message_stop",
                         ),
                     }
                 ),
-                body=_json(f"{ANTHROPIC_PREFIX}MessagesRequest"),
+                body=json_content(f"{ANTHROPIC_PREFIX}MessagesRequest"),
                 error=ae,
                 security=_ANTHROPIC_AUTH,
             )
         },
         "/v1/messages/count_tokens": {
-            "post": _op(
+            "post": operation(
                 "Anthropic token count (anthropic-kind: counted; else estimated)",
-                _ok(_json(f"{ANTHROPIC_PREFIX}CountTokensResponse")),
-                body=_json(f"{ANTHROPIC_PREFIX}CountTokensRequest"),
+                ok(json_content(f"{ANTHROPIC_PREFIX}CountTokensResponse")),
+                body=json_content(f"{ANTHROPIC_PREFIX}CountTokensRequest"),
                 error=ae,
                 security=_ANTHROPIC_AUTH,
             )
         },
-        "/v1/usage": {"get": _op("Usage rows per key and model", _ok(_ANY_LIST))},
-        "/v1/budget": {"get": _op("Spent, budget, remaining per key", _ok(_ANY_LIST))},
+        "/v1/usage": {"get": operation("Usage rows per key and model", ok(ANY_LIST))},
+        "/v1/budget": {
+            "get": operation("Spent, budget, remaining per key", ok(ANY_LIST))
+        },
         "/v1/cache": {
-            "delete": _op("Clear the response cache (admin)", _ok(_ANY_JSON))
+            "delete": operation("Clear the response cache (admin)", ok(ANY_JSON))
         },
         "/v1/admin/keys": {
-            "get": _op("List keys (admin)", _ok(_ANY_LIST)),
-            "post": _op(
+            "get": operation("List keys (admin)", ok(ANY_LIST)),
+            "post": operation(
                 "Create a key (admin); the secret is shown once",
                 {
-                    "201": {"description": "created", "content": _ANY_JSON},
-                    **_ok(_ANY_JSON),
+                    "201": {"description": "created", "content": ANY_JSON},
+                    **ok(ANY_JSON),
                 },
-                body=_json("NewKey"),
+                body=json_content("NewKey"),
             ),
         },
         "/v1/admin/keys/{name}": {
-            "get": _op("Show a key (admin)", _ok(_ANY_JSON), params=_NAME),
-            "patch": _op(
+            "get": operation("Show a key (admin)", ok(ANY_JSON), params=NAME_PARAM),
+            "patch": operation(
                 "Update a key (admin)",
-                _ok(_ANY_JSON),
-                body=_json("KeyUpdate"),
-                params=_NAME,
+                ok(ANY_JSON),
+                body=json_content("KeyUpdate"),
+                params=NAME_PARAM,
             ),
-            "delete": _op("Revoke a key (admin)", _ok(_ANY_JSON), params=_NAME),
+            "delete": operation(
+                "Revoke a key (admin)", ok(ANY_JSON), params=NAME_PARAM
+            ),
         },
         "/v1/admin/logs": {
-            "get": _op(
+            "get": operation(
                 "The request log, newest first, filtered (admin); "
                 "`after` is the previous page's next_cursor",
-                _ok(_ANY_LIST),
-                params=_LOG_FILTERS,
+                ok(ANY_LIST),
+                params=LOG_FILTERS,
             )
         },
         "/v1/admin/logs/{id}": {
-            "get": _op("One request log record (admin)", _ok(_ANY_JSON), params=_ID)
+            "get": operation(
+                "One request log record (admin)", ok(ANY_JSON), params=ID_PARAM
+            )
         },
         "/v1/admin/usage": {
-            "get": _op("Every key's usage rows (admin)", _ok(_ANY_LIST))
+            "get": operation("Every key's usage rows (admin)", ok(ANY_LIST))
         },
         "/v1/admin/providers": {
-            "get": _op("List providers (admin); secrets masked", _ok(_ANY_LIST)),
-            "post": _op(
+            "get": operation("List providers (admin); secrets masked", ok(ANY_LIST)),
+            "post": operation(
                 "Add a provider at run time (admin)",
                 {
-                    "201": {"description": "added", "content": _ANY_JSON},
-                    **_ok(_ANY_JSON),
+                    "201": {"description": "added", "content": ANY_JSON},
+                    **ok(ANY_JSON),
                 },
-                body=_ANY_JSON,
+                body=ANY_JSON,
             ),
         },
         "/v1/admin/providers/{name}": {
-            "get": _op("Show a provider (admin)", _ok(_ANY_JSON), params=_NAME),
-            "patch": _op(
-                "Change a run-time provider (admin)",
-                _ok(_ANY_JSON),
-                body=_ANY_JSON,
-                params=_NAME,
+            "get": operation(
+                "Show a provider (admin)", ok(ANY_JSON), params=NAME_PARAM
             ),
-            "delete": _op(
-                "Remove a run-time provider (admin)", _ok(_ANY_JSON), params=_NAME
+            "patch": operation(
+                "Change a run-time provider (admin)",
+                ok(ANY_JSON),
+                body=ANY_JSON,
+                params=NAME_PARAM,
+            ),
+            "delete": operation(
+                "Remove a run-time provider (admin)", ok(ANY_JSON), params=NAME_PARAM
             ),
         },
         "/health": {
-            "get": _op(
+            "get": operation(
                 "Liveness",
-                _ok({"application/json": {"schema": {"type": "object"}}}),
-                security=_PUBLIC,
+                ok({"application/json": {"schema": {"type": "object"}}}),
+                security=PUBLIC,
             )
         },
         "/metrics": {
-            "get": _op(
+            "get": operation(
                 "Prometheus text format (metrics or admin token)",
-                _ok({"text/plain": {"schema": {"type": "string"}}}),
+                ok({"text/plain": {"schema": {"type": "string"}}}),
             )
         },
         "/openapi.json": {
-            "get": _op("This document", _ok(_ANY_JSON), security=_PUBLIC)
+            "get": operation("This document", ok(ANY_JSON), security=PUBLIC)
         },
     }

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from crabllm_sync.views.openapi import _MODEL, _json, _ok, _op, _sse
+from crabllm_sync.views.openapi_parts import (
+    MODEL_PARAM,
+    json_content,
+    ok,
+    operation,
+    sse_content,
+)
 
 _GEMINI_AUTH = [{"x-goog-api-key": []}, {"key": []}]
 # Google's own shapes, described loosely: the gateway reads only `contents`.
@@ -43,41 +49,41 @@ def paths() -> dict[str, Any]:
     ge = "GeminiErrorResponse"
     paths: dict[str, Any] = {
         f"/v1beta/models/{{model}}:{method}": {
-            "post": _op(
+            "post": operation(
                 summary,
-                _ok(
+                ok(
                     {
-                        **_json("GeminiObject"),
+                        **json_content("GeminiObject"),
                         **(
-                            _sse("GeminiObject", "one GenerateContentResponse")
+                            sse_content("GeminiObject", "one GenerateContentResponse")
                             if method == "streamGenerateContent"
                             else {}
                         ),
                     }
                 ),
-                body=_json("GeminiObject"),
+                body=json_content("GeminiObject"),
                 error=ge,
                 security=_GEMINI_AUTH,
-                params=_MODEL,
+                params=MODEL_PARAM,
             )
         }
         for method, summary in _GEMINI_METHODS.items()
     }
     paths["/v1beta/models"] = {
-        "get": _op(
+        "get": operation(
             "Gemini models.list",
-            _ok(_json("GeminiObject")),
+            ok(json_content("GeminiObject")),
             error=ge,
             security=_GEMINI_AUTH,
         )
     }
     paths["/v1beta/models/{model}"] = {
-        "get": _op(
+        "get": operation(
             "Gemini models.get",
-            _ok(_json("GeminiObject")),
+            ok(json_content("GeminiObject")),
             error=ge,
             security=_GEMINI_AUTH,
-            params=_MODEL,
+            params=MODEL_PARAM,
         )
     }
     return paths
