@@ -3,9 +3,10 @@
 authenticate (begin) -> parse and validate (views) -> prepare (resolve, model
 check, on_request) -> cache lookup -> route (retries, fallback, breaker) ->
 relay (streams) -> finish (pipeline/finish.py). `unary` and `stream` are the
-two shapes of that lifecycle; each endpoint below only names its adapter
-function, its usage and its format's observer (the Anthropic Messages ones
-are in gateway_native.py). Knows no wire format beyond OpenAI's canonical
+two shapes of that lifecycle; the route step and the pooled sessions are
+pipeline/route.py's (mixed in). Each endpoint below only names its adapter
+function, its usage and its format's observer (the native formats' ones are
+in gateway_native.py). Knows no wire format beyond OpenAI's canonical
 dicts; views parse and render (formats/ translate).
 """
 
@@ -25,24 +26,25 @@ from crabllm_sync.catalog.live import Catalog
 from crabllm_sync.config import Config
 from crabllm_sync.context import RequestContext
 from crabllm_sync.db import open_database
-from crabllm_sync.errors import ServiceUnavailableError, UnsupportedError, UpstreamError
+from crabllm_sync.errors import ServiceUnavailableError
 from crabllm_sync.extensions import Extension, build_extensions
 from crabllm_sync.formats import chat as chat_format
-from crabllm_sync.gateway_native import PINNED_PROVIDER, NativeEndpoints
+from crabllm_sync.gateway_native import NativeEndpoints
 from crabllm_sync.health import Health
 from crabllm_sync.keys.store import KeyStore
-from crabllm_sync.pipeline import Finish, Observer, PassThrough, internal, relay
+from crabllm_sync.pipeline import Finish, Observer, PassThrough, relay
 from crabllm_sync.pipeline.finish import config_secrets
+from crabllm_sync.pipeline.route import RouteStep
 from crabllm_sync.providers import http
-from crabllm_sync.routing import Deployment, Registry, call_with_retries
+from crabllm_sync.routing import Deployment, Registry
 from crabllm_sync.storage import Storage
-from crabllm_sync.streams import Relay, close_items
+from crabllm_sync.streams import Relay
 from crabllm_sync.wire import openai as wire_openai
 
 log = logging.getLogger(__name__)
 
 
-class Gateway(NativeEndpoints):
+class Gateway(RouteStep, NativeEndpoints):
     """Config, routing, extensions, storage and upstream sessions of one app."""
 
     def __init__(
@@ -130,13 +132,6 @@ class Gateway(NativeEndpoints):
 
     # -- the steps -------------------------------------------------------------
 
-    def session(self, dep: Deployment) -> Any:
-        """One pooled transport per provider, made on first use."""
-        s = self._sessions.get(dep.provider)
-        if s is None:
-            s = self._sessions[dep.provider] = providers.make_session(dep)
-        return s
-
     def begin(
         self,
         endpoint: str,
@@ -186,76 +181,6 @@ class Gateway(NativeEndpoints):
                 return answer
         return None
 
-    def route(
-        self,
-        ctx: RequestContext,
-        endpoint: str,
-        payload: dict[str, Any],
-        extra: tuple[Any, ...] = (),
-        *,
-        opener: Callable[[Any, Deployment, dict[str, Any]], Any] | None = None,
-        breaker: bool = True,
-    ) -> Any:
-        """Call the adapter's `endpoint(dep, session, payload, *extra)` on the
-        model's deployments with retries, fallback and (unless `breaker` is
-        False) the breaker. A non-streamed request gives up at request_deadline.
-
-        A bug in an adapter ends the attempt as an InternalError: not retried,
-        not a breaker failure, and its breaker probe is given back.
-        """
-        registry = self.registry  # one registry for the request's whole route
-        deps = registry.candidates(registry.resolve(ctx.model), self.rng)
-        deps = timeouts.with_timeout(deps, ctx.timeout)
-        pinned = ctx.state.get(PINNED_PROVIDER)
-        if pinned is not None:
-            deps = [d for d in deps if d.provider == pinned]
-            if not deps:
-                raise UnsupportedError(
-                    f"the conversation is stored by provider '{pinned}', which "
-                    f"does not serve model '{ctx.requested_model}'",
-                    param="previous_response_id",
-                )
-        deadline = None
-        if not ctx.stream:
-            routing = self.config.routing
-            deadline = ctx.started + timeouts.deadline_seconds(routing, ctx.timeout)
-
-        def attempt(dep: Deployment) -> Any:
-            adapter = providers.adapter_for(dep.kind)
-            fn = providers.require(adapter, endpoint, dep.provider)
-            body = {**payload, "model": dep.model}
-            ctx.tried.append(dep.provider)
-            started = time.monotonic()
-            try:
-                with self.attempt_scope(ctx, dep):
-                    if opener is not None:
-                        return opener(fn, dep, body)
-                    return fn(dep, self.session(dep), body, *extra)  # type: ignore[operator]
-            except Exception as exc:
-                raise internal(exc) from exc
-            finally:
-                ctx.upstream_seconds += time.monotonic() - started
-
-        def backoff(seconds: float) -> None:
-            started = time.monotonic()
-            try:
-                self.sleep(seconds)
-            finally:
-                ctx.upstream_seconds += time.monotonic() - started
-
-        result, dep = call_with_retries(
-            deps,
-            attempt,
-            rng=self.rng,
-            sleep=backoff,
-            model=ctx.model,
-            health=self.health if breaker else None,
-            deadline=deadline,
-        )
-        ctx.provider = dep.provider
-        ctx.first_byte = time.monotonic()
-        return result
-
     # -- the two shapes of a request ---------------------------------------------
 
     def unary(
@@ -304,28 +229,10 @@ class Gateway(NativeEndpoints):
         """
         ctx.stream = True
 
-        def open_stream(fn: Any, dep: Deployment, body: dict[str, Any]) -> Any:
-            session = http.scoped(self.session(dep))
-            items = fn(dep, session, body, *extra)
-            try:
-                first = next(items)
-                observer.first(first, dep.provider)
-            except StopIteration:
-                raise UpstreamError(
-                    f"{dep.provider}: stream ended before any data",
-                    provider=dep.provider,
-                    upstream_status=502,
-                ) from None
-            except BaseException:
-                close_items(items)
-                raise
-            return first, items, session
-
         with self.finish.guard(ctx):
             self.prepare(ctx, body)
-            first, items, session = self.route(
-                ctx, endpoint, payload, opener=open_stream
-            )
+            opener = self.stream_opener(observer, extra)
+            first, items, session = self.route(ctx, endpoint, payload, opener=opener)
         out: Relay[Any] = Relay(iter(()), getattr(session, "abort", _nothing))
         out.items = relay(
             ctx,

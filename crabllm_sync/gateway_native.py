@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from crabllm_sync.streams import Relay
 
 Headers = Mapping[str, str]
-# ctx.state key: the one provider a request must go to (its state lives there).
-PINNED_PROVIDER = "route.provider"
 # Counting tokens generates nothing: no usage to charge, still one logged request.
 NO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 

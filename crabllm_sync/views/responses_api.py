@@ -29,7 +29,7 @@ from crabllm_sync.extensions.metrics import OMITTED
 from crabllm_sync.formats import responses as fmt
 from crabllm_sync.formats.responses import native
 from crabllm_sync.gateway import Gateway
-from crabllm_sync.gateway_native import PINNED_PROVIDER
+from crabllm_sync.pipeline.route import PINNED_PROVIDER
 from crabllm_sync.response_store import ResponseStore, Stored, open_store
 from crabllm_sync.views.openai import parse
 from crabllm_sync.views.responses import answer_headers, json_response, sse_response
