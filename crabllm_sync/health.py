@@ -10,11 +10,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from crabllm_sync.config import RoutingConfig
-from crabllm_sync.routing import Deployment
 from crabllm_sync.storage import Storage
+
+if TYPE_CHECKING:
+    from crabllm_sync.routing import Deployment
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,71 @@ class Admission:
 
 
 ALLOWED = Admission(allowed=True)
+
+
+class Ticket:
+    """One request's admission to one deployment, for the attempts made on it.
+
+    The attempts report through it as they would to Health: succeeded(),
+    failed() (each transient failure) or released() (no verdict: a client's
+    4xx, a refusal, a timeout we imposed). A context manager: leaving the
+    block with a probe that no report ended gives the probe back, so no way
+    out of the attempts (an exception routing does not catch, a cancelled
+    greenlet) keeps a cooled deployment's one probe until its lease expires.
+    """
+
+    __slots__ = ("_health", "_probing", "admission", "dep")
+
+    def __init__(
+        self, health: Health | None, dep: Deployment, admission: Admission
+    ) -> None:
+        self._health = health
+        self.dep = dep
+        self.admission = admission
+        # True while this request holds the deployment's probe.
+        self._probing = health is not None and admission.is_probe
+
+    @property
+    def allowed(self) -> bool:
+        return self.admission.allowed
+
+    @property
+    def is_probe(self) -> bool:
+        return self.admission.is_probe
+
+    @property
+    def retry_after(self) -> float:
+        return self.admission.retry_after
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._probing:
+            self.released()
+
+    def succeeded(self) -> None:
+        if self._health is not None:
+            self._probing = False
+            self._health.succeeded(self.dep, self.admission)
+
+    def failed(self) -> bool:
+        """Count a transient failure; True when the deployment now cools down."""
+        if self._health is None:
+            return False
+        self._probing = False
+        return self._health.failed(self.dep, self.admission)
+
+    def released(self) -> None:
+        """The call ended without a verdict: give the probe back (once)."""
+        if self._probing:
+            self._probing = False
+            self._health.released(self.dep, self.admission)  # type: ignore[union-attr]
+
+
+def unguarded(dep: Deployment) -> Ticket:
+    """The ticket of a call made without the breaker (count_tokens)."""
+    return Ticket(None, dep, ALLOWED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +159,10 @@ class Health:
         return self.cooldown > 0
 
     # -- the request path ------------------------------------------------------
+
+    def ticket(self, dep: Deployment) -> Ticket:
+        """admit(dep), as the ticket the attempts on `dep` report through."""
+        return Ticket(self, dep, self.admit(dep))
 
     def admit(self, dep: Deployment) -> Admission:
         """May `dep` be called now? Fails open (allowed) when storage fails."""

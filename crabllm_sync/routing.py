@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from crabllm_sync.config import Config
 from crabllm_sync.errors import (
@@ -23,9 +23,7 @@ from crabllm_sync.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-
-if TYPE_CHECKING:
-    from crabllm_sync.health import Health
+from crabllm_sync.health import Health, unguarded
 
 log = logging.getLogger(__name__)
 
@@ -159,73 +157,76 @@ def call_with_retries(
     cooling: list[tuple[Deployment, float]] = []
     refusals: list[UnsupportedError] = []
     for dep in deployments:
-        admission = health.admit(dep) if health is not None else None
-        if admission is not None and not admission.allowed:
-            cooling.append((dep, admission.retry_after))
+        ticket = health.ticket(dep) if health is not None else unguarded(dep)
+        if not ticket.allowed:
+            cooling.append((dep, ticket.retry_after))
             log.warning("skipping %s for %s: cooling down", dep.provider, dep.model)
             continue
-        tries = (
-            1 if admission is not None and admission.is_probe else dep.max_retries + 1
-        )
-        for attempt in range(tries):
-            left = None if deadline is None else deadline - now()
-            if left is not None and left <= 0:
-                raise exhausted(model, failures, cooling, deadline_passed=True)
-            target = dep
-            if left is not None and left < dep.timeout:
-                target = replace(dep, timeout=left)
-            try:
-                result = fn(target)
-            except UnsupportedError as err:
-                if health is not None and admission is not None:
-                    health.released(dep, admission)
-                refusals.append(err)
-                log.info("%s cannot serve this request: %s", dep.provider, err.message)
-                break
-            except GatewayError as err:
-                # Before the message is logged, shortened or shown to anyone.
-                err.redact(dep.secrets)
-                # A timeout we imposed (deadline) says nothing about the provider.
-                cut_short = target is not dep and isinstance(err, UpstreamTimeoutError)
-                if cut_short and err.billable:
-                    if health is not None and admission is not None:
-                        health.released(dep, admission)
-                    failures.append((dep, err))
-                    raise exhausted(
-                        model, failures, cooling, deadline_passed=True, billable=True
-                    ) from None
-                if not err.is_transient:
-                    if health is not None and admission is not None:
-                        health.released(dep, admission)
-                    raise
-                failures.append((dep, err))
-                if health is not None and admission is not None and not cut_short:
-                    if health.failed(dep, admission):
-                        break
-                if attempt + 1 >= tries:
+        tries = 1 if ticket.is_probe else dep.max_retries + 1
+        # Leaving this block without a verdict gives a probe back.
+        with ticket:
+            for attempt in range(tries):
+                left = None if deadline is None else deadline - now()
+                if left is not None and left <= 0:
+                    raise exhausted(model, failures, cooling, deadline_passed=True)
+                target = dep
+                if left is not None and left < dep.timeout:
+                    target = replace(dep, timeout=left)
+                try:
+                    result = fn(target)
+                except UnsupportedError as err:
+                    ticket.released()
+                    refusals.append(err)
+                    log.info(
+                        "%s cannot serve this request: %s", dep.provider, err.message
+                    )
                     break
-                delay = backoff(attempt, rng)
-                retry_after = getattr(err, "retry_after", None)
-                if retry_after is not None:
-                    if retry_after > MAX_RETRY_AFTER:
+                except GatewayError as err:
+                    # Before the message is logged, shortened or shown to anyone.
+                    err.redact(dep.secrets)
+                    # A timeout we imposed (deadline) says nothing about the provider.
+                    cut_short = target is not dep and isinstance(
+                        err, UpstreamTimeoutError
+                    )
+                    if cut_short and err.billable:
+                        ticket.released()
+                        failures.append((dep, err))
+                        raise exhausted(
+                            model,
+                            failures,
+                            cooling,
+                            deadline_passed=True,
+                            billable=True,
+                        ) from None
+                    if not err.is_transient:
+                        ticket.released()
+                        raise
+                    failures.append((dep, err))
+                    if not cut_short and ticket.failed():
                         break
-                    delay = max(delay, retry_after)
-                if deadline is not None and now() + delay >= deadline:
-                    raise exhausted(
-                        model, failures, cooling, deadline_passed=True
-                    ) from None
-                log.warning(
-                    "retrying %s on %s after %s (attempt %d)",
-                    model or dep.model,
-                    dep.provider,
-                    err.message,
-                    attempt + 1,
-                )
-                sleep(delay)
-                continue
-            if health is not None and admission is not None:
-                health.succeeded(dep, admission)
-            return result, dep
+                    if attempt + 1 >= tries:
+                        break
+                    delay = backoff(attempt, rng)
+                    retry_after = getattr(err, "retry_after", None)
+                    if retry_after is not None:
+                        if retry_after > MAX_RETRY_AFTER:
+                            break
+                        delay = max(delay, retry_after)
+                    if deadline is not None and now() + delay >= deadline:
+                        raise exhausted(
+                            model, failures, cooling, deadline_passed=True
+                        ) from None
+                    log.warning(
+                        "retrying %s on %s after %s (attempt %d)",
+                        model or dep.model,
+                        dep.provider,
+                        err.message,
+                        attempt + 1,
+                    )
+                    sleep(delay)
+                    continue
+                ticket.succeeded()
+                return result, dep
         if dep is not deployments[-1]:
             log.warning("falling back from %s for %s", dep.provider, model or dep.model)
     if refusals and not failures and not cooling:

@@ -443,6 +443,63 @@ def test_probe_ended_by_a_client_error_frees_the_probe():
     assert health.admit(a).is_probe
 
 
+class Cancelled(BaseException):
+    """What a greenlet killed mid-attempt sees (gevent's GreenletExit)."""
+
+
+def test_probe_left_by_an_exception_routing_does_not_catch_is_given_back():
+    clock = Clock()
+    health = health_for(clock, threshold=1, cooldown=10)
+    a = dep("a")
+    health.failed(a, health.admit(a))
+    clock.sleep(10)
+    fn = Script({"a": [Cancelled()]})
+    with pytest.raises(Cancelled):
+        call_with_retries([a], fn, rng=random.Random(0), health=health)
+    assert health.state(a).state == HALF_OPEN
+    assert health.admit(a).is_probe  # not held until the lease runs out
+
+
+def test_probe_cut_short_by_the_deadline_is_given_back():
+    clock = Clock()
+    health = health_for(clock, threshold=1, cooldown=10)
+    a = dep("a", timeout=30)
+    health.failed(a, health.admit(a))
+    clock.sleep(10)
+    cut = UpstreamTimeoutError("a: timed out connecting", provider="a")
+    fn = Script({"a": [(5, cut)]}, clock)
+    with pytest.raises(AllDeploymentsFailedError):
+        call_with_retries(
+            [a],
+            fn,
+            rng=random.Random(0),
+            health=health,
+            deadline=clock() + 5,
+            now=clock,
+        )
+    assert health.state(a).state == HALF_OPEN
+    assert health.admit(a).is_probe
+
+
+def test_a_ticket_reports_each_failure_and_releases_a_probe_once():
+    clock = Clock()
+    storage = MemoryStorage(clock=clock)
+    health = health_for(clock, threshold=3, storage=storage)
+    a = dep("a")
+    with health.ticket(a) as ticket:
+        assert not ticket.failed()
+        assert not ticket.failed()
+    assert health.state(a).consecutive_failures == 2
+    health.failed(a, health.admit(a))
+    clock.sleep(30)
+    with health.ticket(a) as probe:
+        assert probe.is_probe
+        probe.released()
+        assert health.admit(a).is_probe  # given back: the next caller probes
+    # The block's end did not release a second time (that one's probe stands).
+    assert not health.admit(a).allowed
+
+
 def test_probe_gets_one_attempt_not_the_retries():
     clock = Clock()
     health = health_for(clock, threshold=1, cooldown=10)
