@@ -171,20 +171,3 @@ def quietly(what: str, call: Callable[[], Any]) -> None:
         call()
     except ServiceUnavailableError as err:
         log.error("%s: storage unavailable: %s", what, err.message)
-
-
-def settle(
-    what: str, ctx: RequestContext, state: str, storage: Storage, used: int
-) -> None:
-    """Settle the counter a request reserved at admission to what it `used`.
-
-    ctx.state[state] holds (counter, reserved, ttl), put there when the
-    reservation was added; it is taken out, so a request settles once.
-    """
-    held = ctx.state.pop(state, None)
-    if held is None:
-        return
-    counter, reserved, ttl = held
-    delta = used - reserved
-    if delta:
-        quietly(what, lambda: storage.incr(counter, delta, ttl))

@@ -21,14 +21,9 @@ import peewee
 from crabllm_sync import pricing, reservation
 from crabllm_sync.config import Config
 from crabllm_sync.errors import PermissionDeniedError, QuotaExceededError
-from crabllm_sync.extensions import (
-    Extension,
-    guarded,
-    key_limit,
-    key_name,
-    settle,
-)
+from crabllm_sync.extensions import Extension, guarded, key_limit, key_name
 from crabllm_sync.extensions.accounting import charge_of, reserved_of
+from crabllm_sync.extensions.held import Reservation, settle
 from crabllm_sync.pricing import NANOS_PER_USD
 from crabllm_sync.storage import Storage
 
@@ -171,18 +166,19 @@ class Budget(Extension):
         ttl = self._ttl(period, ctx.timestamp)
 
         def reserve_or_refuse() -> None:
-            total = self.storage.incr(counter, reserve, ttl)
-            if total <= reserve:
-                # The counter stood at zero, or was lost (below zero when a
-                # request in flight across the loss settled into a new one).
-                total += self._rebuild(ctx.principal, counter, period, ttl)
-            if total > limit:
-                if reserve:
-                    self.storage.incr(counter, -reserve, ttl)
-                raise QuotaExceededError(
-                    _refusal(key, total - reserve, reserve, budget, self.period)
-                )
-            ctx.state[_STATE] = (counter, reserve, ttl)
+            held = Reservation("budget", self.storage, counter, reserve, ttl)
+            # Refused, or the rebuild failed: the block gives the amount back.
+            with held:
+                total = held.take()
+                if total <= reserve:
+                    # The counter stood at zero, or was lost (below zero when a
+                    # request in flight across the loss settled into a new one).
+                    total += self._rebuild(ctx.principal, counter, period, ttl)
+                if total > limit:
+                    raise QuotaExceededError(
+                        _refusal(key, total - reserve, reserve, budget, self.period)
+                    )
+            ctx.state[_STATE] = held
 
         guarded("budget", self.fail_open, reserve_or_refuse, None)
 
@@ -229,7 +225,7 @@ class Budget(Extension):
 
     def _settle(self, ctx: RequestContext) -> None:
         """Turn the reservation into the charge (a refund for a failure)."""
-        settle("budget", ctx, _STATE, self.storage, charge_of(ctx).cost_nanos)
+        settle(ctx, _STATE, charge_of(ctx).cost_nanos)
 
     def on_response(
         self, ctx: RequestContext, body: dict[str, Any], response: dict[str, Any] | None

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from crabllm_sync.config import Config
 from crabllm_sync.errors import RateLimitError
-from crabllm_sync.extensions import Extension, guarded, key_limit, key_name, quietly
+from crabllm_sync.extensions import Extension, guarded, key_limit, key_name
+from crabllm_sync.extensions.held import Lease, release
 from crabllm_sync.storage import Storage
 
 if TYPE_CHECKING:
@@ -42,53 +43,43 @@ class Concurrency(Extension):
         if limit is None:
             return
         key = key_name(ctx.principal)
-        slot = guarded(
+        lease = guarded(
             "concurrency",
             self.fail_open,
             lambda: self._acquire(key, limit, ctx.request_id),
             _OUTAGE,
         )
-        if slot is _OUTAGE:
+        if lease is _OUTAGE:
             return
-        if slot is None:
+        if lease is None:
             raise RateLimitError(
                 f"Too many parallel requests for this key: limit {limit}. "
                 "Retry when one of them has finished.",
                 retry_after=1.0,
             )
-        ctx.state[_STATE] = (slot, time.monotonic())
+        ctx.state[_STATE] = lease  # released by on_response or on_error
 
-    def _acquire(self, key: str, limit: int, request_id: str) -> str | None:
+    def _acquire(self, key: str, limit: int, request_id: str) -> Lease | None:
         # Start at a request-dependent slot so parallel requests rarely collide.
         start = zlib.crc32(request_id.encode()) % limit
         for i in range(limit):
             slot = f"conc:{key}:{(start + i) % limit}"
             if self.storage.incr(slot, 1, self.lease_ttl) == 1:
-                return slot
+                return Lease(self.storage, slot, self.lease_ttl, time.monotonic())
         return None
 
     def on_chunk(self, ctx: RequestContext, chunk: dict[str, Any]) -> None:
-        held = ctx.state.get(_STATE)
-        if held is None:
+        lease: Lease | None = ctx.state.get(_STATE)
+        if lease is None:
             return
-        slot, renewed = held
         now = time.monotonic()
-        if now - renewed >= RENEW_EVERY:
-            ctx.state[_STATE] = (slot, now)
-            quietly(
-                "concurrency",
-                lambda: self.storage.set(slot, b"1", self.lease_ttl),
-            )
-
-    def _release(self, ctx: RequestContext) -> None:
-        held = ctx.state.pop(_STATE, None)
-        if held is not None:
-            quietly("concurrency", lambda: self.storage.delete(held[0]))
+        if now - lease.renewed >= RENEW_EVERY:
+            lease.renew(now)
 
     def on_response(
         self, ctx: RequestContext, body: dict[str, Any], response: dict[str, Any] | None
     ) -> None:
-        self._release(ctx)
+        release(ctx, _STATE)
 
     def on_error(self, ctx: RequestContext, error: GatewayError) -> None:
-        self._release(ctx)
+        release(ctx, _STATE)

@@ -18,14 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from crabllm_sync.config import Config
 from crabllm_sync.errors import RateLimitError
-from crabllm_sync.extensions import (
-    Extension,
-    guarded,
-    key_limit,
-    key_name,
-    settle,
-)
+from crabllm_sync.extensions import Extension, guarded, key_limit, key_name
 from crabllm_sync.extensions.accounting import charge_of, reserved_of
+from crabllm_sync.extensions.held import Reservation, settle
 from crabllm_sync.storage import Storage
 
 if TYPE_CHECKING:
@@ -35,7 +30,7 @@ if TYPE_CHECKING:
 WINDOW = 60.0  # seconds
 KEY_TTL = 2 * WINDOW + 10  # a window's counter is read during the next one
 _STATE = "rate_limit"
-_TOKENS = "rate_limit.tokens"  # (window counter, tokens reserved in it, its ttl)
+_TOKENS = "rate_limit.tokens"  # the Reservation of tokens in the current window
 
 
 # -- window math (pure) -------------------------------------------------------
@@ -183,27 +178,29 @@ class RateLimit(Extension):
         index, elapsed = window_index(now)
         curr_key = f"rl:t:{index}:{key}"
         prev = int(self.storage.get(f"rl:t:{index - 1}:{key}") or 0)
-        curr = self.storage.incr(curr_key, reserve, KEY_TTL)
-        w = Window(prev, curr, elapsed)
-        admitted = w.count <= limit if reserve else w.count < limit
-        if admitted:
-            ctx.state[_TOKENS] = (curr_key, reserve, KEY_TTL)
-        else:
-            if reserve:
-                self.storage.incr(curr_key, -reserve, KEY_TTL)
-            w = Window(prev, curr - reserve, elapsed)
-        ctx.headers["x-ratelimit-limit-tokens"] = str(limit)
-        ctx.headers["x-ratelimit-remaining-tokens"] = str(max(0, int(limit - w.count)))
-        ctx.headers["x-ratelimit-reset-tokens"] = duration(w.seconds_until_empty())
-        if not admitted:
-            wait = w.seconds_until(max(0, limit - max(reserve, 1)))
-            raise self._refuse(
-                ctx,
-                f"Rate limit reached for tokens per minute: limit {limit}, "
-                f"used {int(w.count)}, this request may use {reserve}. "
-                f"Try again in {duration(wait)}.",
-                wait,
+        held = Reservation("rate_limit", self.storage, curr_key, reserve, KEY_TTL)
+        # Refused: the block gives the tokens back.
+        with held:
+            curr = held.take()
+            w = Window(prev, curr, elapsed)
+            admitted = w.count <= limit if reserve else w.count < limit
+            if not admitted:
+                w = Window(prev, curr - reserve, elapsed)  # as it is once given back
+            ctx.headers["x-ratelimit-limit-tokens"] = str(limit)
+            ctx.headers["x-ratelimit-remaining-tokens"] = str(
+                max(0, int(limit - w.count))
             )
+            ctx.headers["x-ratelimit-reset-tokens"] = duration(w.seconds_until_empty())
+            if not admitted:
+                wait = w.seconds_until(max(0, limit - max(reserve, 1)))
+                raise self._refuse(
+                    ctx,
+                    f"Rate limit reached for tokens per minute: limit {limit}, "
+                    f"used {int(w.count)}, this request may use {reserve}. "
+                    f"Try again in {duration(wait)}.",
+                    wait,
+                )
+        ctx.state[_TOKENS] = held
 
     def _admit(self, ctx: RequestContext, key: str, limit: int, now: float) -> None:
         index, elapsed = window_index(now)
@@ -238,7 +235,7 @@ class RateLimit(Extension):
     def _settle(self, ctx: RequestContext) -> None:
         """Turn the token reservation into what the request used."""
         used = charge_of(ctx).usage.total_tokens
-        settle("rate_limit", ctx, _TOKENS, self.storage, used)
+        settle(ctx, _TOKENS, used)
 
     def on_response(
         self, ctx: RequestContext, body: dict[str, Any], response: dict[str, Any] | None
