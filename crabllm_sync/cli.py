@@ -15,28 +15,9 @@ from pathlib import Path
 import click
 
 from crabllm_sync.catalog.cli import providers
-from crabllm_sync.config import Config, ConfigError, load_config
+from crabllm_sync.cli_common import config_option, load
+from crabllm_sync.config import Config
 from crabllm_sync.keys.cli import keys, usage
-
-DEFAULT_CONFIG = "crabllm.toml"
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    envvar="CRABLLM_CONFIG",
-    metavar="PATH",
-    type=click.Path(dir_okay=False),
-    help="Path of crabllm.toml.",
-)
-
-
-def _load(path: str) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
 
 
 @click.group()
@@ -56,7 +37,7 @@ def serve(config_path: str, bind: str | None, workers: int | None) -> None:
     path = Path(config_path)
     if not path.exists():
         _write_starter(path, bind or "127.0.0.1:8080")
-    _load(str(path))  # a bad config stops here, with the reason, exit 1
+    load(str(path))  # a bad config stops here, with the reason, exit 1
     # Replace this process with gunicorn's master, configured by the same
     # settings module as a plain `gunicorn` run: the master then holds no
     # click, pydantic or app code, and signals reach gunicorn directly.
@@ -128,7 +109,7 @@ def _write_starter(path: Path, listen: str) -> None:
 @config_option
 def check(config_path: str) -> None:
     """Validate a config: exit 0 when usable, 1 with the reason otherwise."""
-    config = _load(config_path)
+    config = load(config_path)
     for warning in _config_warnings(config, Path(config_path)):
         click.echo(f"warning: {warning}", err=True)
     click.echo(

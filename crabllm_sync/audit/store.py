@@ -218,35 +218,51 @@ class AuditStore:
         """Per bucket and `by` (key_name, model or provider): the sums."""
         if by not in ("key_name", "model", "provider"):
             raise ValueError(f"cannot group by {by!r}")
-        p = self.db.param
-        sums = ", ".join(f"SUM({c}) AS {c}" for c in ROLLUP_SUMS)
-        sql = (
-            f"SELECT bucket, {by} AS name, {sums} FROM usage_rollup"
-            f" WHERE span = {p} AND bucket >= {p} AND bucket < {p}"
+        return self._rollup(
+            f"bucket, {by} AS name",
+            f"GROUP BY bucket, {by} ORDER BY bucket",
+            span,
+            since,
+            until,
+            key,
         )
-        args: list[Any] = [span, _floor(since, span), until]
-        if key is not None:
-            sql += f" AND key_name = {p}"
-            args.append(key)
-        sql += f" GROUP BY bucket, {by} ORDER BY bucket"
-        return self._dicts(sql, args)
 
     def totals(
         self, span: int, since: float, until: float, key: str | None = None
     ) -> list[dict[str, Any]]:
         """Per key, model and provider over the period: the sums (CSV, tables)."""
+        return self._rollup(
+            "key_name, model, provider",
+            "GROUP BY key_name, model, provider ORDER BY SUM(cost_nanos) DESC",
+            span,
+            since,
+            until,
+            key,
+        )
+
+    def _rollup(
+        self,
+        columns: str,
+        grouping: str,
+        span: int,
+        since: float,
+        until: float,
+        key: str | None,
+    ) -> list[dict[str, Any]]:
+        """`columns` and every ROLLUP_SUMS sum of the `span` rollups from the
+        bucket holding `since` to `until` (of one key, when given), `grouping`
+        (our own SQL text, never a client's) after."""
         p = self.db.param
         sums = ", ".join(f"SUM({c}) AS {c}" for c in ROLLUP_SUMS)
         sql = (
-            f"SELECT key_name, model, provider, {sums} FROM usage_rollup"
+            f"SELECT {columns}, {sums} FROM usage_rollup"
             f" WHERE span = {p} AND bucket >= {p} AND bucket < {p}"
         )
         args: list[Any] = [span, _floor(since, span), until]
         if key is not None:
             sql += f" AND key_name = {p}"
             args.append(key)
-        sql += " GROUP BY key_name, model, provider ORDER BY SUM(cost_nanos) DESC"
-        return self._dicts(sql, args)
+        return self._dicts(f"{sql} {grouping}", args)
 
     def spend_by_key(self, since: float | None, until: float | None) -> dict[str, int]:
         """Cost (nanos) per key between two day boundaries (None: unbounded),

@@ -13,41 +13,18 @@ import click
 import orjson
 
 from crabllm_sync.catalog.live import NO_DATABASE, Catalog
-from crabllm_sync.config import ConfigError, load_config
-from crabllm_sync.db import open_database, unavailable_as_503
-from crabllm_sync.errors import GatewayError
-
-config_option = click.option(
-    "--config",
-    "config_path",
-    default="crabllm.toml",
-    show_default=True,
-    envvar="CRABLLM_CONFIG",
-    metavar="PATH",
-    type=click.Path(dir_okay=False),
-    help="Path of crabllm.toml.",
-)
+from crabllm_sync.cli_common import config_option, database
+from crabllm_sync.db import unavailable_as_503
 
 
 @contextmanager
 def _catalog(config_path: str) -> Iterator[Catalog]:
     """The catalog on the configured database (migrated); gateway errors
     (refused, 404, 409, a database that is down) exit 1 with the reason."""
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    db = open_database(config)
-    if db is None:
-        raise click.ClickException(NO_DATABASE)
-    try:
+    with database(config_path, NO_DATABASE) as (config, db):
         with unavailable_as_503():
             db.migrate()
         yield Catalog(config, db, lambda _: None, config_file=config_path)
-    except GatewayError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        db.close()
 
 
 def _spec_options(fn: Any) -> Any:

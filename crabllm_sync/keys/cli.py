@@ -16,24 +16,18 @@ from typing import Any
 import click
 import orjson
 
-from crabllm_sync.config import Config, ConfigError, load_config
-from crabllm_sync.db import open_database, unavailable_as_503
+from crabllm_sync.cli_common import config_option, database
+from crabllm_sync.db import unavailable_as_503
 from crabllm_sync.errors import GatewayError
 from crabllm_sync.keys.model import KeyRecord, KeyUpdate, NewKey, iso, parse_body
 from crabllm_sync.keys.store import KeyStore
 
-config_option = click.option(
-    "--config",
-    "config_path",
-    default="crabllm.toml",
-    show_default=True,
-    envvar="CRABLLM_CONFIG",
-    metavar="PATH",
-    type=click.Path(dir_okay=False),
-    help="Path of crabllm.toml.",
-)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
+NO_DATABASE = (
+    "[storage] kind = 'memory' keeps keys inside the gateway process; "
+    "use the admin API (/v1/admin/keys) or sqlite/redis storage"
+)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -45,25 +39,11 @@ def _store(config_path: str) -> Iterator[KeyStore]:
     Gateway errors (a locked or unreachable database, 404, 409) become clean
     CLI errors with exit status 1.
     """
-    try:
-        config: Config = load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-    db = open_database(config)
-    if db is None:
-        raise click.ClickException(
-            "[storage] kind = 'memory' keeps keys inside the gateway process; "
-            "use the admin API (/v1/admin/keys) or sqlite/redis storage"
-        )
-    try:
+    with database(config_path, NO_DATABASE) as (config, db):
         store = KeyStore(db)
         store.start(config.keys)
         with unavailable_as_503():
             yield store
-    except GatewayError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        db.close()
 
 
 def _models(values: Sequence[str]) -> list[str] | None:
