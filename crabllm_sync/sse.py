@@ -1,4 +1,5 @@
-"""Server-sent events framing, pure: parse upstream lines, encode our events."""
+"""Server-sent events framing, pure: parse upstream lines (read() also closes
+them when done), encode our events."""
 
 from __future__ import annotations
 
@@ -30,6 +31,17 @@ def event_json(event: Event, provider: str) -> Any:
             provider=provider,
             upstream_status=502,
         ) from None
+
+
+def read(lines: Iterator[bytes]) -> Iterator[Event]:
+    """parse() an upstream body's lines, closing them however the reading
+    ends, so the connection is released (or closed, if unread) at once."""
+    try:
+        yield from parse(lines)
+    finally:
+        close = getattr(lines, "close", None)
+        if close is not None:
+            close()
 
 
 def parse(lines: Iterable[bytes | str]) -> Iterator[Event]:

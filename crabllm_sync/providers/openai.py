@@ -62,7 +62,7 @@ class Api:
         self, dep: Deployment, session: http.Session, body: dict[str, Any]
     ) -> Iterator[sse.Event]:
         """POST {base}/responses with stream=true; the native events as they come."""
-        return read_events(self._post_stream(dep, session, "/responses", body))
+        return sse.read(self._post_stream(dep, session, "/responses", body))
 
     def embeddings(
         self, dep: Deployment, session: http.Session, body: dict[str, Any]
@@ -174,15 +174,6 @@ images = _API.images
 speech = _API.speech
 transcription = _API.transcription
 translation = _API.translation
-
-
-def read_events(lines: Iterator[bytes]) -> Iterator[sse.Event]:
-    try:
-        yield from sse.parse(lines)
-    finally:
-        close = getattr(lines, "close", None)
-        if close is not None:
-            close()
 
 
 def read_chunks(lines: Iterator[bytes], provider: str) -> Iterator[dict[str, Any]]:

@@ -23,9 +23,8 @@ from crabllm_sync.views.responses import (
     answer_headers,
     json_response,
     register_error_handlers,
-    sse_response,
 )
-from crabllm_sync.views.streaming import Encoder, stream_body
+from crabllm_sync.views.streaming import sse_stream
 from crabllm_sync.wire import anthropic as wire
 from crabllm_sync.wire.openai import validate
 
@@ -60,7 +59,7 @@ def _native(
     """Anthropic in, Anthropic out: the body and the answer pass through."""
     if body.get("stream"):
         events = gw.messages_native_stream(ctx, body, headers)
-        return _stream(gw, ctx, events, fmt.NativeEncoder())
+        return sse_stream(gw, ctx, events, fmt.NativeEncoder())
     return json_response(gw.messages_native(ctx, body, headers), headers=ctx.headers)
 
 
@@ -69,15 +68,10 @@ def _translated(gw: Gateway, ctx: RequestContext, body: dict[str, Any]) -> Respo
     chat = fmt.to_canonical(body)
     if body.get("stream"):
         chunks = gw.chat_stream(ctx, chat)
-        return _stream(gw, ctx, chunks, fmt.TranslatedEncoder(body["model"]))
+        return sse_stream(gw, ctx, chunks, fmt.TranslatedEncoder(body["model"]))
     model = body["model"]
     message = gw.chat(ctx, chat, render=lambda r: fmt.from_canonical(r, model))
     return json_response(message, headers=answer_headers(ctx))
-
-
-def _stream(gw: Gateway, ctx: RequestContext, items: Any, encoder: Encoder) -> Response:
-    keepalive = gw.config.routing.keepalive_seconds
-    return sse_response(stream_body(items, encoder, keepalive=keepalive), ctx.headers)
 
 
 def _client_headers() -> dict[str, str]:

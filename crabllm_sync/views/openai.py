@@ -10,8 +10,8 @@ from crabllm_sync.errors import ModelNotFoundError
 from crabllm_sync.formats.chat import ChatEncoder
 from crabllm_sync.gateway import Gateway
 from crabllm_sync.views.body import parse, read_upload
-from crabllm_sync.views.responses import answer_headers, json_response, sse_response
-from crabllm_sync.views.streaming import stream_body
+from crabllm_sync.views.responses import answer_headers, json_response
+from crabllm_sync.views.streaming import sse_stream
 from crabllm_sync.wire.openai import (
     ChatRequest,
     EmbeddingRequest,
@@ -29,10 +29,7 @@ def make_blueprint(gw: Gateway) -> Blueprint:
     def chat_completions() -> Response:
         ctx, body = parse(gw, "chat", ChatRequest)
         if body.get("stream"):
-            chunks = gw.chat_stream(ctx, body)
-            keepalive = gw.config.routing.keepalive_seconds
-            events = stream_body(chunks, ChatEncoder(), keepalive=keepalive)
-            return sse_response(events, ctx.headers)
+            return sse_stream(gw, ctx, gw.chat_stream(ctx, body), ChatEncoder())
         return json_response(gw.chat(ctx, body), headers=answer_headers(ctx))
 
     @bp.post("/v1/embeddings")

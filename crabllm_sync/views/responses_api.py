@@ -32,8 +32,8 @@ from crabllm_sync.gateway import Gateway
 from crabllm_sync.pipeline.route import PINNED_PROVIDER
 from crabllm_sync.response_store import ResponseStore, Stored, open_store
 from crabllm_sync.views.openai import parse
-from crabllm_sync.views.responses import answer_headers, json_response, sse_response
-from crabllm_sync.views.streaming import stream_body
+from crabllm_sync.views.responses import answer_headers, json_response
+from crabllm_sync.views.streaming import sse_stream
 from crabllm_sync.wire.responses import ResponsesRequest
 
 log = logging.getLogger(__name__)
@@ -201,9 +201,7 @@ def _bridged(
             chunks = gw.chat_stream(ctx, chat)
         translator = fmt.EventTranslator(body, bridged, response_id, created)
         encoder = fmt.ResponsesEncoder(translator, on_done=saver)
-        keepalive = gw.config.routing.keepalive_seconds
-        events = stream_body(chunks, encoder, keepalive=keepalive)
-        return sse_response(events, ctx.headers)
+        return sse_stream(gw, ctx, chunks, encoder)
     with _client_terms():
         answer = gw.chat(
             ctx,
@@ -235,9 +233,7 @@ def _native(
     saver = _saver(gw, store, ctx, body, previous, native=True)
     if body.get("stream"):
         events = gw.responses_native_stream(ctx, upstream, on_done=saver)
-        keepalive = gw.config.routing.keepalive_seconds
-        encoded = stream_body(events, native.NativeEncoder(), keepalive=keepalive)
-        return sse_response(encoded, ctx.headers)
+        return sse_stream(gw, ctx, events, native.NativeEncoder())
     answer = gw.responses_native(ctx, upstream)
     saver(answer)
     return json_response(answer, headers=answer_headers(ctx))

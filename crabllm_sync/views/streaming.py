@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from flask import Response
 
 from crabllm_sync import sse, streams
 from crabllm_sync.errors import GatewayError
 from crabllm_sync.formats.chat import ChatEncoder
 from crabllm_sync.pipeline import internal
+from crabllm_sync.views.responses import sse_response
+
+if TYPE_CHECKING:
+    from crabllm_sync.context import RequestContext
+    from crabllm_sync.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +60,15 @@ def stream_body(
         close = getattr(batches, "close", None)
         if close is not None:
             close()
+
+
+def sse_stream(
+    gw: Gateway, ctx: RequestContext, items: Iterator[Any], encoder: Encoder
+) -> Response:
+    """A relayed stream as the client's SSE response: the format's events,
+    with keep-alives every [routing] keepalive_seconds of silence."""
+    keepalive = gw.config.routing.keepalive_seconds
+    return sse_response(stream_body(items, encoder, keepalive=keepalive), ctx.headers)
 
 
 def openai_events(

@@ -22,7 +22,7 @@ from crabllm_sync.providers.anthropic.response import (
     map_usage,
     translate_response,
 )
-from crabllm_sync.providers.anthropic.stream import ChunkTranslator, _chunks, _events
+from crabllm_sync.providers.anthropic.stream import ChunkTranslator, _chunks
 from crabllm_sync.providers.shape import read_stream, reading
 from crabllm_sync.routing import Deployment
 
@@ -102,7 +102,7 @@ def messages_stream(
         timeout=dep.timeout,
         provider=dep.provider,
     )
-    return _events(lines)
+    return sse.read(lines)
 
 
 def count_tokens(

@@ -183,15 +183,6 @@ class ChunkTranslator:
         return [self._delta({"thinking_blocks": [tb]})]
 
 
-def _events(lines: Iterator[bytes]) -> Iterator[sse.Event]:
-    try:
-        yield from sse.parse(lines)
-    finally:
-        close = getattr(lines, "close", None)
-        if close is not None:
-            close()
-
-
 def _chunks(
     events: Iterator[sse.Event], translator: ChunkTranslator, provider: str
 ) -> Iterator[dict[str, Any]]:
