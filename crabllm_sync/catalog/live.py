@@ -16,13 +16,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from crabllm_sync.catalog import spec as specs
 from crabllm_sync.catalog.discovery import DISCOVERY_INTERVAL, Discovery
-from crabllm_sync.catalog.store import ProviderRow, ProviderStore
+from crabllm_sync.catalog.store import Changes, ProviderRow, ProviderStore
 from crabllm_sync.config import Config, ProviderConfig
 from crabllm_sync.db import Database
 from crabllm_sync.errors import (
@@ -207,44 +208,40 @@ class Catalog:
         raise _missing(name)
 
     def create(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        specs.check_name(name)
-        self._refuse_file(name)
-        with self._writable().change() as ch:
+        with self._change(name) as ch:
             if name in ch.rows:
                 raise ConflictError(
                     f"a provider named '{name}' already exists", param="name"
                 )
             self._check({**_specs(ch.rows), name: spec}, name)
             row = ch.put(name, spec)
-        self._poll()
         return _public(row)
 
     def update(self, name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
-        specs.check_name(name)
-        self._refuse_file(name)
-        with self._writable().change() as ch:
-            old = ch.rows.get(name)
-            if old is None:
-                raise _missing(name)
-            new = specs.patched(old.spec, changes)
+        with self._change(name) as ch:
+            new = specs.patched(_existing(ch, name).spec, changes)
             self._check({**_specs(ch.rows), name: new}, name)
             row = ch.put(name, new)
-        self._poll()
         return _public(row)
 
     def delete(self, name: str) -> dict[str, Any]:
-        specs.check_name(name)
-        self._refuse_file(name)
-        with self._writable().change() as ch:
-            old = ch.rows.get(name)
-            if old is None:
-                raise _missing(name)
+        with self._change(name) as ch:
+            old = _existing(ch, name)
             rest = _specs(ch.rows)
             del rest[name]
             self._check(rest, None)
             ch.remove(name)
-        self._poll()
         return {**_public(old), "deleted": True}
+
+    @contextmanager
+    def _change(self, name: str) -> Iterator[Changes]:
+        """One write to run-time provider `name` (never the file's), then
+        this worker serves the result at once."""
+        specs.check_name(name)
+        self._refuse_file(name)
+        with self._writable().change() as ch:
+            yield ch
+        self._poll()
 
     # -- checks ---------------------------------------------------------------------
 
@@ -302,6 +299,13 @@ def _public(row: ProviderRow) -> dict[str, Any]:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _existing(ch: Changes, name: str) -> ProviderRow:
+    row = ch.rows.get(name)
+    if row is None:
+        raise _missing(name)
+    return row
 
 
 def _missing(name: str) -> NotFoundError:
