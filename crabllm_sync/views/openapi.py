@@ -151,30 +151,12 @@ def _paths() -> dict[str, Any]:
                 body=json_content("SpeechRequest"),
             )
         },
-        "/v1/audio/transcriptions": {
-            "post": operation(
-                "Transcription of an uploaded audio file",
-                ok(
-                    {
-                        **json_content("TranscriptionResponse"),
-                        "text/plain": {"schema": {"type": "string"}},
-                    }
-                ),
-                body={"multipart/form-data": {"schema": ref("TranscriptionUpload")}},
-            )
-        },
-        "/v1/audio/translations": {
-            "post": operation(
-                "Translation to English of an uploaded audio file",
-                ok(
-                    {
-                        **json_content("TranscriptionResponse"),
-                        "text/plain": {"schema": {"type": "string"}},
-                    }
-                ),
-                body={"multipart/form-data": {"schema": ref("TranscriptionUpload")}},
-            )
-        },
+        "/v1/audio/transcriptions": _audio_upload(
+            "Transcription of an uploaded audio file"
+        ),
+        "/v1/audio/translations": _audio_upload(
+            "Translation to English of an uploaded audio file"
+        ),
         "/v1/messages": {
             "post": operation(
                 "Anthropic Messages API, to any configured model",
@@ -289,4 +271,20 @@ def _paths() -> dict[str, Any]:
         "/openapi.json": {
             "get": operation("This document", ok(ANY_JSON), security=PUBLIC)
         },
+    }
+
+
+def _audio_upload(summary: str) -> dict[str, Any]:
+    """An uploaded audio file answered with its text (JSON or plain)."""
+    return {
+        "post": operation(
+            summary,
+            ok(
+                {
+                    **json_content("TranscriptionResponse"),
+                    "text/plain": {"schema": {"type": "string"}},
+                }
+            ),
+            body={"multipart/form-data": {"schema": ref("TranscriptionUpload")}},
+        )
     }
