@@ -8,9 +8,10 @@ buffer meanwhile).
 
 Reads see this worker's writes at once: get and delete look in the buffer
 first. A record another worker (or host) still holds is not in the database
-for up to about one flush: a miss polls the database for MISS_WAIT seconds
-past the flush interval before it is a 404, so a follow-up that lands on
-another worker finds its predecessor while the databases are healthy.
+for up to about one flush: a miss polls the database for up to `miss_wait`
+(the flush interval, a flush's sqlite lock wait and MISS_WAIT) before it is
+a 404, so a follow-up that lands on another worker finds its predecessor
+while the database is healthy.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ T = TypeVar("T")
 
 BATCH_SIZE = 200
 # A miss waits for another worker's flush: its interval, its sqlite lock wait
-# (FLUSH_BUSY_MS) and this margin for a loaded worker, polling every POLL_EVERY.
-MISS_WAIT = 0.2
+# (FLUSH_BUSY_MS) and this margin for a loaded worker, polling every
+# POLL_EVERY: 1 s with the default interval. An id that is nowhere is a 404
+# that much later, and only a miss waits.
+MISS_WAIT = 0.7
 POLL_EVERY = 0.05
 
 
@@ -42,6 +45,7 @@ class BufferedStore:
         store: SqlStore,
         flush_interval: float,
         *,
+        miss_wait: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -49,7 +53,9 @@ class BufferedStore:
         self.sleep = sleep
         self.monotonic = monotonic
         # How long a miss polls the database before it is final.
-        self.miss_wait = flush_interval + FLUSH_BUSY_MS / 1000 + MISS_WAIT
+        if miss_wait is None:
+            miss_wait = flush_interval + FLUSH_BUSY_MS / 1000 + MISS_WAIT
+        self.miss_wait = miss_wait
         self._pending: dict[str, Stored] = {}  # buffered or being written
         self._lock = threading.Lock()
         self.writer = _Writer(self, flush_interval)
