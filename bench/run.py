@@ -42,6 +42,7 @@ QUICK = {
         "large-context": [250],
         "tools": [250],
         "responses-stream": [100, 500],
+        "responses-stream-nostore": [100, 500],
     },
     "ladder": [],
     "bursts": [100, 500],
@@ -56,6 +57,7 @@ FULL = {
         "large-context": [100, 250, 500, 1000],
         "tools": [100, 250, 500, 1000],
         "responses-stream": [100, 250, 500, 1000],
+        "responses-stream-nostore": [100, 250, 500, 1000],
     },
     # chat-minimal above the table's rates, to find the frontier; stops when saturated
     "ladder": [1250, 1500, 2000],

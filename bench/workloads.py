@@ -96,6 +96,21 @@ WORKLOADS: dict[str, Workload] = {
             True,
             gateway_only=True,
         ),
+        # The same without storing the Response: what the store costs.
+        Workload(
+            "responses-stream-nostore",
+            "/v1/responses",
+            orjson.dumps(
+                {
+                    "model": RESPONSES_MODEL,
+                    "input": "Say hi",
+                    "stream": True,
+                    "store": False,
+                }
+            ),
+            True,
+            gateway_only=True,
+        ),
         Workload(
             "slow-stream",
             "/v1/chat/completions",

@@ -181,6 +181,9 @@ class ResponsesConfig(_Strict):
     bridged model does with a feature it cannot serve."""
 
     ttl: int = Field(30 * 86400, ge=1)  # seconds a stored response is kept
+    # SQL store: seconds a stored response may wait in its worker's buffer
+    # before the batch write; other workers see it that much later at most.
+    flush_interval: float = Field(0.1, gt=0, le=1.0)
     # True: a feature a bridged model cannot serve (a hosted tool, background)
     # is a 400 naming it; False: it is left out, named in x-crabllm-omitted.
     strict: bool = False

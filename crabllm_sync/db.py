@@ -286,21 +286,31 @@ class Database:
         """
         if not rows:
             return
+        sql, fields = self._usage_insert
+        values = [
+            tuple(row.get(name, default) for name, default in fields) for row in rows
+        ]
+        with self.batch(busy_timeout_ms):
+            self.db.cursor().executemany(sql, values)
+
+    @contextmanager
+    def batch(self, busy_timeout_ms: int | None = None) -> Iterator[None]:
+        """A connection and a transaction for a background batch write.
+
+        `busy_timeout_ms` (sqlite): how long to wait for a lock held by another
+        writer before giving up, in place of the usual SQLITE_BUSY_MS. Driver
+        errors become peewee's, as from its own queries (a locked, slow or
+        lost database is retried).
+        """
         with self.db.connection_context():
-            if busy_timeout_ms is not None and self.is_sqlite:
+            short = busy_timeout_ms is not None and self.is_sqlite
+            if short:
                 self.db.execute_sql(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             try:
-                sql, fields = self._usage_insert
-                values = [
-                    tuple(row.get(name, default) for name, default in fields)
-                    for row in rows
-                ]
-                # Driver errors become peewee's, as from its own queries (a
-                # locked, slow or lost database is retried).
                 with self.db.atomic(), driver_errors():
-                    self.db.cursor().executemany(sql, values)
+                    yield
             finally:
-                if busy_timeout_ms is not None and self.is_sqlite:
+                if short:
                     self.db.execute_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
 
     @cached_property

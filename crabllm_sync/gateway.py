@@ -100,6 +100,8 @@ class Gateway(RouteStep, NativeEndpoints):
         )
         self.catalog.start()
         self.on_begin.append(lambda ctx: self.catalog.ensure_polling())
+        # Called by close() first, while storage and the database are open.
+        self.on_close: list[Callable[[], None]] = []
 
     def use_providers(self, config: Config) -> None:
         """Serve `config` (the file's config with the run-time providers, as
@@ -309,6 +311,8 @@ class Gateway(RouteStep, NativeEndpoints):
         ]
 
     def close(self) -> None:
+        for hook in self.on_close:
+            hook()
         self.catalog.close()
         for ext in self.extensions:
             ext.close()

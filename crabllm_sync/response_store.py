@@ -5,14 +5,16 @@ seconds ([responses] ttl).
 Two backends, one record shape: redis when `[storage] kind = "redis"` (its
 own TTL, shared by every host), else the SQL database of keys and usage
 (sqlite, PostgreSQL; table `responses`, db.py migration 3) when there is
-one, else the memory Storage of the worker.
+one, written in batches off the request path (response_writer.py), else the
+memory Storage of the worker.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
@@ -50,6 +52,9 @@ class Stored:
 class ResponseStore(Protocol):
     def put(self, record: Stored) -> None: ...
 
+    def close(self) -> None:
+        """Write what is still buffered (worker exit)."""
+
     def get(self, response_id: str, key: str) -> Stored | None:
         """The record, if `key` made it and it has not expired."""
 
@@ -83,6 +88,9 @@ class KvStore:
         self.storage.delete(self._key(response_id, key))
         return True
 
+    def close(self) -> None:
+        pass  # every write is made when asked (the Storage is closed apart)
+
 
 class SqlStore:
     """In the SQL database (table `responses`); expired rows are deleted as
@@ -93,20 +101,46 @@ class SqlStore:
         self.clock = clock
 
     def put(self, record: Stored) -> None:
+        with unavailable_as_503("response store"):
+            self.put_many([record])
+
+    def put_many(
+        self, records: Sequence[Stored], *, busy_timeout_ms: int | None = None
+    ) -> None:
+        """Write records (a record already there is replaced) in one
+        transaction that also deletes the expired ones; peewee's errors are
+        raised (the BatchWriter keeps the records and retries)."""
+        if not records:
+            return
         R = self.db.m.StoredResponse
-        values = {
-            R.key_name: record.key,
-            R.created_at: record.created_at,
-            R.expires_at: record.expires_at,
-            R.provider: record.provider,
-            R.record: record.to_json().decode(),
-        }
-        with unavailable_as_503("response store"), self.db.db.connection_context():
-            with self.db.db.atomic():
-                R.delete().where(R.expires_at <= self.clock()).execute()
-                R.insert({R.id: record.id, **values}).on_conflict(
-                    conflict_target=[R.id], update=values
-                ).execute()
+        values = [
+            (
+                r.id,
+                r.key,
+                r.created_at,
+                r.expires_at,
+                r.provider,
+                r.to_json().decode(),
+            )
+            for r in records
+        ]
+        with self.db.batch(busy_timeout_ms):
+            R.delete().where(R.expires_at <= self.clock()).execute()
+            self.db.db.cursor().executemany(self._upsert, values)
+
+    @cached_property
+    def _upsert(self) -> str:
+        """One prepared upsert (ON CONFLICT ... DO UPDATE is the same in
+        sqlite and PostgreSQL), written once rather than built per row."""
+        table = self.db.m.StoredResponse._meta.table_name
+        columns = ["id", "key_name", "created_at", "expires_at", "provider", "record"]
+        names = ", ".join(f'"{c}"' for c in columns)
+        params = ", ".join([self.db.db.param] * len(columns))
+        update = ", ".join(f'"{c}" = excluded."{c}"' for c in columns[1:])
+        return (
+            f'INSERT INTO "{table}" ({names}) VALUES ({params}) '
+            f'ON CONFLICT ("id") DO UPDATE SET {update}'
+        )
 
     def get(self, response_id: str, key: str) -> Stored | None:
         R = self.db.m.StoredResponse
@@ -136,14 +170,24 @@ class SqlStore:
             )
         return bool(n)
 
+    def close(self) -> None:
+        pass  # every write is made when asked (the Database is closed apart)
+
 
 def open_store(
     kind: str,
     db: Database | None,
     storage: Storage,
     clock: Callable[[], float] = time.time,
+    *,
+    flush_interval: float = 0.1,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ResponseStore:
-    """The store for `[storage] kind` (see the module's docstring)."""
+    """The store for `[storage] kind` (see the module's docstring). SQL writes
+    are batched off the request path (response_writer.py); a redis SET is one
+    round trip, as cheap as adding to a buffer, so it stays synchronous."""
     if kind == "redis" or db is None:
         return KvStore(storage, clock)
-    return SqlStore(db, clock)
+    from crabllm_sync.response_writer import BufferedStore
+
+    return BufferedStore(SqlStore(db, clock), flush_interval, sleep=sleep)

@@ -13,7 +13,8 @@ import atexit
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import peewee
@@ -103,6 +104,32 @@ class BatchWriter:
         finally:
             self._flushing.release()
 
+    @contextmanager
+    def paused(self) -> Iterator[bool]:
+        """No flush runs inside (one under way is waited for, at most
+        FLUSH_WAIT seconds); yields whether it got that far."""
+        got = self._flushing.acquire(timeout=FLUSH_WAIT)
+        try:
+            yield got
+        finally:
+            if got:
+                self._flushing.release()
+
+    def discard(self, match: Callable[[dict[str, Any]], bool]) -> int:
+        """Drop the buffered rows that `match` (a record deleted before it was
+        written); how many. Rows a flush under way holds are not in the buffer:
+        call it inside paused()."""
+        with self._lock:
+            kept = [row for row in self._rows if not match(row)]
+            dropped = len(self._rows) - len(kept)
+            self._rows = kept
+            if not kept:
+                self._waiting.clear()
+        return dropped
+
+    def dropped(self, rows: list[dict[str, Any]]) -> None:
+        """Rows dropped when the buffer is full (a subclass forgets them)."""
+
     def _write(self, busy_timeout_ms: int | None) -> bool:
         with self._lock:
             rows, self._rows = self._rows, []
@@ -134,6 +161,7 @@ class BatchWriter:
             self._waiting.set()
             excess = len(self._rows) - MAX_BUFFER
             if excess > 0:
+                self.dropped(self._rows[:excess])
                 del self._rows[:excess]
                 log.error(
                     "%s: buffer full, dropped the %d oldest records", self.what, excess

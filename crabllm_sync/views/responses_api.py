@@ -43,7 +43,14 @@ OMITTED_HEADER = "x-crabllm-omitted"
 
 def make_blueprint(gw: Gateway) -> Blueprint:
     bp = Blueprint("responses_api", __name__)
-    store = open_store(gw.config.storage.kind, gw.db, gw.storage, gw.clock)
+    store = open_store(
+        gw.config.storage.kind,
+        gw.db,
+        gw.storage,
+        gw.clock,
+        flush_interval=gw.config.responses.flush_interval,
+    )
+    gw.on_close.append(store.close)  # its buffer is written at worker exit
 
     @bp.post("/v1/responses")
     def create() -> Response:

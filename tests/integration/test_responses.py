@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import anthropic_provider, make_config, openai_provider
 from tests.fakes import anthropic as fake_ant
 from tests.fakes import openai as fake_oai
+from tests.servers import wait_for
 from tests.upstream import Upstream
 
 KEY = "sk-team-0123456789"
@@ -279,9 +280,13 @@ def test_state_kept_in_the_sql_database_with_sqlite_storage(
     c.responses.create(model="claude-x", previous_response_id=first.id, input="what?")
     assert len(ant.requests[-1].json["messages"]) == 3
     assert c.responses.retrieve(first.id).output_text == "echo: remember 7"
-    with sqlite3.connect(tmp_path / "gw.db") as conn:
-        rows = conn.execute("SELECT id, key_name FROM responses").fetchall()
-    assert (first.id, "team") in rows
+
+    def written() -> bool:  # by the worker's batch writer, within flush_interval
+        with sqlite3.connect(tmp_path / "gw.db") as conn:
+            rows = conn.execute("SELECT id, key_name FROM responses").fetchall()
+        return (first.id, "team") in rows
+
+    wait_for(written, timeout=5, what="the stored response's batch write")
 
 
 def test_omitted_feature_is_counted_on_metrics(url):

@@ -190,43 +190,28 @@ def custom_input(arguments: str) -> str:
     return arguments
 
 
-def custom_item(
-    item_id: str,
+def tool_call_item(
     call_id: str,
     name: str,
     arguments: str,
     namespaces: dict[str, tuple[str, str]],
     status: str = "completed",
+    *,
+    custom: bool = False,
 ) -> dict[str, Any]:
+    """A function_call item, or a custom_tool_call (`custom`: a custom tool
+    sent upstream as a function, whose arguments carry its input)."""
     item: dict[str, Any] = {
-        "id": item_id,
-        "type": "custom_tool_call",
+        "id": new_id("ctc" if custom else "fc"),
+        "type": "custom_tool_call" if custom else "function_call",
         "status": status,
         "call_id": call_id,
         "name": name,
-        "input": custom_input(arguments) if status == "completed" else "",
     }
-    if name in namespaces:
-        item["namespace"], item["name"] = namespaces[name]
-    return item
-
-
-def call_item(
-    item_id: str,
-    call_id: str,
-    name: str,
-    arguments: str,
-    namespaces: dict[str, tuple[str, str]],
-    status: str = "completed",
-) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        "id": item_id,
-        "type": "function_call",
-        "status": status,
-        "call_id": call_id,
-        "name": name,
-        "arguments": arguments,
-    }
+    if custom:
+        item["input"] = custom_input(arguments) if status == "completed" else ""
+    else:
+        item["arguments"] = arguments
     if name in namespaces:
         item["namespace"], item["name"] = namespaces[name]
     return item
@@ -271,14 +256,15 @@ def from_canonical(
         fn = call.get("function") or {}
         name, arguments = fn.get("name", ""), fn.get("arguments") or ""
         call_id = call.get("id") or new_id("call")
-        if name in bridged.custom:
-            output.append(
-                custom_item(new_id("ctc"), call_id, name, arguments, bridged.namespaces)
+        output.append(
+            tool_call_item(
+                call_id,
+                name,
+                arguments,
+                bridged.namespaces,
+                custom=name in bridged.custom,
             )
-        else:
-            output.append(
-                call_item(new_id("fc"), call_id, name, arguments, bridged.namespaces)
-            )
+        )
     status, incomplete = status_of(choice.get("finish_reason"))
     out["status"] = status
     out["incomplete_details"] = incomplete

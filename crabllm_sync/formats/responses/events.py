@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
 from typing import Any
 
-from crabllm_sync import sse
 from crabllm_sync.errors import GatewayError
 from crabllm_sync.formats.responses import answer
 from crabllm_sync.formats.responses.request import Bridged
@@ -188,24 +186,14 @@ class EventTranslator:
                 fn.get("name") or "",
                 call.get("id") or answer.new_id("call"),
             )
-            if name in self.bridged.custom:
-                item = answer.custom_item(
-                    answer.new_id("ctc"),
-                    call_id,
-                    name,
-                    "",
-                    self.bridged.namespaces,
-                    "in_progress",
-                )
-            else:
-                item = answer.call_item(
-                    answer.new_id("fc"),
-                    call_id,
-                    name,
-                    "",
-                    self.bridged.namespaces,
-                    "in_progress",
-                )
+            item = answer.tool_call_item(
+                call_id,
+                name,
+                "",
+                self.bridged.namespaces,
+                "in_progress",
+                custom=name in self.bridged.custom,
+            )
             self.calls[index] = item
             events += self._open(item)
         if call.get("extra_content"):
@@ -373,30 +361,3 @@ class EventTranslator:
         response["error"] = {"code": code, "message": err.message}
         events.append(self._event("response.failed", response=response))
         return events
-
-
-def frame(event: Event) -> bytes:
-    return sse.encode_event(event["type"], event)
-
-
-class ResponsesEncoder:
-    """Chat chunks -> Responses events; the last batch completes the Response."""
-
-    def __init__(
-        self,
-        translator: EventTranslator,
-        on_done: Callable[[dict[str, Any]], None] | None = None,
-    ) -> None:
-        self.translator = translator
-        self.on_done = on_done  # given the finished Response (to store it)
-
-    def encode(self, batch: Sequence[dict[str, Any]], last: bool) -> bytes:
-        events = [e for chunk in batch for e in self.translator.feed(chunk)]
-        if last:
-            events += self.translator.finish()
-            if self.on_done is not None and self.translator.result is not None:
-                self.on_done(self.translator.result)
-        return b"".join([frame(e) for e in events])
-
-    def error(self, err: GatewayError) -> bytes:
-        return b"".join([frame(e) for e in self.translator.failed(err)])
