@@ -25,6 +25,13 @@ _CACHE_LIMIT = 4096
 _pack_d = struct.Struct("<d").pack
 _pack_q = struct.Struct("<Q").pack
 _pack_i = struct.Struct("<I").pack
+_pack_times = struct.Struct("<BQBQ").pack  # start (field 7), end (8): fixed64
+_FLAGS = (
+    b"\x85\x01" + _pack_i(_HAS_IS_REMOTE),
+    b"\x85\x01" + _pack_i(_HAS_IS_REMOTE | _IS_REMOTE),
+)
+_NO_STATUS = b"\x7a\x00"
+_SMALL = tuple(bytes((n,)) for n in range(128))
 
 
 def _varint(n: int) -> bytes:
@@ -68,7 +75,10 @@ class Encoder:
     """Encodes batches of ReadableSpans; keeps recent attributes' bytes."""
 
     def __init__(self) -> None:
-        self._pairs: dict[tuple[str, Any], bytes] = {}
+        # (tag, key, value) -> the framed KeyValue field.
+        self._pairs: dict[tuple[int, str, Any], bytes] = {}
+        # (name, kind) -> the name and kind fields.
+        self._names: dict[tuple[str, int], bytes] = {}
         self._heads: dict[tuple[int, int], tuple[Any, Any, bytes, bytes]] = {}
 
     def _attrs(self, tag: int, attrs: Mapping[str, Any] | None) -> bytes:
@@ -78,21 +88,64 @@ class Encoder:
         cache = self._pairs
         out = []
         for key, v in attrs.items():
-            if isinstance(v, list):
+            if type(v) is list:
                 v = tuple(v)
             try:
-                kv = cache.get((key, v))
+                field = cache.get((tag, key, v))
             except TypeError:  # an unhashable value: encoded each time
-                kv = None
                 out.append(_field(tag, _key_value(key, v)))
                 continue
-            if kv is None:
-                kv = _key_value(key, v)
+            if field is None:
+                field = _field(tag, _key_value(key, v))
                 if len(cache) >= _CACHE_LIMIT:
                     cache.clear()
-                cache[(key, v)] = kv
-            out.append(bytes((tag,)) + _varint(len(kv)) + kv)
+                cache[(tag, key, v)] = field
+            out.append(field)
         return b"".join(out)
+
+    def _wire(self, w: tuple) -> bytes:
+        """A span built by spans.finished, from its plain fields."""
+        (
+            trace_id,
+            span_id,
+            parent_id,
+            remote,
+            state,
+            name,
+            kind,
+            start,
+            end,
+            attrs,
+            code,
+            message,
+        ) = w
+        head = b"\x0a\x10" + trace_id.to_bytes(16, "big")
+        head += b"\x12\x08" + span_id.to_bytes(8, "big")
+        if state:
+            head += _field(0x1A, state.encode())
+        if parent_id:
+            head += b"\x22\x08" + parent_id.to_bytes(8, "big")
+        named = self._names.get((name, kind))
+        if named is None:
+            named = _field(0x2A, name.encode()) + b"\x30" + _varint(kind)
+            if len(self._names) >= _CACHE_LIMIT:
+                self._names.clear()
+            self._names[(name, kind)] = named
+        if code or message:
+            st = _field(0x12, message.encode()) if message else b""
+            status = _field(0x7A, st + (b"\x18" + _varint(code) if code else b""))
+        else:
+            status = _NO_STATUS
+        return b"".join(
+            (
+                head,
+                named,
+                _pack_times(0x39, start, 0x41, end),
+                self._attrs(0x4A, attrs),
+                status,
+                _FLAGS[remote],
+            )
+        )
 
     def _span(self, span: Any) -> bytes:
         sc = span.context
@@ -175,11 +228,15 @@ class Encoder:
             group = groups.get(key)
             if group is None:
                 group = groups[key] = (resource, scope, [])
-            group[2].append(self._span(span))
+            wire = getattr(span, "wire", None)
+            group[2].append(self._wire(wire) if wire else self._span(span))
         out = []
         for resource, scope, encoded in groups.values():
             res, sc = self._head(resource, scope)
-            scope_spans = sc + b"".join(_field(0x12, s) for s in encoded)
+            scope_spans = sc + b"".join(
+                (b"\x12" + (_SMALL[n] if (n := len(s)) < 128 else _varint(n)) + s)
+                for s in encoded
+            )
             out.append(_field(0x0A, res + _field(0x12, scope_spans)))
         return b"".join(out)
 

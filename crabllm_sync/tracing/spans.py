@@ -110,6 +110,13 @@ def parse_traceparent(value: str, tracestate: str | None) -> SpanContext | None:
     )
 
 
+class Finished(ReadableSpan):
+    """A ReadableSpan that also carries its fields plain, in one tuple:
+    otlp.py encodes from `wire` without the properties' calls."""
+
+    wire: tuple = ()
+
+
 def finished(
     span: Started,
     parent: SpanContext | None,
@@ -120,8 +127,8 @@ def finished(
     status: Status,
     resource: Any,
     scope: Any,
-) -> ReadableSpan:
-    return ReadableSpan(
+) -> Finished:
+    out = Finished(
         name=name,
         context=span.context(),
         parent=parent,
@@ -133,3 +140,18 @@ def finished(
         end_time=end,
         instrumentation_scope=scope,
     )
+    out.wire = (
+        span.trace_id,
+        span.span_id,
+        parent.span_id if parent is not None else 0,
+        parent is not None and parent.is_remote,
+        span.tracestate(),
+        name,
+        kind.value + 1,  # OTLP's SpanKind counts from UNSPECIFIED = 0
+        span.start,
+        end,
+        attributes,
+        status.status_code.value,
+        status.description or "",
+    )
+    return out
