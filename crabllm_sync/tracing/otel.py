@@ -50,8 +50,6 @@ SPAN = "otel.span"
 ATTEMPTS = "otel.attempts"
 RESPONSE_MODEL = "otel.response_model"
 FINISH_REASONS = "otel.finish_reasons"
-_PARENT = "crabllm_otel_parent"
-_START = "crabllm_otel_start"
 _CONTEXT = "crabllm_otel_context"
 
 # gen_ai.operation.name of each endpoint (semantic conventions' values).
@@ -113,14 +111,6 @@ class Tracing(Extension):
         if self.processor is not None:
             gw.attempt_scope = self.attempt
 
-        @app.before_request
-        def parent() -> None:
-            header = request.headers.get("traceparent")
-            if header:  # most clients send none
-                state = request.headers.get("tracestate")
-                setattr(g, _PARENT, spans.parse_traceparent(header, state))
-            setattr(g, _START, time.time_ns())
-
         @app.teardown_request
         def unfinished(exc: BaseException | None) -> None:
             # Requests that end outside the finish path (model lists, usage):
@@ -134,8 +124,14 @@ class Tracing(Extension):
     def begin(self, ctx: RequestContext) -> None:
         if not has_request_context():
             return
-        start = g.get(_START) or time.time_ns()
-        ctx.state[SPAN] = (self.sampler.root(start, g.get(_PARENT)), g.get(_PARENT))
+        headers = request.headers
+        header = headers.get("traceparent")
+        parent = None
+        if header:  # most clients send none
+            parent = spans.parse_traceparent(header, headers.get("tracestate"))
+        # The span starts with the request's context (wall clock, from it).
+        start = time.time_ns() - int((time.monotonic() - ctx.started) * 1e9)
+        ctx.state[SPAN] = (self.sampler.root(start, parent), parent)
         setattr(g, _CONTEXT, ctx)
 
     @contextmanager

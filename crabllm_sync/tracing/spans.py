@@ -38,6 +38,7 @@ class Started:
     sampled: bool
     start: int
     state: TraceState | None = None  # the client's tracestate, passed on
+    _context: SpanContext | None = None
 
     def traceparent(self) -> str:
         flags = "01" if self.sampled else "00"
@@ -47,13 +48,16 @@ class Started:
         return self.state.to_header() if self.state else ""
 
     def context(self) -> SpanContext:
-        return SpanContext(
-            self.trace_id,
-            self.span_id,
-            is_remote=False,
-            trace_flags=SAMPLED,
-            trace_state=self.state,
-        )
+        """The span's SpanContext (made once: its attempts' parent, and its own)."""
+        if self._context is None:
+            self._context = SpanContext(
+                self.trace_id,
+                self.span_id,
+                is_remote=False,
+                trace_flags=SAMPLED,
+                trace_state=self.state,
+            )
+        return self._context
 
 
 class Sampler:
