@@ -7,9 +7,10 @@ machine's load drifts alike over both) with the median reported:
   gateways, tracing off and on (full sampling, OTLP/HTTP to a receiver in its
   own process), in front of bench/mock.py, each driven in turn at a fixed
   rate by bench/load.py; CPU is user+system of the whole gunicorn tree
-  (/proc) per answered request, counted until the exporter has sent the
-  round's spans (the batch delay is cut to 200 ms so it does within the
-  round).
+  (/proc) per answered request. The batch processor keeps its defaults: it
+  exports every 512 spans (or 5 s), so a round's last spans go out in the
+  next "on" round; round 0 only warms up, and over the rounds every span's
+  export is counted once.
 - in-process (default): the Flask app with the offline `mock` provider
   through its WSGI test client, no network: the gateway's own CPU without
   HTTP parsing or sockets, where tracing's share looks largest. Also
@@ -166,21 +167,20 @@ def in_process(endpoint: str, args: argparse.Namespace) -> None:
             for name, (url, otel) in cases.items():
                 runs[name].append(cpu_per_request(url, args.requests, stream, **otel))
         off = statistics.median(runs["off"])
-        line = "  ".join(
-            f"{name} {statistics.median(us):4.0f} us (+{statistics.median(us) - off:.0f})"
-            for name, us in runs.items()
-        )
+        med = {name: statistics.median(us) for name, us in runs.items()}
+        line = "  ".join(f"{k} {us:4.0f} us (+{us - off:.0f})" for k, us in med.items())
         print(f"{what:12s} {line}", flush=True)
     floor = [sdk_floor(endpoint, args.requests) for _ in range(args.rounds)]
     print(
-        f"SDK Tracer floor (2 spans + OTLP export): {statistics.median(floor):.0f} us/request"
+        "SDK Tracer floor (2 spans + OTLP export): "
+        f"{statistics.median(floor):.0f} us/request"
     )
 
 
 def served(endpoint: str, args: argparse.Namespace) -> None:
     from bench import procs
-    from bench.run import gateway_config, load
     from bench.run import KEY as RUN_KEY
+    from bench.run import gateway_config, load
 
     work = Path(tempfile.mkdtemp(prefix="otel-cost-"))
     mock = procs.start_mock(work)
@@ -199,11 +199,7 @@ def served(endpoint: str, args: argparse.Namespace) -> None:
                 str(procs.ROOT / "gunicorn.conf.py"),
             ]
             argv += ["--bind", f"127.0.0.1:{port}", "crabllm_sync.wsgi"]
-            env = {
-                "CRABLLM_CONFIG": str(config),
-                "WEB_CONCURRENCY": str(args.workers),
-                "OTEL_BSP_SCHEDULE_DELAY": "200",
-            }
+            env = {"CRABLLM_CONFIG": str(config), "WEB_CONCURRENCY": str(args.workers)}
             server = procs.Server(name, argv, port, env, d / "gateway.log")
             gateways[name] = server.wait_ready(("GET", "/health", b""))
         for workload in ("chat-minimal", "chat-stream"):
@@ -220,14 +216,15 @@ def served(endpoint: str, args: argparse.Namespace) -> None:
                         rate=args.rate,
                         duration=args.duration,
                     )
-                    time.sleep(0.6)  # the batch processor's 200 ms, then its export
+                    time.sleep(0.3)  # the last answers' CPU
                     ms = (server.cpu() - before) / max(1, res["ok"]) * 1000
                     if r:  # round 0 warms both up
                         cpu[name].append(ms)
             ratios = [on / off for on, off in zip(cpu["on"], cpu["off"], strict=True)]
             off, on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
             print(
-                f"{workload:12s} off {off:.3f} ms  on {on:.3f} ms  (+{(on - off) * 1000:.0f} us)"
+                f"{workload:12s} off {off:.3f} ms  on {on:.3f} ms"
+                f"  (+{(on - off) * 1000:.0f} us)"
                 f"  on/off median of rounds {statistics.median(ratios):.3f}"
                 f"  rounds {' '.join(f'{x:.3f}' for x in ratios)}",
                 flush=True,
