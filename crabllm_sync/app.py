@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask, request
@@ -36,9 +36,12 @@ def create_app(
     *,
     storage: Storage | None = None,
     config_file: str = "the config file",
+    env: Mapping[str, str] | None = None,
 ) -> Flask:
     """A Flask app serving `config` (read from `config_file`); the Gateway is
-    at app.extensions['crabllm']."""
+    at app.extensions['crabllm']. `env` is the environment whose standard
+    OTEL_* variables configure tracing (wsgi.py passes the process's; none:
+    only the config does)."""
     app = Flask("crabllm_sync")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_size
     gw = Gateway(
@@ -63,7 +66,7 @@ def create_app(
 
     register_error_handlers(app, errors.to_openai, lambda: _render_for(request.path))
     overhead.install(app, gw)
-    tracing.install(app, gw)
+    tracing.install(app, gw, {} if env is None else env)
 
     for warning in config.warnings():
         log.warning(warning)

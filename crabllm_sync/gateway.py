@@ -119,10 +119,13 @@ class Gateway(RouteStep, NativeEndpoints):
         self._secrets = config_secrets(config)
         self.health.deployments = [d for ds in registry.models.values() for d in ds]
         self.registry = registry
-        # A changed provider's transport (its credentials, its pool) is made
-        # anew on next use; requests in flight keep the one they hold.
+        # A changed or removed provider's transport (its credentials, its
+        # pool) is made anew on next use, and the old one closed now: its idle
+        # connections at once; the ones requests in flight hold (a stream)
+        # when they are released (urllib3 closes what returns to a closed
+        # pool), so those requests run to their end.
         for name in changed:
-            self._sessions.pop(name, None)
+            providers.close_session(self._sessions.pop(name, None))
 
     @property
     def finish(self) -> Finish:
@@ -317,9 +320,7 @@ class Gateway(RouteStep, NativeEndpoints):
         for ext in self.extensions:
             ext.close()
         for s in self._sessions.values():
-            close = getattr(s, "close", None)
-            if close is not None:
-                close()
+            providers.close_session(s)
         self.storage.close()
         if self.db is not None:
             self.db.close()

@@ -13,4 +13,4 @@ try:
 except ConfigError as exc:
     raise SystemExit(f"crabllm-sync: {exc}") from None
 
-application = create_app(_config, config_file=_path)
+application = create_app(_config, config_file=_path, env=os.environ)

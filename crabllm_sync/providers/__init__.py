@@ -81,6 +81,15 @@ def make_session(dep: Deployment) -> Any:
     return http.make_session()
 
 
+def close_session(session: Any) -> None:
+    """Close a transport from make_session (None: nothing). A requests.Session
+    or a boto3 client closes its pools: idle connections now, connections in
+    use when their response is released, so requests in flight finish."""
+    close = getattr(session, "close", None)
+    if close is not None:
+        close()
+
+
 def is_openai_compatible(kind: str) -> bool:
     return kind in OPENAI_COMPATIBLE or kind not in ADAPTERS
 

@@ -104,6 +104,19 @@ class _Adapter(HTTPAdapter):
         # origin -> its urllib3 pool: finding it through requests costs ~0.1 ms.
         self.pools: dict[str, urllib3.HTTPConnectionPool] = {}
 
+    def close(self) -> None:
+        """Close every pool now. urllib3 2's PoolManager.clear() only drops
+        them (they close when garbage collected, which a request still
+        holding one delays): a closed pool closes its idle connections at
+        once and each one in use when its response is released."""
+        manager = self.poolmanager
+        pools = [manager.pools.get(key) for key in manager.pools.keys()]
+        for pool in [*pools, *self.pools.values()]:
+            if pool is not None:
+                pool.close()
+        self.pools.clear()
+        super().close()
+
     def pool_for(
         self, origin: str, url: str, proxies: Mapping[str, str]
     ) -> tuple[urllib3.HTTPConnectionPool, str]:

@@ -1,18 +1,18 @@
-"""OpenTelemetry traces and metrics, off by default.
+"""OpenTelemetry traces (and optional metrics), off by default.
 
-On when `[extensions.otel]` is in the config, or when the environment names an
-OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT or ..._TRACES_ENDPOINT) and
-OTEL_SDK_DISABLED is not "true". This module and propagate.py import nothing
-of OpenTelemetry: otel.py (the SDK) is imported only when it is on.
+On when `[extensions.otel]` is in the config, or when the environment the
+caller passes (wsgi.py: the process's) names an OTLP endpoint
+(OTEL_EXPORTER_OTLP_ENDPOINT or ..._TRACES_ENDPOINT) and OTEL_SDK_DISABLED is
+not "true" (settings.py). This module, settings.py and propagate.py import
+nothing of OpenTelemetry: the SDK is imported only when it is on.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from crabllm_sync.config import OtelExtension
+from crabllm_sync.tracing.settings import OtelSettings, resolve
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -20,23 +20,15 @@ if TYPE_CHECKING:
     from crabllm_sync.config import Config
     from crabllm_sync.gateway import Gateway
 
-ENV_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 
-
-def settings(config: Config, env: Mapping[str, str]) -> OtelExtension | None:
+def settings(config: Config, env: Mapping[str, str]) -> OtelSettings | None:
     """The OpenTelemetry settings in force, or None when it is off."""
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
-    if config.extensions.otel is not None:
-        return config.extensions.otel
-    if any(env.get(name) for name in ENV_ENDPOINTS):
-        return OtelExtension()
-    return None
+    return resolve(config.extensions.otel, env)
 
 
-def install(app: Flask, gw: Gateway, env: Mapping[str, str] | None = None) -> None:
+def install(app: Flask, gw: Gateway, env: Mapping[str, str]) -> None:
     """Trace `app`'s requests when OpenTelemetry is on; nothing otherwise."""
-    wanted = settings(gw.config, os.environ if env is None else env)
+    wanted = settings(gw.config, env)
     if wanted is None:
         return
     from crabllm_sync.tracing.otel import Tracing

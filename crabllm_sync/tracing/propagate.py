@@ -1,25 +1,34 @@
 """W3C trace context on upstream requests: providers/http.py passes every
-outgoing request's headers through outgoing(). A no-op until tracing is on."""
+outgoing request's headers through outgoing(), which adds the traceparent
+(and the client's tracestate) of the upstream attempt running in this
+greenlet, if tracing set one. Imports nothing of OpenTelemetry."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 
-Inject = Callable[[MutableMapping[str, str]], None]
+_current: ContextVar[tuple[str, str] | None] = ContextVar(
+    "crabllm_traceparent", default=None
+)
 
-_inject: Inject | None = None
+
+def enter(traceparent: str, tracestate: str = "") -> Token[tuple[str, str] | None]:
+    """Send these with the upstream requests made until leave(token)."""
+    return _current.set((traceparent, tracestate))
 
 
-def enable(inject: Inject) -> None:
-    """Add what `inject` writes (traceparent of the current span) from now on."""
-    global _inject
-    _inject = inject
+def leave(token: Token[tuple[str, str] | None]) -> None:
+    _current.reset(token)
 
 
 def outgoing(headers: Mapping[str, str]) -> Mapping[str, str]:
-    """`headers`, plus the current span's traceparent when tracing is on."""
-    if _inject is None:
+    """`headers`, plus the current attempt's traceparent when there is one."""
+    current = _current.get()
+    if current is None:
         return headers
     out = dict(headers)
-    _inject(out)
+    out["traceparent"] = current[0]
+    if current[1]:
+        out["tracestate"] = current[1]
     return out

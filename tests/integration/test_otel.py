@@ -146,7 +146,7 @@ def test_a_streamed_request_with_a_retry_is_one_span_with_a_child_per_attempt(
 def test_a_failed_request_is_an_error_span_and_metrics_are_exported(
     upstream, collector, app_factory
 ):
-    app = app_factory(config(upstream, collector))
+    app = app_factory(config(upstream, collector, metrics=True))
     client = app.test_client()
     client.post("/v1/chat/completions", json=chat_body(model="m"), headers=auth(KEY_A))
     upstream.enqueue(
@@ -197,11 +197,11 @@ def test_a_dead_collector_costs_the_request_nothing(upstream, app_factory):
 
 
 SCRIPT = """
-import sys
+import os, sys
 from crabllm_sync.app import create_app
 from crabllm_sync.config import parse_config
 providers = {"m": {"kind": "mock", "models": ["m"]}}
-app = create_app(parse_config({"providers": providers}, {}))
+app = create_app(parse_config({"providers": providers}, {}), env=os.environ)
 body = {"model": "m", "messages": [{"role": "user", "content": "x"}]}
 r = app.test_client().post("/v1/chat/completions", json=body)
 assert r.status_code == 200, r.data

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from crabllm_sync.catalog.live import POLL_INTERVAL
-from tests.conftest import make_config
+from tests.conftest import ROOT, make_config
 from tests.extensions_support import ADMIN, KEY_A, auth, chat_body
+from tests.servers import wait_for
+from tests.upstream import serve_app
 
 UPSTREAM_SECRET = "sk-live-upstream-secret-abcd1234wxyz"
 
@@ -196,3 +203,112 @@ def test_a_restarted_gateway_serves_the_stored_providers(
     admin(one, "POST", "/v1/admin/providers", new_provider(upstream))
     again = app_factory(config(tmp_path)).test_client()
     assert chat_status(again) == 200
+
+
+@pytest.fixture
+def keep_alive_upstream() -> Iterator[int]:
+    """bench/mock.py in its own process: an OpenAI upstream that keeps its
+    HTTP/1.1 connections open between requests, as providers do (the
+    werkzeug-based Upstream closes each); a model ending in "slow" streams
+    20 chunks 50 ms apart. Yields its port."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.mock", "--port", "0", "--slow-ms", "50"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # "ready PORT" once listening
+        assert line.startswith("ready "), line
+        yield int(line.split()[1])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _open_connections(port: int) -> int:
+    """This process's ESTABLISHED TCP connections to 127.0.0.1:`port`."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    with open("/proc/net/tcp") as table:
+        for line in list(table)[1:]:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if remote_port == port and fields[3] == "01" and fields[9] in inodes:
+                count += 1
+    return count
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/net/tcp"), reason="Linux /proc")
+def test_a_changed_or_removed_provider_closes_its_pooled_connections(
+    keep_alive_upstream, tmp_path, app_factory
+):
+    port = keep_alive_upstream
+    provider = {
+        "name": "live",
+        "kind": "openai",
+        "base_url": f"http://127.0.0.1:{port}/v1",
+        "api_key": UPSTREAM_SECRET,
+        "models": ["m", "m-slow"],
+        "max_retries": 0,
+    }
+    app = app_factory(config(tmp_path))
+    server, url = serve_app(app)  # a real server: streams run as they do live
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            added = client.post(
+                "/v1/admin/providers", json=provider, headers=auth(ADMIN)
+            )
+            assert added.status_code == 201, added.text
+            chat = {"json": chat_body(model="m"), "headers": auth(KEY_A)}
+            assert client.post("/v1/chat/completions", **chat).status_code == 200
+            assert _open_connections(port) == 1  # pooled, kept alive
+            # The swap closes the old pool itself, whoever still holds the
+            # transport (a request in flight; a boto3 client's reference
+            # cycles, until a gc pass): hold it here too.
+            gw = app.extensions["crabllm"]
+            old = gw.session(gw.registry.models["m"][0])
+            # A stream in flight on the old pool when the provider changes
+            # runs to its end; its connection is closed after, not pooled.
+            slow = {
+                "json": chat_body(model="m-slow", stream=True),
+                "headers": auth(KEY_A),
+            }
+            with client.stream("POST", "/v1/chat/completions", **slow) as r:
+                pieces = r.iter_lines()
+                first = next(pieces)
+                patched = client.patch(
+                    "/v1/admin/providers/live",
+                    json={"models": ["m", "m-slow", "m2"]},
+                    headers=auth(ADMIN),
+                )
+                assert patched.status_code == 200, patched.text
+                assert _open_connections(port) == 1  # the stream's, still open
+                lines = [first, *pieces]
+            assert lines[-2:] == ["data: [DONE]", ""] or "data: [DONE]" in lines
+            chunks = [x for x in lines if x.startswith("data: {")]
+            assert len(chunks) >= 20  # every chunk came through
+            # The gateway releases the upstream response when the server
+            # closes its answer's iterator, just after the last byte.
+            wait_for(lambda: _open_connections(port) == 0, 5, "the stream's close")
+            # The changed provider serves on a pool of its own.
+            assert client.post("/v1/chat/completions", **chat).status_code == 200
+            assert _open_connections(port) == 1
+            assert gw.session(gw.registry.models["m"][0]) is not old
+            old = gw.session(gw.registry.models["m"][0])
+            deleted = client.delete("/v1/admin/providers/live", headers=auth(ADMIN))
+            assert deleted.status_code == 200
+            assert _open_connections(port) == 0
+            del old
+    finally:
+        server.shutdown()
+        server.server_close()
