@@ -28,8 +28,10 @@ returning from `switch_out()` goes back to the hub.
 When the request leaves early, a reader parked between items gets
 GreenletExit, which closes the items and so finishes the request (as gevent's
 own kill would). A reader in a read (or in the finish's writes) is aborted
-(items.abort(): the upstream socket is shut) and given JOIN_TIMEOUT to end
-on its own, so a finish under way is never cut in half.
+(items.abort(): the upstream socket is shut) and given JOIN_TIMEOUT to reach
+its outcome or its next item, where it unwinds the same way; so a finish
+under way is never cut in half, and a transport that cannot be aborted
+(boto3) stops at its next event.
 """
 
 from __future__ import annotations
@@ -142,6 +144,9 @@ class InlineReader:
             self._ready = []
             if not self._wait(self.JOIN_TIMEOUT):
                 log.warning("a stream reader is still waiting on its upstream")
+                # It ends on its own at its next item; then back to the hub,
+                # not into this greenlet, which will be elsewhere by then.
+                self._reader.parent = self._hub
                 return
             self._ready = []
         self._close_timer()
@@ -197,8 +202,16 @@ class InlineReader:
         away and the buffer is full or the stream over."""
         self._redeliver = None
         last = entry[0] != ITEM
-        if self._stopping and not last:
-            return  # the request left: items are dropped, the outcome awaited
+        if self._stopping:
+            # The request left: its stop() waits for the outcome, or for the
+            # next item to unwind at (a transport that cannot be aborted).
+            if self._waiting:
+                if last:
+                    self._ready.append(entry)
+                self._give(_AT_ITEM)
+            elif not last:
+                raise GreenletExit  # stop() stopped waiting: end at this item
+            return
         self._ready.append(entry)
         if not last and len(self._ready) < self.BUFFER:
             return

@@ -13,6 +13,7 @@ monkey.patch_all()
 import json  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 
 import gevent  # noqa: E402
 import greenlet  # noqa: E402
@@ -192,6 +193,29 @@ def leave(during: str) -> dict:
     up.send("a", "b", "c")
     closed_when_left = gevent.spawn(consume).get(timeout=30)
     return {"closed": closed_when_left, "aborted": up.aborted, "seen": seen}
+
+
+def leave_unabortable() -> dict:
+    """The consumer leaves while the reader waits on an upstream that cannot
+    be cut (boto3's): the reader stops at the next item, and closes it."""
+    up = Upstream()
+
+    def items():  # no abort()
+        yield from up
+
+    def consume():
+        batches = streams.paced(items(), 30.0)
+        for batch in batches:
+            if batch:
+                break
+        gevent.spawn_later(0.05, up.send, "d")
+        started = time.monotonic()
+        batches.close()
+        return up.closed.is_set(), time.monotonic() - started
+
+    up.send("a")
+    closed, seconds = gevent.spawn(consume).get(timeout=30)
+    return {"closed": closed, "seconds": seconds}
 
 
 def leave_elsewhere() -> dict:

@@ -76,6 +76,13 @@ def test_leaving_between_items_closes_the_upstream_under_gevent():
     assert report["closed"]
 
 
+def test_leaving_an_upstream_that_cannot_be_cut_stops_at_its_next_item():
+    report = run_case("leave_unabortable")
+    assert report["closed"]
+    # At the next item (sent 50 ms later), not after the 2 s join timeout.
+    assert report["seconds"] < 1.5
+
+
 def test_a_stream_closed_from_another_greenlet_still_cuts_the_upstream():
     assert run_case("leave_elsewhere") == {"aborted": True}
 
