@@ -1,14 +1,15 @@
 """Relaying an upstream stream to a client: pauses become keep-alives, and a
 client that leaves stops the upstream read at once.
 
-Why a reader thread: the WSGI server only learns that a client left when a
-write fails, and it can only write what the response iterator yields. During a
-long upstream pause the iterator is blocked in a socket read, so something
-else must do that read while the iterator wakes up every `interval` to yield a
-keep-alive. Under gunicorn's gevent worker `_thread` and `queue` are
-monkey-patched, so the "thread" is a greenlet and the queue is cooperative;
-under plain threads (werkzeug, tests) it is an OS thread. Either way the
-package never imports gevent.
+Why a reader: the WSGI server only learns that a client left when a write
+fails, and it can only write what the response iterator yields. During a
+long upstream pause the read is blocked, so it must happen somewhere the
+iterator can leave every `interval` to yield a keep-alive. Under gevent
+(gunicorn's gevent worker) that is a greenlet the request switches to
+directly, which hands back everything it read until its next read would
+block (streams_inline.py: no trip through gevent's run queue per chunk);
+elsewhere (werkzeug, tests) an OS thread handing items over through a queue.
+Either way the package never imports gevent.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import _thread
 import logging
 import queue
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from crabllm_sync import streams_inline
 from crabllm_sync.errors import UpstreamError
+from crabllm_sync.streams_inline import close_items
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +32,7 @@ BUFFER = 64  # items read ahead of a slow client before the reader waits
 PUT_POLL = 1.0  # seconds between checks that the client is still there
 JOIN_TIMEOUT = 2.0  # seconds to wait for the reader once the upstream is aborted
 
-_ITEM, _END, _ERROR = "item", "end", "error"
+_ITEM, _END, _ERROR = streams_inline.ITEM, streams_inline.END, streams_inline.ERROR
 
 
 class Relay(Generic[T]):
@@ -75,11 +78,13 @@ def paced(items: Iterator[T], interval: float | None) -> Iterator[Batch[T]]:
     then one item per batch, read in the consumer's thread). The last batch
     of a stream that ended (not failed) has `last` set, empty or not.
 
-    A batch is every item the reader had ready when the consumer woke: chunks
+    A batch is every item the reader had ready when the consumer woke (under
+    gevent: every item it could read before a read would block): chunks
     that arrived in one network read leave in one client write instead of one
     write (a syscall, a chunked-encoding frame) each, and `batch.last` says the
     stream ended right after them, so the terminator can join that write too.
-    Items are read by a reader thread. When the consumer stops early (the
+    Items are read by a reader (streams_inline.InlineReader under gevent, a
+    thread elsewhere). When the consumer stops early (the
     client left: GeneratorExit here) the reader is told to stop, `items.abort()`
     is called if it exists, and the reader closes `items`. An exception from
     `items` is raised here, in the consumer, after the items that came before it.
@@ -90,51 +95,86 @@ def paced(items: Iterator[T], interval: float | None) -> Iterator[Batch[T]]:
 
 
 def _paced(items: Iterator[T], interval: float) -> Iterator[Batch[T]]:
-    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=BUFFER)
-    stop = _Flag()
-    # A bare thread (a bare greenlet under gevent), not threading.Thread: its
-    # start-and-join handshake cost ~75 us a stream, and it is joined only
-    # when the consumer leaves early (an ended reader has closed `items`
-    # before it queues the end).
-    finished = _thread.allocate_lock()
-    finished.acquire()
-    _thread.start_new_thread(_pump, (items, q, stop, finished))
+    hub = streams_inline.gevent_hub()
+    reader: _Reader = (
+        streams_inline.InlineReader(items, hub) if hub else _ThreadReader(items)
+    )
     done = False
     try:
         while not done:
-            try:
-                entry = q.get(timeout=interval)
-            except queue.Empty:
+            entries = reader.next_entries(interval)
+            if not entries:
                 yield Batch()
                 continue
             batch: Batch[T] = Batch()
             error: BaseException | None = None
-            while True:
-                kind, value = entry
+            for kind, value in entries:
                 if kind == _ITEM:
                     batch.append(value)
                 else:
                     done = True
                     batch.last = kind == _END
                     error = value if kind == _ERROR else None
-                    break
-                try:
-                    entry = q.get_nowait()
-                except queue.Empty:
-                    break
             if batch or batch.last:
                 yield batch
             if error is not None:
                 raise error
     finally:
-        stop.set()
-        if not done:
-            abort = getattr(items, "abort", None)
-            if abort is not None:
-                abort()
-            _drain(q)
-            if not finished.acquire(timeout=JOIN_TIMEOUT):
-                log.warning("a stream reader is still waiting on its upstream")
+        reader.stop()
+
+
+class _Reader(Protocol):
+    """Reads `items` while the consumer waits at most `interval` for them."""
+
+    def next_entries(self, interval: float) -> list[tuple[str, Any]]:
+        """Entries read so far ((_ITEM, item)..., one _END or _ERROR last),
+        or [] after `interval` s without one."""
+
+    def stop(self) -> None:
+        """The consumer is done: end the reader (and `items`) if still going."""
+
+
+class _ThreadReader:
+    """`items` read by a thread (a bare greenlet under gevent without the
+    inline reader), handed over through a bounded queue."""
+
+    def __init__(self, items: Iterator[Any]) -> None:
+        self._items = items
+        self._q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=BUFFER)
+        self._stop = _Flag()
+        self._ended = False
+        # A bare thread, not threading.Thread: its start-and-join handshake
+        # cost ~75 us a stream, and it is joined only when the consumer leaves
+        # early (an ended reader has closed `items` before it queues the end).
+        self._finished = _thread.allocate_lock()
+        self._finished.acquire()
+        _thread.start_new_thread(_pump, (items, self._q, self._stop, self._finished))
+
+    def next_entries(self, interval: float) -> list[tuple[str, Any]]:
+        try:
+            entry = self._q.get(timeout=interval)
+        except queue.Empty:
+            return []
+        entries = [entry]
+        while entry[0] == _ITEM:
+            try:
+                entry = self._q.get_nowait()
+            except queue.Empty:
+                break
+            entries.append(entry)
+        self._ended = entry[0] != _ITEM
+        return entries
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._ended:
+            return
+        abort = getattr(self._items, "abort", None)
+        if abort is not None:
+            abort()
+        _drain(self._q)
+        if not self._finished.acquire(timeout=JOIN_TIMEOUT):
+            log.warning("a stream reader is still waiting on its upstream")
 
 
 class _Flag:
@@ -201,16 +241,6 @@ def _pump(
             _put(q, outcome, stop)
         finally:
             finished.release()
-
-
-def close_items(items: Any) -> None:
-    """Close an upstream iterator (if it can be); a failure to is only logged."""
-    close = getattr(items, "close", None)
-    try:
-        if close is not None:
-            close()
-    except Exception:
-        log.exception("closing an upstream stream failed")
 
 
 def _put(q: queue.Queue[tuple[str, Any]], entry: tuple[str, Any], stop: _Flag) -> bool:

@@ -13,8 +13,10 @@ monkey.patch_all()
 import json  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 
 import gevent  # noqa: E402
+import greenlet  # noqa: E402
 from gevent.event import Event  # noqa: E402
 
 from crabllm_sync import streams  # noqa: E402
@@ -56,6 +58,97 @@ class Upstream:
 
     def send(self, *lines: str) -> None:
         self.server.sendall(b"".join(line.encode() + b"\n" for line in lines))
+
+
+def hub_wakeups(consume):
+    """Run `consume()` in a greenlet; (its result, how often the hub switched
+    into that greenlet, i.e. woke it through gevent's run queue or a timer)."""
+    hub, woken_by_hub = gevent.get_hub(), []
+
+    def traced():
+        me = greenlet.getcurrent()
+
+        def trace(event, args):
+            if event == "switch" and args[1] is me and args[0] is hub:
+                woken_by_hub.append(1)
+
+        greenlet.settrace(trace)
+        try:
+            return consume()
+        finally:
+            greenlet.settrace(None)
+
+    return gevent.spawn(traced).get(timeout=30), len(woken_by_hub)
+
+
+def flow() -> dict:
+    """50 items, each sent once the previous one reached the consumer."""
+    up, got = Upstream(), Event()
+
+    def consume():
+        items = []
+        for batch in streams.paced(up, 30.0):
+            items += batch
+            got.set()
+        return items
+
+    def produce():
+        for i in range(50):
+            up.send(f"x{i}")
+            got.wait()
+            got.clear()
+        up.send("end")
+
+    gevent.spawn(produce)
+    items, woken = hub_wakeups(consume)
+    return {"items": len(items), "woken_by_hub": woken}
+
+
+def together() -> dict:
+    """20 items and the end sent in one write, while the consumer waits."""
+    up = Upstream()
+
+    def consume():
+        return [(list(b), b.last) for b in streams.paced(up, 30.0)]
+
+    gevent.spawn_later(0.01, up.send, *[f"x{i}" for i in range(20)], "end")
+    batches, woken = hub_wakeups(consume)
+    return {"batches": batches, "woken_by_hub": woken}
+
+
+def away() -> dict:
+    """The consumer is away (a slow client write: it waits in the hub) each
+    time the next item arrives, so the reader's wait ends while the consumer
+    holds the batch it was handed; and a wait that is not a socket read (as a
+    finish's storage write) comes between two items."""
+    up = Upstream()
+    got = Event()
+
+    def items():
+        for i, item in enumerate(up):
+            if i == 10:
+                gevent.sleep(0.01)
+            yield item
+
+    def consume():
+        out = []
+        for batch in streams.paced(items(), 30.0):
+            out.append(list(batch))
+            got.set()
+            gevent.sleep(0.02)  # writing to a slow client
+        return out
+
+    def produce():
+        for i in range(20):
+            up.send(f"x{i}")
+            got.wait()
+            got.clear()
+        up.send("end")
+
+    gevent.spawn(produce)
+    batches = gevent.spawn(consume).get(timeout=30)
+    flat = [i for b in batches for i in b]
+    return {"items": flat, "last_empty": batches[-1] == []}
 
 
 def pause() -> dict:
@@ -100,6 +193,29 @@ def leave(during: str) -> dict:
     up.send("a", "b", "c")
     closed_when_left = gevent.spawn(consume).get(timeout=30)
     return {"closed": closed_when_left, "aborted": up.aborted, "seen": seen}
+
+
+def leave_unabortable() -> dict:
+    """The consumer leaves while the reader waits on an upstream that cannot
+    be cut (boto3's): the reader stops at the next item, and closes it."""
+    up = Upstream()
+
+    def items():  # no abort()
+        yield from up
+
+    def consume():
+        batches = streams.paced(items(), 30.0)
+        for batch in batches:
+            if batch:
+                break
+        gevent.spawn_later(0.05, up.send, "d")
+        started = time.monotonic()
+        batches.close()
+        return up.closed.is_set(), time.monotonic() - started
+
+    up.send("a")
+    closed, seconds = gevent.spawn(consume).get(timeout=30)
+    return {"closed": closed, "seconds": seconds}
 
 
 def leave_elsewhere() -> dict:

@@ -1,7 +1,8 @@
 """streams.paced() under gevent (as in gunicorn's gevent worker): items are
-read by a reader greenlet, keep-alives fill pauses, and a consumer that
-leaves closes the upstream. Each case runs in a gevent
-subprocess (gevent_streams_cases.py); the test process has no gevent."""
+read on a greenlet the request switches to directly and handed back in
+batches, keep-alives fill pauses, and a consumer that leaves closes the
+upstream. Each case runs in a gevent subprocess (gevent_streams_cases.py);
+the test process has no gevent."""
 
 from __future__ import annotations
 
@@ -30,6 +31,29 @@ def run_case(*args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def test_items_reach_the_consumer_without_a_trip_through_the_hub():
+    # A queue hand-over wakes the consumer through gevent's run queue once a
+    # chunk (bench/README.md change 14); the inline reader switches to it
+    # directly. Each item here arrives alone, so it must also leave at once
+    # (held back for a batch, the next would never be sent).
+    report = run_case("flow")
+    assert report["items"] == 50
+    assert report["woken_by_hub"] == 0
+
+
+def test_items_that_arrive_together_leave_in_one_batch_under_gevent():
+    # One network read of 20 chunks and the end: one batch, one client write.
+    report = run_case("together")
+    assert report["batches"] == [[[f"x{i}" for i in range(20)], True]]
+    assert report["woken_by_hub"] == 0
+
+
+def test_items_that_arrive_while_the_consumer_is_away_are_not_lost():
+    report = run_case("away")
+    assert report["items"] == [f"x{i}" for i in range(20)]
+    assert report["last_empty"]
+
+
 def test_keepalives_fill_an_upstream_pause_under_gevent():
     report = run_case("pause")
     assert report["pauses"] >= 2
@@ -50,6 +74,13 @@ def test_leaving_between_items_closes_the_upstream_under_gevent():
     # with "a", and leaving after it closes the upstream.
     assert report["seen"][:1] == ["a"]
     assert report["closed"]
+
+
+def test_leaving_an_upstream_that_cannot_be_cut_stops_at_its_next_item():
+    report = run_case("leave_unabortable")
+    assert report["closed"]
+    # At the next item (sent 50 ms later), not after the 2 s join timeout.
+    assert report["seconds"] < 1.5
 
 
 def test_a_stream_closed_from_another_greenlet_still_cuts_the_upstream():
