@@ -57,10 +57,12 @@ class RedisStorage:
     def _call(self, fn: Callable[[Any], T]) -> T:
         """Run one redis operation; a redis failure is a 503 (and retried later)."""
         import redis
+        from redis.exceptions import RedisClusterException
 
         try:
             return fn(self._redis())
-        except redis.RedisError as exc:
+        # RedisClusterException (no node for a slot mid-failover) is no RedisError.
+        except (redis.RedisError, RedisClusterException) as exc:
             raise ServiceUnavailableError(
                 f"storage unavailable (redis): {type(exc).__name__}: {exc}"
             ) from exc
