@@ -156,11 +156,9 @@ class RedisClusterServers(_Processes):
         """Every live node is cluster_state:ok; each primary has a synced replica."""
         import redis
 
+        if not self.state_ok():
+            return False
         try:
-            for port in self.procs:
-                with _client(port) as r:
-                    if r.cluster("info")["cluster_state"] != "ok":
-                        return False
             primaries = self.primaries()
         except redis.RedisError:
             return False
@@ -174,6 +172,19 @@ class RedisClusterServers(_Processes):
             )
             for p in primaries
         )
+
+    def state_ok(self) -> bool:
+        """Every live node says cluster_state:ok (each slot has a primary)."""
+        import redis
+
+        try:
+            for port in self.procs:
+                with _client(port) as r:
+                    if r.cluster("info")["cluster_state"] != "ok":
+                        return False
+        except redis.RedisError:
+            return False
+        return True
 
     def _nodes(self) -> list[dict]:
         port = next(p for p in self.procs if self.alive(p))

@@ -12,6 +12,7 @@ listing, scans every primary and reads values slot by slot.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,6 +23,11 @@ CONNECT_TIMEOUT = 0.5  # seconds
 SOCKET_TIMEOUT = 1.0  # seconds, per command
 SCAN_COUNT = 500
 CLUSTER_RETRIES = 2
+# Cluster and Sentinel: how long an operation waits for a new primary before
+# it answers 503 ([storage] failover_wait), and its pauses between attempts.
+FAILOVER_WAIT = 2.0  # seconds
+FIRST_PAUSE = 0.05
+MAX_PAUSE = 0.4
 
 # INCRBY and, only when the key was created by this call, PEXPIRE: atomic.
 _INCR_LUA = """
@@ -39,9 +45,10 @@ T = TypeVar("T")
 class RedisStorage:
     """Counters and values with TTL in redis (URL forms: redis_url.py)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, failover_wait: float = FAILOVER_WAIT) -> None:
         self.url = url
         self.target = parse_redis_url(url)  # a bad URL fails at start
+        self.failover_wait = failover_wait
         self._client: Any = None
         self._incr: Any = None
         self._pid = 0
@@ -55,17 +62,53 @@ class RedisStorage:
         return self._client
 
     def _call(self, fn: Callable[[Any], T]) -> T:
-        """Run one redis operation; a redis failure is a 503 (and retried later)."""
+        """Run one redis operation; a redis failure is a 503 (and retried later).
+
+        With a cluster or Sentinel, an operation that finds no primary (dead,
+        or being replaced) is tried again for up to `failover_wait` seconds:
+        a failover that ends within it costs the request time, not a 503.
+        """
         import redis
         from redis.exceptions import RedisClusterException
 
-        try:
-            return fn(self._redis())
-        # RedisClusterException (no node for a slot mid-failover) is no RedisError.
-        except (redis.RedisError, RedisClusterException) as exc:
-            raise ServiceUnavailableError(
-                f"storage unavailable (redis): {type(exc).__name__}: {exc}"
-            ) from exc
+        errors: tuple[type[Exception], ...] = (redis.RedisError, RedisClusterException)
+        if self.target.mode == "cluster":
+            # redis-py's cluster client, shared by a worker's greenlets, may
+            # close a connection another greenlet is reading while it re-reads
+            # the slot map after a dead node: EBADF, or ValueError on the
+            # closed buffer. A failover error too, not a 500.
+            errors += (OSError, ValueError)
+        deadline = 0.0
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                return fn(self._redis())
+            # RedisClusterException (no node for a slot) is no RedisError.
+            except errors as exc:
+                now = time.monotonic()
+                deadline = deadline or now + self.failover_wait
+                if not (self._failover(exc) and now + pause < deadline):
+                    raise ServiceUnavailableError(
+                        f"storage unavailable (redis): {type(exc).__name__}: {exc}"
+                    ) from exc
+            time.sleep(pause)  # gevent's sleep in a worker: other requests run
+            pause = min(2 * pause, MAX_PAUSE)
+
+    def _failover(self, exc: Exception) -> bool:
+        """True for the errors of a primary that is gone or being replaced."""
+        if self.target.mode == "single" or not self.failover_wait:
+            return False
+        from redis import exceptions as e
+
+        return isinstance(exc, OSError | ValueError) or isinstance(
+            exc,
+            e.ConnectionError  # refused, reset; MasterNotFoundError too
+            | e.TimeoutError
+            | e.ClusterDownError
+            | e.TryAgainError
+            | e.ReadOnlyError  # an old primary that came back as a replica
+            | e.SlotNotCoveredError,
+        )
 
     # -- Storage protocol ------------------------------------------------------
 
