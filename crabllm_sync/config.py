@@ -161,9 +161,9 @@ class ExtensionsConfig(_Strict):
 class StorageConfig(_Strict):
     kind: Literal["memory", "sqlite", "redis"] = "memory"
     path: str | None = None
-    # redis+cluster:// and redis+sentinel:// only: seconds an operation waits
-    # for a new primary during a failover before it answers 503; 0 = at once.
-    failover_wait: float = Field(2, ge=0)
+    # redis+cluster:// and redis+sentinel:// only: seconds from a primary's
+    # failure that operations wait for a new one before 503s; 0 = at once.
+    failover_wait: float = Field(5, ge=0)
     database: str | None = None
     # PostgreSQL `database` only: seconds to connect, and per statement.
     connect_timeout: float = Field(3, gt=0)

@@ -31,6 +31,13 @@ def _binaries() -> tuple[str, str]:
     return server, cli
 
 
+def _free_ports(n: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return list(ports)
+
+
 def _client(port: int):  # noqa: ANN202
     import redis
 
@@ -50,8 +57,24 @@ def _info(port: int, section: str) -> dict:
 class _Processes:
     def __init__(self, prefix: str) -> None:
         self.server, self.cli = _binaries()
-        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
-        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        # A port found free may be taken before redis binds it (redis exits):
+        # then the whole set-up is made again on other ports.
+        for attempt in range(3):
+            self.dir = Path(tempfile.mkdtemp(prefix=prefix))
+            self.procs: dict[int, subprocess.Popen[bytes]] = {}
+            try:
+                self._start()
+                return
+            except RuntimeError:
+                self.stop()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
+
+    def _start(self) -> None:
+        raise NotImplementedError
 
     def spawn(self, port: int, *args: str) -> None:
         log = open(self.dir / f"{port}.log", "wb")
@@ -107,50 +130,50 @@ class RedisClusterServers(_Processes):
     """3 primaries + 3 replicas; `url` is the redis+cluster:// URL of all six."""
 
     def __init__(self, nodes: int = 6) -> None:
+        self.nodes = nodes
         super().__init__("crabllm-cluster-")
-        try:
-            self.ports = [free_port() for _ in range(nodes)]
-            for port in self.ports:
-                # The bus port is chosen too: port + 10000 may pass 65535.
-                self.spawn(
-                    port,
-                    "--port",
-                    str(port),
-                    "--cluster-port",
-                    str(free_port()),
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    f"nodes-{port}.conf",
-                    "--cluster-node-timeout",
-                    str(NODE_TIMEOUT_MS),
-                    # A replica takes over however long its link was down.
-                    "--cluster-replica-validity-factor",
-                    "0",
-                    *_NO_PERSISTENCE,
-                )
-            for port in self.ports:
-                wait_for(lambda p=port: self.alive(p), what=f"cluster node {port}")
-            made = subprocess.run(
-                [
-                    self.cli,
-                    "--cluster",
-                    "create",
-                    *(f"127.0.0.1:{p}" for p in self.ports),
-                    "--cluster-replicas",
-                    "1",
-                    "--cluster-yes",
-                ],
-                capture_output=True,
-                timeout=60,
-            )
-            if made.returncode != 0:
-                raise RuntimeError(made.stdout.decode() + made.stderr.decode())
-            wait_for(self.ready, timeout=30, what="cluster state ok with replicas")
-        except BaseException:
-            self.stop()
-            raise
         self.url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def _start(self) -> None:
+        ports = _free_ports(2 * self.nodes)
+        self.ports, bus = ports[: self.nodes], ports[self.nodes :]
+        for port, bus_port in zip(self.ports, bus, strict=True):
+            # The bus port is chosen too: port + 10000 may pass 65535.
+            self.spawn(
+                port,
+                "--port",
+                str(port),
+                "--cluster-port",
+                str(bus_port),
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{port}.conf",
+                "--cluster-node-timeout",
+                str(NODE_TIMEOUT_MS),
+                # A replica takes over however long its link was down.
+                "--cluster-replica-validity-factor",
+                "0",
+                *_NO_PERSISTENCE,
+            )
+        for port in self.ports:
+            wait_for(lambda p=port: self.alive(p), what=f"cluster node {port}")
+        made = subprocess.run(
+            [
+                self.cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{p}" for p in self.ports),
+                "--cluster-replicas",
+                "1",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            timeout=60,
+        )
+        if made.returncode != 0:
+            raise RuntimeError(made.stdout.decode() + made.stderr.decode())
+        wait_for(self.ready, timeout=30, what="cluster state ok with replicas")
 
     def ready(self) -> bool:
         """Every live node is cluster_state:ok; each primary has a synced replica."""
@@ -239,48 +262,44 @@ class RedisSentinelServers(_Processes):
 
     def __init__(self) -> None:
         super().__init__("crabllm-sentinel-")
-        try:
-            self.primary, self.replica = free_port(), free_port()
-            self.spawn(self.primary, "--port", str(self.primary), *_NO_PERSISTENCE)
-            self.spawn(
-                self.replica,
-                "--port",
-                str(self.replica),
-                "--replicaof",
-                "127.0.0.1",
-                str(self.primary),
-                *_NO_PERSISTENCE,
-            )
-            self.sentinels = [free_port() for _ in range(3)]
-            # Each sentinel is told its id, the replica and its peers up front:
-            # found by itself, the replica takes up to 10 s (an INFO period).
-            ids = {port: f"{i + 1:040x}" for i, port in enumerate(self.sentinels)}
-            for port in self.sentinels:
-                peers = "".join(
-                    f"sentinel known-sentinel {SERVICE} 127.0.0.1 {p} {ids[p]}\n"
-                    for p in self.sentinels
-                    if p != port
-                )
-                conf = self.dir / f"sentinel-{port}.conf"
-                conf.write_text(
-                    f"port {port}\nbind 127.0.0.1\ndir {self.dir}\n"
-                    f"sentinel myid {ids[port]}\n"
-                    f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary} 2\n"
-                    f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
-                    f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
-                    f"sentinel parallel-syncs {SERVICE} 1\n"
-                    f"sentinel known-replica {SERVICE} 127.0.0.1 {self.replica}\n"
-                    + peers
-                )
-                self.spawn(port, str(conf), "--sentinel")
-            for port in [self.primary, self.replica, *self.sentinels]:
-                wait_for(lambda p=port: self.alive(p), what=f"redis on {port}")
-            wait_for(self.ready, timeout=30, what="sentinels that know the replica")
-        except BaseException:
-            self.stop()
-            raise
         hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinels)
         self.url = f"redis+sentinel://{hosts}/{SERVICE}/0"
+
+    def _start(self) -> None:
+        self.primary, self.replica, *self.sentinels = _free_ports(5)
+        self.spawn(self.primary, "--port", str(self.primary), *_NO_PERSISTENCE)
+        self.spawn(
+            self.replica,
+            "--port",
+            str(self.replica),
+            "--replicaof",
+            "127.0.0.1",
+            str(self.primary),
+            *_NO_PERSISTENCE,
+        )
+        # Each sentinel is told its id, the replica and its peers up front:
+        # found by itself, the replica takes up to 10 s (an INFO period).
+        ids = {port: f"{i + 1:040x}" for i, port in enumerate(self.sentinels)}
+        for port in self.sentinels:
+            peers = "".join(
+                f"sentinel known-sentinel {SERVICE} 127.0.0.1 {p} {ids[p]}\n"
+                for p in self.sentinels
+                if p != port
+            )
+            conf = self.dir / f"sentinel-{port}.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                f"sentinel myid {ids[port]}\n"
+                f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary} 2\n"
+                f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
+                f"sentinel parallel-syncs {SERVICE} 1\n"
+                f"sentinel known-replica {SERVICE} 127.0.0.1 {self.replica}\n" + peers
+            )
+            self.spawn(port, str(conf), "--sentinel")
+        for port in [self.primary, self.replica, *self.sentinels]:
+            wait_for(lambda p=port: self.alive(p), what=f"redis on {port}")
+        wait_for(self.ready, timeout=30, what="sentinels that know the replica")
 
     def ready(self) -> bool:
         """Every sentinel sees the replica in sync and the two other sentinels:

@@ -23,9 +23,10 @@ CONNECT_TIMEOUT = 0.5  # seconds
 SOCKET_TIMEOUT = 1.0  # seconds, per command
 SCAN_COUNT = 500
 CLUSTER_RETRIES = 2
-# Cluster and Sentinel: how long an operation waits for a new primary before
-# it answers 503 ([storage] failover_wait), and its pauses between attempts.
-FAILOVER_WAIT = 2.0  # seconds
+# Cluster and Sentinel: how long operations wait for a new primary, from the
+# first failure, before they answer 503 ([storage] failover_wait), and the
+# pauses between attempts.
+FAILOVER_WAIT = 5.0  # seconds
 FIRST_PAUSE = 0.05
 MAX_PAUSE = 0.4
 
@@ -49,6 +50,7 @@ class RedisStorage:
         self.url = url
         self.target = parse_redis_url(url)  # a bad URL fails at start
         self.failover_wait = failover_wait
+        self._failing_since = 0.0  # monotonic time of the first failover error
         self._client: Any = None
         self._incr: Any = None
         self._pid = 0
@@ -65,8 +67,9 @@ class RedisStorage:
         """Run one redis operation; a redis failure is a 503 (and retried later).
 
         With a cluster or Sentinel, an operation that finds no primary (dead,
-        or being replaced) is tried again for up to `failover_wait` seconds:
-        a failover that ends within it costs the request time, not a 503.
+        or being replaced) is tried again until `failover_wait` seconds after
+        the first such failure in this worker: a failover that ends within it
+        costs requests time, not a 503; a longer outage is a 503 at once.
         """
         import redis
         from redis.exceptions import RedisClusterException
@@ -78,15 +81,20 @@ class RedisStorage:
             # the slot map after a dead node: EBADF, or ValueError on the
             # closed buffer. A failover error too, not a 500.
             errors += (OSError, ValueError)
-        deadline = 0.0
         pause = FIRST_PAUSE
         while True:
             try:
-                return fn(self._redis())
+                result = fn(self._redis())
+                self._failing_since = 0.0
+                return result
             # RedisClusterException (no node for a slot) is no RedisError.
             except errors as exc:
                 now = time.monotonic()
-                deadline = deadline or now + self.failover_wait
+                # One window per worker from the first failure: past it (a
+                # long outage) each operation tries once and fails at once.
+                if self._failover(exc) and not self._failing_since:
+                    self._failing_since = now
+                deadline = self._failing_since + self.failover_wait
                 if not (self._failover(exc) and now + pause < deadline):
                     raise ServiceUnavailableError(
                         f"storage unavailable (redis): {type(exc).__name__}: {exc}"

@@ -1,12 +1,14 @@
 """The primary of a real Redis Cluster or Sentinel set-up SIGKILLed under a
 gunicorn gateway with rate limits and a budget on that storage.
 
-A stream of requests (4 clients, 2 workers) runs across the kill. Bound: a
-request waits up to `failover_wait` (2 s) for a new primary, so only requests
-that waited past it answer 503 (an OpenAI-shaped error, never a 500, never a
-200 counted nowhere); here at most MAX_503. After the failover every answer is
-200 again with no restart, and a rate limit counted across both workers on
-the new primary admits exactly its limit (no per-worker fallback).
+A stream of requests (4 clients, 2 workers) runs across the kill. Bound:
+operations wait for a new primary up to `failover_wait` (5 s) from the
+first failure, so a failover within it costs requests time, not errors: 0 x
+503 here (a longer one would answer 503, OpenAI-shaped, only until the new
+primary is in place; never a 500, never a 200 counted nowhere). After the
+failover every answer is 200 with no restart, and a rate limit counted
+across both workers on the new primary admits exactly its limit (no
+per-worker fallback).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from crabllm_sync.storage.redis import FAILOVER_WAIT, MAX_PAUSE
+from crabllm_sync.storage.redis import FAILOVER_WAIT
 from tests.conftest import GunicornServer, write_toml
 from tests.fakes import openai as fake
 from tests.redis_servers import RedisClusterServers, RedisSentinelServers
@@ -32,9 +34,6 @@ CLIENTS = 4
 BEFORE = 20  # answers before the kill
 AFTER = 40  # answers begun after the new primary is in place
 MAX_ANSWERS = 2000  # the stream's hard bound
-# Each client's 503 took failover_wait (2 s); the failover here ends within
-# 4 s of the kill, so a client can meet it twice at most.
-MAX_503 = 2 * CLIENTS
 
 
 def _config(tmp_path: Path, upstream_url: str, storage_url: str) -> Path:
@@ -156,9 +155,13 @@ def _run_through_failover(
     # Only 200 or the storage's 503: never a 500, never a 429 for this key.
     assert set(statuses) <= {200, 503}, log
     assert all(code == "service_unavailable" for *_, code in refused), refused
-    assert len(refused) <= MAX_503, refused
-    # Each 503 waited out failover_wait (less the last pause) for a new primary.
-    assert all(a[1] - a[0] >= FAILOVER_WAIT - MAX_PAUSE for a in refused), refused
+    # Requests wait for the new primary up to failover_wait (5 s) from the
+    # first failure: a failover within it costs no request. The worker's
+    # client finds the new primary a little after the test does: 1 s margin.
+    # (With failover_wait = 0: 54 of 126 answers were 503 in a sentinel
+    # failover of 1.85 s; with a 2 s wait per operation, 2 to 5 x 503.)
+    if replaced_at - killed_at < FAILOVER_WAIT - 1:
+        assert not refused, refused
     # Every 503 was in flight or began between the kill and the new primary.
     assert all(a[1] >= killed_at and a[0] <= replaced_at for a in refused), refused
     assert after and set(after) == {200}
