@@ -316,3 +316,22 @@ def test_redis_pool_is_rebuilt_after_fork(redis_server):
     assert p.exitcode == 0
     assert s.get("fork") == b"20"
     s.close()
+
+
+def test_a_failover_wait_is_one_window_then_503s_come_at_once():
+    from tests.conftest import free_port
+
+    # Sentinels that never answer: no primary can be found.
+    s = RedisStorage(f"redis+sentinel://127.0.0.1:{free_port()}/m", failover_wait=0.6)
+    began = time.monotonic()
+    with pytest.raises(ServiceUnavailableError, match="MasterNotFound|Connection"):
+        s.get("k")
+    first = time.monotonic() - began
+    began = time.monotonic()
+    with pytest.raises(ServiceUnavailableError):
+        s.incr("k")
+    second = time.monotonic() - began
+    s.close()
+    # The first waited out the window; the next, inside the same outage, did not.
+    assert 0.6 - 0.4 <= first < 5, first
+    assert second < 0.5, second
