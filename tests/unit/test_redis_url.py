@@ -52,3 +52,12 @@ def test_a_sentinel_url_names_the_sentinels_the_service_and_the_db():
 def test_a_bad_url_is_refused_naming_the_fault(url, says):
     with pytest.raises(ValueError, match=says):
         parse_redis_url(url)
+
+
+def test_a_bad_storage_url_is_a_config_error_at_start():
+    from crabllm_sync.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="storage.*/service"):
+        parse_config({"storage": {"kind": "redis", "path": "redis+sentinel://s1"}}, {})
+    ok = {"storage": {"kind": "redis", "path": "redis+cluster://a:7000,b:7001"}}
+    assert parse_config(ok, {}).storage.failover_wait == 5
