@@ -184,11 +184,6 @@ class PostgresServer:
             [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]
         )
 
-    def restart(self) -> None:
-        """Stop (fast: every connection is cut) and start again on the same port."""
-        self.stop()
-        self.start()
-
     def create_database(self, name: str) -> str:
         """A fresh database; returns its peewee URL."""
         import psycopg2
