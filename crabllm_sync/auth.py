@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 # every worker of every host at most this long after the revocation commits
 # (the documented bound is 5 s; this leaves room for a slow database).
 CACHE_TTL = 2.0
+# While the key store is unreachable (a database restarting), a key verified
+# less than CACHE_TTL + STALE_IF_ERROR ago is still accepted: a short outage
+# costs no request, and a revocation still lands within the 5 s bound.
+STALE_IF_ERROR = 3.0
 # Unknown secrets are remembered less long, so a key created just after a
 # failed try works soon; this still keeps floods of bad keys off the database.
 NEGATIVE_TTL = 1.0
@@ -277,7 +281,13 @@ class Authenticator:
         missed_until = self._misses.get(digest)
         if missed_until is not None and now < missed_until:
             return None, None
-        record = self.keys.find(digest)
+        try:
+            record = self.keys.find(digest)
+        except ServiceUnavailableError:
+            if hit is not None and now < hit[0] + STALE_IF_ERROR:
+                log.warning("key store unavailable: using this worker's last lookup")
+                return hit[1], hit[2]
+            raise
         if record is None:
             _remember(self._misses, digest, now + self._negative_ttl, NEGATIVE_MAX)
             return None, None

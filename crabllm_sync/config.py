@@ -13,7 +13,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 _VAR = re.compile(r"\$\{([^}]*)\}")
 
@@ -162,10 +169,23 @@ class ExtensionsConfig(_Strict):
 class StorageConfig(_Strict):
     kind: Literal["memory", "sqlite", "redis"] = "memory"
     path: str | None = None
+    # redis+cluster:// and redis+sentinel:// only: seconds from a primary's
+    # failure that operations wait for a new one before 503s; 0 = at once.
+    failover_wait: float = Field(5, ge=0)
     database: str | None = None
     # PostgreSQL `database` only: seconds to connect, and per statement.
     connect_timeout: float = Field(3, gt=0)
     statement_timeout: float = Field(10, ge=0)
+
+    @model_validator(mode="after")
+    def _redis_url(self) -> StorageConfig:
+        """A malformed redis URL is a config error, before any worker starts."""
+        if self.kind == "redis" and self.path:
+            # Imported here: the storage package imports this module.
+            from crabllm_sync.storage.redis_url import parse_redis_url
+
+            parse_redis_url(self.path)
+        return self
 
 
 class RoutingConfig(_Strict):

@@ -40,5 +40,8 @@ def open_storage(config: Config) -> Storage:
     if kind == "redis":
         from crabllm_sync.storage.redis import RedisStorage
 
-        return RedisStorage(config.storage.path or "redis://127.0.0.1:6379/0")
+        return RedisStorage(
+            config.storage.path or "redis://127.0.0.1:6379/0",
+            failover_wait=config.storage.failover_wait,
+        )
     raise ValueError(f"unknown storage kind {kind!r}")

@@ -1,4 +1,5 @@
-"""One Storage contract, run against memory, sqlite (a tmp file) and a real redis."""
+"""One Storage contract, run against memory, sqlite (a tmp file), a real redis,
+a real Redis Cluster (3 primaries, 3 replicas) and a real Sentinel set-up."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from crabllm_sync.errors import ServiceUnavailableError
 from crabllm_sync.storage.memory import MemoryStorage
 from crabllm_sync.storage.redis import RedisStorage
 from crabllm_sync.storage.sqlite import SqliteStorage
+from tests.redis_servers import RedisClusterServers, RedisSentinelServers
 from tests.servers import RedisServer, Unavailable, wait_for
 
 
@@ -27,9 +29,47 @@ def redis_server() -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    try:
+        servers = RedisClusterServers()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    yield servers
+    servers.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_sentinel() -> Iterator[RedisSentinelServers]:
+    try:
+        servers = RedisSentinelServers()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    yield servers
+    servers.stop()
+
+
+REDIS_KINDS = {
+    "redis": "redis_server",
+    "redis-cluster": "redis_cluster",
+    "redis-sentinel": "redis_sentinel",
+}
+
+
+@pytest.fixture(params=["memory", "sqlite", *REDIS_KINDS])
 def kind(request: pytest.FixtureRequest) -> str:
     return request.param
+
+
+def _flush(url: str) -> None:
+    """Empty the store behind a redis storage URL (every primary of a cluster)."""
+    s = RedisStorage(url)
+    client = s._redis()
+    if s.target.mode == "cluster":
+        client.flushall(target_nodes=client.PRIMARIES)
+    else:
+        client.flushall()
+    s.close()
 
 
 @pytest.fixture
@@ -38,12 +78,9 @@ def make_store(
 ) -> Iterator[Callable[[], object]]:
     """A factory of stores that share one backend (memory: one shared instance)."""
     made: list[object] = []
-    if kind == "redis":
-        server = request.getfixturevalue("redis_server")
-        import redis
-
-        with redis.Redis.from_url(server.url) as r:
-            r.flushall()
+    if kind in REDIS_KINDS:
+        url = request.getfixturevalue(REDIS_KINDS[kind]).url
+        _flush(url)
     shared = MemoryStorage()
 
     def make() -> object:
@@ -52,7 +89,7 @@ def make_store(
         if kind == "sqlite":
             s: object = SqliteStorage(str(tmp_path / "kv.db"))
         else:
-            s = RedisStorage(server.url)
+            s = RedisStorage(url)
         made.append(s)
         return s
 
@@ -153,6 +190,15 @@ def test_incr_is_atomic_across_clients(make_store):
     for t in threads:
         t.join(120)
     assert stores[0].get("race") == str(len(stores) * per_thread).encode()
+
+
+def test_list_prefix_reads_keys_of_every_hash_slot(store):
+    # 200 keys land on every cluster primary: no CROSSSLOT, none missed.
+    for i in range(200):
+        store.set(f"many:{i}", str(i).encode())
+    store.set("manx:0", b"not under the prefix")
+    listed = store.list_prefix("many:")
+    assert sorted(listed) == sorted((f"many:{i}", str(i).encode()) for i in range(200))
 
 
 # -- per-backend behaviour beyond the shared contract --------------------------
@@ -270,3 +316,22 @@ def test_redis_pool_is_rebuilt_after_fork(redis_server):
     assert p.exitcode == 0
     assert s.get("fork") == b"20"
     s.close()
+
+
+def test_a_failover_wait_is_one_window_then_503s_come_at_once():
+    from tests.conftest import free_port
+
+    # Sentinels that never answer: no primary can be found.
+    s = RedisStorage(f"redis+sentinel://127.0.0.1:{free_port()}/m", failover_wait=0.6)
+    began = time.monotonic()
+    with pytest.raises(ServiceUnavailableError, match="MasterNotFound|Connection"):
+        s.get("k")
+    first = time.monotonic() - began
+    began = time.monotonic()
+    with pytest.raises(ServiceUnavailableError):
+        s.incr("k")
+    second = time.monotonic() - began
+    s.close()
+    # The first waited out the window; the next, inside the same outage, did not.
+    assert 0.6 - 0.4 <= first < 5, first
+    assert second < 0.5, second

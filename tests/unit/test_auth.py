@@ -10,6 +10,7 @@ import pytest
 from crabllm_sync.auth import (
     CACHE_TTL,
     NEGATIVE_TTL,
+    STALE_IF_ERROR,
     Authenticator,
     Principal,
     allows,
@@ -21,6 +22,7 @@ from crabllm_sync.errors import (
     InvalidRequestError,
     ModelNotAllowedError,
     PermissionDeniedError,
+    ServiceUnavailableError,
 )
 from crabllm_sync.keys.model import (
     NewKey,
@@ -158,6 +160,27 @@ def test_lookups_are_cached_and_a_revocation_lands_within_the_ttl():
     with pytest.raises(InvalidApiKeyError, match="revoked"):
         auth.authenticate(_h(secret))
     assert CACHE_TTL <= 5  # the documented bound
+
+
+def test_a_key_store_outage_is_bridged_by_the_last_lookup_for_a_bounded_time():
+    auth, store, clock = _auth()
+    _, secret = store.create(NewKey(name="k"))
+    auth.authenticate(_h(secret))
+    down = ServiceUnavailableError("database unavailable")
+
+    def unreachable(digest):  # noqa: ANN001, ANN202
+        raise down
+
+    store.find = unreachable  # the database went away
+    clock.now += CACHE_TTL + STALE_IF_ERROR - 0.001
+    assert auth.authenticate(_h(secret)).name == "k"  # before: a 503
+    clock.now += 0.002
+    with pytest.raises(ServiceUnavailableError):
+        auth.authenticate(_h(secret))
+    with pytest.raises(ServiceUnavailableError):  # never seen: no stale copy
+        auth.authenticate(_h("sk-never-looked-up"))
+    # A revocation committed just before the outage lands within 5 s.
+    assert CACHE_TTL + STALE_IF_ERROR <= 5
 
 
 def test_unknown_keys_are_remembered_briefly_then_looked_up_again():
