@@ -9,6 +9,7 @@ one instance outright and shows its leases expire.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -17,16 +18,16 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import GunicornServer, write_toml
+from crabllm_sync.extensions.rate_limit import WINDOW
+from tests import cluster as hosts
+from tests.cluster import UPSTREAM_HEADER, Cluster, burst, chat_body, post
 from tests.fakes import openai as fake
-from tests.servers import NGINX, Nginx, RedisServer, Unavailable, wait_for
+from tests.servers import NGINX, Unavailable, wait_for
 from tests.upstream import Recorded, Reply, Upstream
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
@@ -94,20 +95,6 @@ def priced_answer(rec: Recorded) -> Reply:
             body["model"], "paid", completion_tokens=body["max_tokens"]
         )
     )
-
-
-@dataclass
-class Cluster:
-    nginx: Nginx
-    instances: list[GunicornServer]
-    upstream: Upstream
-    handlers: dict[str, Callable[[Recorded], Reply]]
-    redis: RedisServer
-    database: str
-
-    @property
-    def urls(self) -> list[str]:
-        return [srv.url for srv in self.instances]
 
 
 def _config(upstream: Upstream, redis_url: str, database: str) -> str:
@@ -193,99 +180,50 @@ key = "{PLAIN_KEY}"
 def cluster(tmp_path_factory, postgres) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("multihost")
     try:
-        redis = RedisServer()
+        with hosts.running(
+            root,
+            postgres,
+            _config,
+            instances=INSTANCES,
+            workers=WORKERS,
+            warm_key=PLAIN_KEY,
+        ) as running:
+            yield running
     except Unavailable as exc:
         pytest.skip(str(exc))
-    database = postgres.create_database("multihost")
-    handlers: dict[str, Callable[[Recorded], Reply]] = {}
-
-    def chat(rec: Recorded) -> Reply:
-        return handlers.get(rec.json.get("model"), fake.chat_handler)(rec)
-
-    upstream = fake.make_upstream()
-    upstream.route(r"/chat/completions$", chat)
-    upstream.route(
-        r"^/bad/", lambda rec: Reply(status=500, json={"error": {"message": "down"}})
-    )
-    upstream.start()
-    text = _config(upstream, redis.url, database)
-    paths = []
-    for i in range(INSTANCES):
-        (root / f"host{i}").mkdir()
-        paths.append(write_toml(root / f"host{i}" / "crabllm.toml", text))
-    # Started side by side, as hosts would be: every worker of every instance
-    # migrates the same database and loads the same [[keys]] at once.
-    with ThreadPoolExecutor(INSTANCES) as pool:
-        starts = [pool.submit(GunicornServer, p, WORKERS) for p in paths]
-        instances = []
-        errors = []
-        for f in starts:
-            try:
-                instances.append(f.result())
-            except Exception as exc:  # noqa: BLE001 - stop the others first
-                errors.append(exc)
-    nginx = None
-    try:
-        if errors:
-            raise errors[0]
-        nginx = Nginx(
-            root / "nginx",
-            [srv.port for srv in instances],
-            "add_header X-Upstream-Addr $upstream_addr always;",
-        )
-        yield Cluster(nginx, instances, upstream, handlers, redis, database)
-    finally:
-        if nginx is not None:
-            nginx.stop()
-        for srv in instances:
-            srv.stop()
-        upstream.stop()
-        redis.stop()
 
 
 def auth(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def chat_body(model: str, **over: Any) -> dict[str, Any]:
-    # A unique prompt: the response cache (on for the whole cluster) must not
-    # answer requests meant to reach the provider.
-    text = f"hello {uuid.uuid4().hex[:8]}"
-    return {"model": model, "messages": [{"role": "user", "content": text}], **over}
-
-
-def post(url: str, key: str, body: dict[str, Any], **kw: Any) -> httpx.Response:
-    # A fresh connection per call, so nginx and the kernel spread the calls.
-    return httpx.post(
-        f"{url}/v1/chat/completions", json=body, headers=auth(key), timeout=30, **kw
-    )
-
-
-def burst(n: int, call: Callable[[], httpx.Response]) -> list[httpx.Response]:
-    """`n` calls at once, on `n` threads."""
-    with ThreadPoolExecutor(n) as pool:
-        return list(pool.map(lambda _: call(), range(n)))
-
-
 def spread(responses: list[httpx.Response]) -> set[str]:
-    return {r.headers.get("x-upstream-addr", "") for r in responses}
+    return {r.headers.get(UPSTREAM_HEADER, "") for r in responses}
 
 
-def every_instance(cluster: Cluster) -> set[str]:
-    return {f"127.0.0.1:{srv.port}" for srv in cluster.instances}
+def clear_of_window_edge(burst_seconds: float = 5.0) -> None:
+    """Start a rate-limit burst at least `burst_seconds` before the minute
+    window turns: the sliding window weighs the last window down as the new
+    one passes, so a burst slower than 60/limit seconds across the turn may
+    rightly admit one more. Waits at most `burst_seconds`."""
+    left = WINDOW - math.fmod(time.time(), WINDOW)
+    if left < burst_seconds:
+        time.sleep(left + 0.05)
 
 
 def test_rpm_admits_exactly_the_limit_across_instances(cluster):
+    clear_of_window_edge()
     answers = burst(4 * RPM, lambda: post(cluster.nginx.url, RPM_KEY, chat_body("m")))
     codes = Counter(r.status_code for r in answers)
     assert codes == {200: RPM, 429: 3 * RPM}, codes
-    assert spread(answers) == every_instance(cluster)
+    assert spread(answers) == cluster.addresses
     refused = next(r for r in answers if r.status_code == 429)
     assert refused.json()["error"]["code"] == "rate_limit_exceeded"
     assert refused.headers["x-ratelimit-limit-requests"] == str(RPM)
 
 
 def test_tpm_admits_exactly_the_limit_across_instances(cluster):
+    clear_of_window_edge()
     held = cluster.handlers["tpm"] = Held()
     answers: list[httpx.Response] = []
 
@@ -308,7 +246,7 @@ def test_tpm_admits_exactly_the_limit_across_instances(cluster):
     codes = Counter(r.status_code for r in results)
     assert codes == {200: 10, 429: 30}, codes
     assert held.peak == 10
-    assert spread(results) == every_instance(cluster)
+    assert spread(results) == cluster.addresses
     refused = next(r for r in results if r.status_code == 429)
     assert "tokens per minute" in refused.json()["error"]["message"]
 
@@ -328,7 +266,7 @@ def test_budget_spend_stays_within_one_reservation(cluster):
     first = burst(30, lambda: post(cluster.nginx.url, BUDGET_KEY, body()))
     codes = Counter(r.status_code for r in first)
     assert codes[200] >= 1 and codes[429] >= 1, codes
-    assert spread(first) == every_instance(cluster)
+    assert spread(first) == cluster.addresses
     # Then one at a time, round the instances, until the budget refuses.
     admitted = codes[200]
     refusal = None
@@ -400,7 +338,7 @@ def test_parallel_leases_hold_across_instances(cluster):
     codes = Counter(r.status_code for r in results)
     assert codes == {200: PARALLEL, 429: 12 - PARALLEL}, codes
     assert held.peak == PARALLEL
-    assert spread(results) == every_instance(cluster)
+    assert spread(results) == cluster.addresses
     # Every slot came back: the next PARALLEL requests all pass.
     again = burst(PARALLEL, lambda: post(cluster.nginx.url, PAR_KEY, chat_body("m")))
     assert [r.status_code for r in again] == [200] * PARALLEL
