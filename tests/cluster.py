@@ -9,6 +9,8 @@ tests/integration/test_multihost.py and bench/scaling.py.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -150,3 +152,71 @@ def warm(cluster: Cluster, key: str, per_instance: int) -> None:
         bad = [r for r in answers if r.status_code != 200]
         if bad:
             raise RuntimeError(f"{url} did not warm up: {bad[0].text}")
+
+
+class Held:
+    """An upstream handler that holds each request until `gate` opens and
+    counts the requests in flight at the provider (and their peak)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.gate = threading.Event()
+        self.inflight = 0
+        self.peak = 0
+        self.seen = 0
+
+    def __call__(self, rec: Recorded) -> Reply:
+        with self.cond:
+            self.inflight += 1
+            self.seen += 1
+            self.peak = max(self.peak, self.inflight)
+            self.cond.notify_all()
+        try:
+            self.gate.wait(30)
+        finally:
+            with self.cond:
+                self.inflight -= 1
+                self.cond.notify_all()
+        return Reply(json=fake.completion(rec.json["model"], "held"))
+
+    def wait(self, predicate: Callable[[Held], bool], timeout: float = 10.0) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: predicate(self), timeout)
+
+
+def wait_for_count(count: Callable[[], int], n: int, timeout: float) -> bool:
+    """Poll `count()` until it reaches `n`; False at the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if count() >= n:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def usage_rows(database: str, key: str, n: int, timeout: float = 5.0) -> int:
+    """Usage rows of `key` answered 200, once there are `n` (or at the timeout)."""
+    import psycopg2
+
+    deadline = time.monotonic() + timeout
+    conn = psycopg2.connect(database)
+    conn.autocommit = True
+    try:
+        while True:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM usage WHERE key_name = %s AND status = 200",
+                    (key,),
+                )
+                rows = cur.fetchone()[0]
+            if rows >= n or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.1)
+    finally:
+        conn.close()
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of `pid` (a gunicorn master's workers)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()]

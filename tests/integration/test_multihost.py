@@ -12,20 +12,28 @@ from __future__ import annotations
 import math
 import os
 import signal
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
 
 from crabllm_sync.extensions.rate_limit import WINDOW
 from tests import cluster as hosts
-from tests.cluster import UPSTREAM_HEADER, Cluster, burst, chat_body, post
+from tests.cluster import (
+    UPSTREAM_HEADER,
+    Cluster,
+    Held,
+    burst,
+    chat_body,
+    children,
+    post,
+    usage_rows,
+    wait_for_count,
+)
 from tests.fakes import openai as fake
 from tests.servers import NGINX, Unavailable, wait_for
 from tests.upstream import Recorded, Reply, Upstream
@@ -53,36 +61,6 @@ TPM = 10_500
 PRICE_PER_MILLION = 10_000.0
 BUDGET_MAX_TOKENS = 50
 BUDGET = 5.0
-
-
-class Held:
-    """An upstream handler that holds each request until `gate` opens and
-    counts the requests in flight at the provider (and their peak)."""
-
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.gate = threading.Event()
-        self.inflight = 0
-        self.peak = 0
-        self.seen = 0
-
-    def __call__(self, rec: Recorded) -> Reply:
-        with self.cond:
-            self.inflight += 1
-            self.seen += 1
-            self.peak = max(self.peak, self.inflight)
-            self.cond.notify_all()
-        try:
-            self.gate.wait(30)
-        finally:
-            with self.cond:
-                self.inflight -= 1
-                self.cond.notify_all()
-        return Reply(json=fake.completion(rec.json["model"], "held"))
-
-    def wait(self, predicate: Callable[[Held], bool], timeout: float = 10.0) -> bool:
-        with self.cond:
-            return self.cond.wait_for(lambda: predicate(self), timeout)
 
 
 def priced_answer(rec: Recorded) -> Reply:
@@ -251,15 +229,6 @@ def test_tpm_admits_exactly_the_limit_across_instances(cluster):
     assert "tokens per minute" in refused.json()["error"]["message"]
 
 
-def wait_for_count(count: Callable[[], int], n: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if count() >= n:
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def test_budget_spend_stays_within_one_reservation(cluster):
     cluster.handlers["priced"] = priced_answer
     body = lambda: chat_body("priced", max_tokens=BUDGET_MAX_TOKENS)  # noqa: E731
@@ -296,29 +265,8 @@ def test_budget_spend_stays_within_one_reservation(cluster):
     # Refused only when one more reservation would not fit.
     assert spent_usd + reservation > BUDGET
     # The ledger in PostgreSQL holds every admitted request once.
-    rows = wait_for_rows(cluster.database, "budget", admitted)
+    rows = usage_rows(cluster.database, "budget", admitted)
     assert rows == admitted
-
-
-def wait_for_rows(database: str, key: str, n: int, timeout: float = 5.0) -> int:
-    import psycopg2
-
-    deadline = time.monotonic() + timeout
-    conn = psycopg2.connect(database)
-    conn.autocommit = True
-    try:
-        while True:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT count(*) FROM usage WHERE key_name = %s AND status = 200",
-                    (key,),
-                )
-                rows = cur.fetchone()[0]
-            if rows >= n or time.monotonic() > deadline:
-                return rows
-            time.sleep(0.1)
-    finally:
-        conn.close()
 
 
 def test_parallel_leases_hold_across_instances(cluster):
@@ -441,11 +389,6 @@ def test_a_stored_response_is_read_from_any_instance(cluster):
     assert any("teal" in str(m.get("content")) for m in sent), sent
 
 
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()]
-
-
 def test_a_killed_instances_leases_expire(cluster):
     """Last: it kills an instance (SIGKILL to its master and workers)."""
     victim = cluster.instances[-1]
@@ -457,7 +400,7 @@ def test_a_killed_instances_leases_expire(cluster):
                 for _ in range(PARALLEL)
             ]
             assert held.wait(lambda h: h.inflight == PARALLEL)
-            for pid in [*_children(victim.proc.pid), victim.proc.pid]:
+            for pid in [*children(victim.proc.pid), victim.proc.pid]:
                 os.kill(pid, signal.SIGKILL)
             killed_at = time.monotonic()
             victim.proc.wait(5)
