@@ -86,6 +86,9 @@ class PricingConfig(_Strict):
 
 class RateLimitExtension(RateLimitConfig):
     fail_open: bool = False
+    # Seconds a max_parallel_requests slot outlives a gateway that died holding
+    # it; None: request_deadline + 60. Streams renew theirs (concurrency.py).
+    lease_seconds: float | None = Field(None, gt=0)
 
 
 class CacheExtension(_Strict):

@@ -10,14 +10,20 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from tests.conftest import free_port
+import httpx
+
+from tests.conftest import ROOT, free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
+NGINX = shutil.which("nginx") or (
+    "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+)
 
 
 class Unavailable(Exception):
@@ -203,3 +209,71 @@ class PostgresServer:
         except Unavailable:
             pass
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Nginx:
+    """A real nginx serving deploy/nginx.conf before the given gunicorn ports
+    (one upstream, round robin), on a free port, its files in `root`.
+
+    `location_extra` adds directives to the site's `location /` (a test adds
+    a header naming the upstream that answered).
+    """
+
+    def __init__(
+        self, root: Path, gateway_ports: list[int], location_extra: str = ""
+    ) -> None:
+        if NGINX is None:
+            raise Unavailable("nginx is not installed")
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        servers = "\n    ".join(f"server 127.0.0.1:{p};" for p in gateway_ports)
+        site = (ROOT / "deploy" / "nginx.conf").read_text()
+        site = site.replace("server 127.0.0.1:8080;", servers)
+        site = site.replace("listen 80;", f"listen 127.0.0.1:{self.port};")
+        site = site.replace("location / {", "location / {\n" + location_extra, 1)
+        (root / "site.conf").write_text(site)
+        for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (root / d).mkdir(exist_ok=True)
+        user = "user root;" if os.geteuid() == 0 else ""
+        (root / "nginx.conf").write_text(f"""
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+{user}
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    include {root}/site.conf;
+}}
+""")
+        self.proc = subprocess.Popen(
+            [NGINX, "-p", str(root), "-c", str(root / "nginx.conf")],
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(self.proc.stderr.read().decode())
+            try:
+                httpx.get(f"{self.url}/health", timeout=1)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.proc.kill()
+        raise AssertionError("nginx did not start")
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 _STATE = "concurrency"
 _OUTAGE: Any = object()  # storage down and fail_open: no slot, no refusal
-# Streams renew their lease this often (seconds) so a long stream keeps it.
+# Streams renew their lease this often (seconds) so a long stream keeps it;
+# more often when the lease itself is shorter (a third of it).
 RENEW_EVERY = 30.0
 
 
@@ -35,8 +36,11 @@ class Concurrency(Extension):
         self.storage = storage
         section = config.extensions.rate_limit
         self.fail_open = section.fail_open if section else False
-        # Longer than any non-streamed request may take.
-        self.lease_ttl = config.routing.request_deadline + 60.0
+        # By default longer than any non-streamed request may take; a shorter
+        # lease frees a dead host's slots sooner (docs/extensions.md).
+        lease = section.lease_seconds if section else None
+        self.lease_ttl = lease or config.routing.request_deadline + 60.0
+        self.renew_every = min(RENEW_EVERY, self.lease_ttl / 3)
 
     def on_request(self, ctx: RequestContext, body: dict[str, Any]) -> None:
         limit = key_limit(self.config, ctx.principal, "max_parallel_requests")
@@ -73,7 +77,7 @@ class Concurrency(Extension):
         if lease is None:
             return
         now = time.monotonic()
-        if now - lease.renewed >= RENEW_EVERY:
+        if now - lease.renewed >= self.renew_every:
             lease.renew(now)
 
     def on_response(

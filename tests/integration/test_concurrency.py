@@ -159,3 +159,34 @@ def test_a_dead_workers_slot_expires_with_its_lease(upstream, tmp_path, app_fact
     r = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
     assert r.status_code == 200
     assert leases(app) == []
+
+
+def test_lease_seconds_sets_how_long_a_dead_hosts_slot_stays(
+    upstream, tmp_path, app_factory
+):
+    from crabllm_sync.storage.memory import MemoryStorage
+
+    now = [1000.0]
+    storage = MemoryStorage(clock=lambda: now[0])
+    keys = [{"name": "team-a", "key": KEY_A, "max_parallel_requests": 1}]
+    app = app_factory(
+        ext_config(
+            upstream,
+            tmp_path,
+            keys=keys,
+            extensions={"rate_limit": {"lease_seconds": 9}},
+        ),
+        storage=storage,
+    )
+    conc = next(
+        e for e in app.extensions["crabllm"].extensions if e.name == "concurrency"
+    )
+    # A stream renews three times per lease, so it never outlives its own.
+    assert (conc.lease_ttl, conc.renew_every) == (9, 3)
+    assert storage.incr("conc:team-a:0", 1, conc.lease_ttl) == 1  # a dead holder
+    client = app.test_client()
+    r = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    assert r.status_code == 429
+    now[0] += 9.5
+    r = client.post("/v1/chat/completions", json=chat_body(), headers=auth(KEY_A))
+    assert r.status_code == 200

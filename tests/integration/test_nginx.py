@@ -2,72 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
-import signal
-import subprocess
 import threading
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port, write_toml
+from tests.conftest import write_toml
 from tests.fakes import openai as fake
+from tests.servers import NGINX, Nginx
 from tests.upstream import Reply, sse_bytes
 
-NGINX = shutil.which("nginx") or (
-    "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
-)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")
-
-
-def _nginx(tmp_path: Path, gateway_port: int) -> tuple[subprocess.Popen, int]:
-    port = free_port()
-    site = (ROOT / "deploy" / "nginx.conf").read_text()
-    site = site.replace("server 127.0.0.1:8080;", f"server 127.0.0.1:{gateway_port};")
-    site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
-    (tmp_path / "site.conf").write_text(site)
-    for d in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp_path / d).mkdir()
-    (tmp_path / "nginx.conf").write_text(f"""
-worker_processes 1;
-daemon off;
-pid {tmp_path}/nginx.pid;
-error_log {tmp_path}/error.log warn;
-{"user root;" if _is_root() else ""}
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp_path}/body;
-    proxy_temp_path {tmp_path}/proxy;
-    fastcgi_temp_path {tmp_path}/fastcgi;
-    uwsgi_temp_path {tmp_path}/uwsgi;
-    scgi_temp_path {tmp_path}/scgi;
-    include {tmp_path}/site.conf;
-}}
-""")
-    proc = subprocess.Popen(
-        [NGINX, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(proc.stderr.read().decode())
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            return proc, port
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("nginx did not start")
-
-
-def _is_root() -> bool:
-    import os
-
-    return os.geteuid() == 0
 
 
 def test_stream_passes_through_nginx_event_by_event(tmp_path, upstream, gunicorn):
@@ -93,8 +38,8 @@ max_retries = 0
 """,
     )
     srv = gunicorn(config, workers=1)
-    (tmp_path / "nginx").mkdir()
-    ngx, port = _nginx(tmp_path / "nginx", srv.port)
+    ngx = Nginx(tmp_path / "nginx", [srv.port])
+    port = ngx.port
     try:
         with httpx.stream(
             "POST",
@@ -128,8 +73,4 @@ max_retries = 0
             and bad.json()["error"]["code"] == "invalid_request_error"
         )
     finally:
-        ngx.send_signal(signal.SIGQUIT)
-        try:
-            ngx.wait(10)
-        except subprocess.TimeoutExpired:
-            ngx.kill()
+        ngx.stop()
