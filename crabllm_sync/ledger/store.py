@@ -136,10 +136,11 @@ def claim(db: peewee.Database, job: str, now: float, every: float) -> bool:
     return (cur.rowcount or 0) == 1
 
 
-def prune(db: peewee.Database, before: float, chunk: int = PRUNE_CHUNK) -> int:
-    """Delete at most `chunk` raw usage rows older than `before`; the number
-    deleted. The rollups keep their sums."""
+def prune(db: peewee.Database, before: float, chunk: int | None = None) -> int:
+    """Delete at most `chunk` (PRUNE_CHUNK) raw usage rows older than
+    `before`; the number deleted. The rollups keep their sums."""
     p = db.param
+    chunk = PRUNE_CHUNK if chunk is None else chunk
     cur = db.execute_sql(
         "DELETE FROM usage WHERE id IN (SELECT id FROM usage"
         f" WHERE ts < {p} ORDER BY ts LIMIT {int(chunk)})",
