@@ -119,3 +119,25 @@ def test_the_previous_release_upgrades_in_place(old_db):
         db, f"WHERE ts >= {db.db.param} AND ts < {db.db.param}", (since, until)
     )
     db.close()
+
+
+def test_crabllm_sync_migrate_upgrades_before_the_gateway_starts(tmp_path):
+    from click.testing import CliRunner
+
+    from crabllm_sync.cli import main
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript((FIXTURES / "v2.sqlite.sql").read_text())
+    conn.close()
+    config = tmp_path / "crabllm.toml"
+    config.write_text(f'[storage]\nkind = "sqlite"\npath = "{path}"\n')
+    done = CliRunner().invoke(main, ["migrate", "--config", str(config)])
+    assert done.exit_code == 0, done.output
+    assert done.output.strip() == f"schema version {max(MIGRATIONS)}"
+    db = Database(f"sqlite:///{path}")
+    assert sum(r["requests"] for r in db.usage_totals(since=START)) == 240
+    with db.db.connection_context():
+        (n,) = db.db.execute_sql("SELECT COUNT(*) FROM usage_buckets").fetchone()
+    assert n > 0  # the backfill ran
+    db.close()
