@@ -32,12 +32,13 @@ def create(db: peewee.Database) -> None:
     )
 
 
-def upsert_sql(param: str) -> str:
-    """Add one increment row to its bucket (ON CONFLICT: sqlite >= 3.24, PostgreSQL)."""
+def upsert_sql(param: str, rows: int = 1) -> str:
+    """Add `rows` increments, each to its bucket (ON CONFLICT: sqlite >= 3.24,
+    PostgreSQL)."""
     adds = ", ".join(f"{c} = {TABLE}.{c} + excluded.{c}" for c in ("requests", *SUMS))
     return (
         f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) "
-        f"VALUES ({', '.join([param] * len(COLUMNS))}) "
+        "VALUES " + ", ".join([f"({', '.join([param] * len(COLUMNS))})"] * rows) + " "
         f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {adds}"
     )
 

@@ -44,10 +44,16 @@ def insert(
             values,
         )
         stored.update(r[0] for r in cursor.fetchall())
-    adds = plan.increments(plan.first_of_each(rows, stored))
-    if adds:
-        cursor.executemany(
-            schema.upsert_sql(db.param), [(*k, *v) for k, v in adds.items()]
+    adds = [
+        (*k, *v) for k, v in plan.increments(plan.first_of_each(rows, stored)).items()
+    ]
+    # One statement per chunk of buckets (each bucket once: ON CONFLICT DO
+    # UPDATE may touch a row only once per statement), not one per bucket.
+    for i in range(0, len(adds), INSERT_CHUNK):
+        chunk = adds[i : i + INSERT_CHUNK]
+        cursor.execute(
+            schema.upsert_sql(db.param, len(chunk)),
+            [v for add in chunk for v in add],
         )
 
 
