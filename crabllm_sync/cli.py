@@ -1,4 +1,5 @@
-"""The `crabllm-sync` command: init, serve, check, keys, usage, providers.
+"""The `crabllm-sync` command: init, serve, check, migrate, keys, usage,
+providers.
 
 Commands stay thin; `serve` never imports the app in the master process, so
 each gevent worker monkey-patches before requests/ssl are imported.
@@ -117,6 +118,30 @@ def check(config_path: str) -> None:
         f"{sum(len(p.models) for p in config.providers.values())} models, "
         f"{len(config.keys)} keys)"
     )
+
+
+@main.command()
+@config_option
+def migrate(config_path: str) -> None:
+    """Bring the SQL database's schema up to date, then exit.
+
+    Workers migrate at start too; run this first when an upgrade has a long
+    migration (migration 6 sums every usage row into the rollups), so no
+    worker waits on it past its lock timeout."""
+    from crabllm_sync.db import MIGRATIONS, open_database, unavailable_as_503
+    from crabllm_sync.errors import GatewayError
+
+    db = open_database(_load(config_path))
+    if db is None:
+        raise click.ClickException("[storage] kind = 'memory' has no SQL database")
+    try:
+        with unavailable_as_503():
+            db.migrate()
+    except GatewayError as exc:
+        raise click.ClickException(exc.message) from None
+    finally:
+        db.close()
+    click.echo(f"schema version {max(MIGRATIONS)}")
 
 
 def _config_warnings(config: Config, path: Path) -> list[str]:

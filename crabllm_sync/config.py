@@ -179,6 +179,9 @@ class StorageConfig(_Strict):
     # PostgreSQL `database` only: seconds to connect, and per statement.
     connect_timeout: float = Field(3, gt=0)
     statement_timeout: float = Field(10, ge=0)
+    # Raw usage rows older than this many days are deleted (the hourly and
+    # daily rollups that totals read are kept); None keeps them all.
+    usage_retention_days: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _redis_url(self) -> StorageConfig:

@@ -22,6 +22,7 @@ from playhouse.db_url import connect
 
 from crabllm_sync.config import Config
 from crabllm_sync.errors import ServiceUnavailableError
+from crabllm_sync.ledger import store as ledger
 from crabllm_sync.storage.postgres import (
     PostgresLimits,
     driver_errors,
@@ -190,7 +191,22 @@ def _v5(m: Models, db: peewee.Database) -> None:
     create_tables(db)
 
 
-MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5}
+def _v6(m: Models, db: peewee.Database) -> None:
+    """Hourly and daily usage rollups (ledger/schema.py), filled from the
+    rows already stored. PostgreSQL's usage.ts becomes DOUBLE PRECISION: it
+    was REAL (4 bytes: epoch seconds rounded to about two minutes), which
+    would put rows near an hour's end in another bucket than their ts."""
+    from crabllm_sync.ledger import schema
+
+    if isinstance(db, peewee.PostgresqlDatabase):
+        # A one-time rewrite of every row: not bound by statement_timeout.
+        db.execute_sql("SET LOCAL statement_timeout = 0")
+        db.execute_sql('ALTER TABLE "usage" ALTER COLUMN ts TYPE DOUBLE PRECISION')
+    schema.create(db)
+    schema.backfill(db)
+
+
+MIGRATIONS = {1: _v1, 2: _v2, 3: _v3, 4: _v4, 5: _v5, 6: _v6}
 
 
 class _SqliteDatabase(peewee.SqliteDatabase):
@@ -286,12 +302,8 @@ class Database:
         """
         if not rows:
             return
-        sql, fields = self._usage_insert
-        values = [
-            tuple(row.get(name, default) for name, default in fields) for row in rows
-        ]
         with self.batch(busy_timeout_ms):
-            self.db.cursor().executemany(sql, values)
+            ledger.insert(self.db, "usage", self._usage_fields, rows)
 
     @contextmanager
     def batch(self, busy_timeout_ms: int | None = None) -> Iterator[None]:
@@ -314,22 +326,16 @@ class Database:
                     self.db.execute_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_MS}")
 
     @cached_property
-    def _usage_insert(self) -> tuple[str, list[tuple[str, Any]]]:
-        """One prepared INSERT for usage rows and its (field, default) order.
+    def _usage_fields(self) -> list[tuple[str, Any]]:
+        """The (column, default) of a usage row's INSERT, in column order.
 
-        Written once instead of through peewee's query builder, which spent
-        more CPU generating SQL for each row than sqlite spent storing it.
-        ON CONFLICT DO NOTHING is the same in sqlite and PostgreSQL.
-        """
+        The INSERT is written by hand (ledger/store.py), not through peewee's
+        query builder, which spent more CPU generating SQL for each row than
+        sqlite spent storing it."""
         meta = self.m.UsageRecord._meta
-        fields = [f for f in meta.sorted_fields if f.name != "id"]
-        columns = ", ".join(f'"{f.column_name}"' for f in fields)
-        params = ", ".join([self.db.param] * len(fields))
-        sql = (
-            f'INSERT INTO "{meta.table_name}" ({columns}) VALUES ({params}) '
-            "ON CONFLICT DO NOTHING"
-        )
-        return sql, [(f.name, f.default) for f in fields]
+        return [
+            (f.column_name, f.default) for f in meta.sorted_fields if f.name != "id"
+        ]
 
     def usage_totals(
         self,
@@ -341,39 +347,33 @@ class Database:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Per key and model: requests, tokens and cost (nanos), filtered;
-        at most `limit` rows."""
-        U = self.m.UsageRecord
-        fn = peewee.fn
-        q = U.select(
-            U.key_name,
-            U.model,
-            fn.COUNT(U.id).alias("requests"),
-            fn.SUM(U.input_tokens).alias("input_tokens"),
-            fn.SUM(U.cache_read_tokens).alias("cache_read_tokens"),
-            fn.SUM(U.cache_write_tokens).alias("cache_write_tokens"),
-            fn.SUM(U.output_tokens).alias("output_tokens"),
-            fn.SUM(U.reasoning_tokens).alias("reasoning_tokens"),
-            fn.SUM(U.cost_nanos).alias("cost_nanos"),
-            fn.SUM(U.images).alias("images"),
-            fn.SUM(U.characters).alias("characters"),
-            fn.SUM(U.audio_ms).alias("audio_ms"),
-        )
-        conds = []
-        if key_name is not None:
-            conds.append(U.key_name == key_name)
-        if model is not None:
-            conds.append(U.model == model)
-        if since is not None:
-            conds.append(U.ts >= since)
-        if until is not None:
-            conds.append(U.ts < until)
-        if conds:
-            q = q.where(*conds)
-        q = q.group_by(U.key_name, U.model).order_by(U.key_name, U.model)
-        if limit is not None:
-            q = q.limit(limit)
+        at most `limit` rows, ordered by key and model. Read from the hourly
+        and daily rollups, with raw rows only for the minutes of [since,
+        until) outside whole hours (ledger/plan.py)."""
         with self.db.connection_context():
-            return [_ints(row) for row in q.dicts()]
+            rows = ledger.totals(
+                self.db,
+                key_name=key_name,
+                model=model,
+                since=since,
+                until=until,
+                limit=limit,
+            )
+        return [_ints(row) for row in rows]
+
+    def prune_usage(self, before: float) -> int:
+        """Delete at most ledger.PRUNE_CHUNK raw usage rows older than
+        `before`, in a transaction of its own; the rollups keep their sums."""
+        with self.db.connection_context():
+            with self.db.atomic():
+                return ledger.prune(self.db, before)
+
+    def claim_job(self, job: str, now: float, every: float) -> bool:
+        """True for the one worker (of every instance) that runs `job` now:
+        its last run was `every` seconds ago or more."""
+        with self.db.connection_context():
+            with self.db.atomic():
+                return ledger.claim(self.db, job, now, every)
 
 
 def _ints(row: dict[str, Any]) -> dict[str, Any]:

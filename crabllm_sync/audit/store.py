@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
@@ -286,7 +287,16 @@ class AuditStore:
         with self.db.connection_context():
             cur = self.db.execute_sql(sql, tuple(args))
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            return [
+                dict(zip(names, map(_plain, row), strict=True))
+                for row in cur.fetchall()
+            ]
+
+
+def _plain(value: Any) -> Any:
+    """PostgreSQL's SUM of a BIGINT is a NUMERIC (Decimal): an int here, as
+    sqlite answers, so the console's arithmetic with floats works."""
+    return int(value) if isinstance(value, Decimal) else value
 
 
 def rollups(rows: Sequence[dict[str, Any]]) -> dict[tuple[Any, ...], list[Any]]:

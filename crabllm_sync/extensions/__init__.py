@@ -102,7 +102,9 @@ def build_extensions(
     if ext.cache is not None:
         out.append(Cache(ext.cache, storage))
     if db is not None:
-        out.append(UsageRecorder(ext.usage, db))
+        out.append(
+            UsageRecorder(ext.usage, db, config.storage.usage_retention_days, clock)
+        )
     if db is not None and (ext.audit is None or ext.audit.enabled):
         out.append(AuditLog(ext.audit, AuditStore(db), redact or (lambda s: s), clock))
     out.append(RequestLog(ext.logging))

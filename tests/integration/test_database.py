@@ -51,7 +51,7 @@ def test_migrate_is_idempotent_and_versioned(open_db):
     db.migrate()
     with db.db.connection_context():
         versions = [r.version for r in db.m.SchemaVersion.select()]
-    assert versions == sorted(MIGRATIONS) == [1, 2, 3, 4, 5]
+    assert versions == sorted(MIGRATIONS) == [1, 2, 3, 4, 5, 6]
 
 
 def test_a_version_1_usage_table_gains_the_media_columns(open_db):

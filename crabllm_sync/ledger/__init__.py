@@ -1,0 +1,1 @@
+"""The usage ledger at scale: hourly and daily rollups, retention."""
