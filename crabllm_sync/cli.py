@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from crabllm_sync.catalog.cli import providers
-from crabllm_sync.cli_common import config_option, load
+from crabllm_sync.cli_common import config_option, database, load
 from crabllm_sync.config import Config
 from crabllm_sync.keys.cli import keys, usage
 
@@ -128,19 +128,11 @@ def migrate(config_path: str) -> None:
     Workers migrate at start too; run this first when an upgrade has a long
     migration (migration 6 sums every usage row into the rollups), so no
     worker waits on it past its lock timeout."""
-    from crabllm_sync.db import MIGRATIONS, open_database, unavailable_as_503
-    from crabllm_sync.errors import GatewayError
+    from crabllm_sync.db import MIGRATIONS, unavailable_as_503
 
-    db = open_database(_load(config_path))
-    if db is None:
-        raise click.ClickException("[storage] kind = 'memory' has no SQL database")
-    try:
-        with unavailable_as_503():
-            db.migrate()
-    except GatewayError as exc:
-        raise click.ClickException(exc.message) from None
-    finally:
-        db.close()
+    missing = "[storage] kind = 'memory' has no SQL database"
+    with database(config_path, missing) as (_config, db), unavailable_as_503():
+        db.migrate()
     click.echo(f"schema version {max(MIGRATIONS)}")
 
 
