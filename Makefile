@@ -73,6 +73,10 @@ bench:
 lock:
 	$(VENV)/bin/uv pip compile setup.cfg requirements-build.in --generate-hashes --python-version 3.11 -o requirements.lock -q
 	$(VENV)/bin/uv pip compile setup.cfg requirements-build.in --extra test --generate-hashes --python-version 3.11 -o requirements-test.lock -q
+	# google-genai asks for google-auth[requests]; pip 23.2 in --require-hashes
+	# mode treats that extra as unpinned and takes the newest google-auth
+	# (install fails), so the lock pins the extra itself.
+	sed -i 's/^google-auth==/google-auth[requests]==/' requirements-test.lock
 	$(VENV)/bin/uv pip compile requirements-bench.in --generate-hashes --python-version 3.11 -o requirements-bench.lock -q
 
 clean:
