@@ -32,6 +32,8 @@ PRUNE_CHUNK = 1000  # rows deleted per statement: a short hold of the database
 # Status filters beside an exact code.
 STATUS_CLASSES = {"2xx": (200, 300), "4xx": (400, 500), "5xx": (500, 600)}
 
+MAX_ID = 2**63 - 1  # the largest SQL BIGINT, sqlite INTEGER and PostgreSQL id
+
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
@@ -155,6 +157,10 @@ class AuditStore:
         return rows, (Cursor(rows[-1]["ts"], rows[-1]["id"]) if more else None)
 
     def get(self, record_id: int) -> dict[str, Any] | None:
+        # Ids are SQL BIGINTs: a larger one names no record (sqlite's driver
+        # would raise OverflowError on it).
+        if not 0 <= record_id <= MAX_ID:
+            return None
         columns = ", ".join(LOG_FIELDS)
         sql = f"SELECT id, {columns} FROM audit_log WHERE id = {self.db.param}"
         rows = self._dicts(sql, [record_id])
