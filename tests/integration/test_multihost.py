@@ -309,14 +309,24 @@ def test_a_key_made_on_one_instance_works_and_dies_on_every_instance(cluster):
     gone = httpx.delete(f"{others[0]}/v1/admin/keys/{name}", headers=auth(ADMIN))
     assert gone.status_code == 200 and gone.json()["status"] == "revoked", gone.text
     revoked_at = time.monotonic()
-    # Within 5 s, every instance refuses it ten times running (fresh
-    # connections, so both workers of each are asked).
+    # No request sent 5 s or more after the revocation is admitted, and every
+    # instance comes to refuse it ten times running (fresh connections, so
+    # both workers of each are asked). The bound is on when a request was
+    # sent, not on how long this loop takes on a loaded machine.
+    give_up = revoked_at + 30.0
     for url in cluster.urls:
         run = 0
         while run < 10:
-            assert time.monotonic() - revoked_at < 5.0, f"{url} still admits it"
+            sent = time.monotonic()
+            assert sent < give_up, f"{url} never refused it ten times running"
             r = post(url, secret, chat_body("m"))
-            run = run + 1 if r.status_code == 401 else 0
+            if r.status_code == 401:
+                run += 1
+                continue
+            run = 0
+            assert sent - revoked_at < 5.0, (
+                f"{url} admitted it {sent - revoked_at:.1f} s after"
+            )
         assert "revoked" in r.json()["error"]["message"]
 
 
